@@ -1,0 +1,190 @@
+//! The per-app channel registry: channel name -> subscribers, presence members and the cached
+//! last event. Every change to one channel happens under that channel's map entry, so joins,
+//! leaves, publishes and cache replays on one channel are seen in one order by everybody.
+//!
+//! Frames are queued with `try_send` while the entry is held: that never waits, so no lock is
+//! ever held across an `.await`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use super::presence::{Presence, PresenceMember};
+use super::ChannelKind;
+use crate::connection::{ConnectionHandle, SocketId};
+use crate::protocol::server;
+
+struct Subscriber {
+    handle: ConnectionHandle,
+    /// The presence member id this socket joined as.
+    member_id: Option<String>,
+}
+
+#[derive(Default)]
+struct Channel {
+    subscribers: HashMap<SocketId, Subscriber>,
+    presence: Option<Presence>,
+    /// Last event of a cache channel and when it was stored.
+    cached: Option<(Utf8Bytes, Instant)>,
+}
+
+impl Channel {
+    fn send_all(&self, text: &Utf8Bytes, except: Option<SocketId>) {
+        for (id, sub) in &self.subscribers {
+            if Some(*id) != except {
+                sub.handle.send_text(text.clone());
+            }
+        }
+    }
+
+    fn is_idle(&self, now: Instant, ttl: Duration) -> bool {
+        self.subscribers.is_empty() && self.cached.as_ref().is_none_or(|(_, at)| now.duration_since(*at) >= ttl)
+    }
+}
+
+/// Counts of one occupied channel.
+#[derive(Debug, Clone)]
+pub struct ChannelInfo {
+    pub name: String,
+    pub subscription_count: usize,
+    /// Unique users, for presence channels.
+    pub user_count: Option<usize>,
+}
+
+/// All channels of one app.
+pub struct ChannelRegistry {
+    channels: DashMap<String, Channel>,
+    cache_ttl: Duration,
+}
+
+impl ChannelRegistry {
+    pub fn new(cache_ttl: Duration) -> ChannelRegistry {
+        ChannelRegistry { channels: DashMap::new(), cache_ttl }
+    }
+
+    /// Subscribes `handle` and sends, in order: `member_added` to the others (a presence
+    /// user's first socket), `subscription_succeeded` to the subscriber, then the cached event
+    /// or `pusher:cache_miss` on cache channels. Re-subscribing only repeats the reply.
+    /// Returns false when the socket was subscribed already.
+    pub fn subscribe(&self, name: &str, kind: ChannelKind, handle: &ConnectionHandle, member: Option<PresenceMember>) -> bool {
+        let mut ch = self.channels.entry(name.to_owned()).or_default();
+        let id = handle.id();
+        let fresh = !ch.subscribers.contains_key(&id);
+        if fresh {
+            let member_id = member.as_ref().map(|m| m.id.clone());
+            if let Some(m) = member {
+                let announce = server::member_added(name, &m.user_id, m.user_info.as_deref());
+                if ch.presence.get_or_insert_with(Presence::default).join(m) {
+                    ch.send_all(&Utf8Bytes::from(announce), Some(id));
+                }
+            }
+            ch.subscribers.insert(id, Subscriber { handle: handle.clone(), member_id });
+        }
+        let data = match &ch.presence {
+            Some(p) if kind.presence => p.snapshot_json(),
+            _ => "{}".to_owned(),
+        };
+        handle.send_text(server::subscription_succeeded(name, &data).into());
+        if kind.cache {
+            match &ch.cached {
+                Some((text, at)) if at.elapsed() < self.cache_ttl => handle.send_text(text.clone()),
+                _ => handle.send_text(server::cache_miss(name).into()),
+            }
+        }
+        fresh
+    }
+
+    /// Removes one socket from a channel, announcing `member_removed` when it was the user's
+    /// last socket there; an emptied channel is dropped unless it holds a live cached event.
+    pub fn unsubscribe(&self, name: &str, id: SocketId) -> bool {
+        let now = Instant::now();
+        let removed = match self.channels.get_mut(name) {
+            None => return false,
+            Some(mut ch) => match ch.subscribers.remove(&id) {
+                None => false,
+                Some(sub) => {
+                    let gone = match (sub.member_id, ch.presence.as_mut()) {
+                        (Some(mid), Some(p)) => p.leave(&mid),
+                        _ => None,
+                    };
+                    if let Some(m) = gone {
+                        ch.send_all(&server::member_removed(name, &m.user_id).into(), None);
+                    }
+                    true
+                }
+            },
+        };
+        self.channels.remove_if(name, |_, ch| ch.is_idle(now, self.cache_ttl));
+        removed
+    }
+
+    /// Delivers one serialized frame to every subscriber but `except`, and keeps it as the
+    /// last event of a cache channel (even with nobody subscribed). Returns recipients.
+    pub fn publish(&self, name: &str, cache: bool, text: &Utf8Bytes, except: Option<SocketId>) -> usize {
+        if cache {
+            let mut ch = self.channels.entry(name.to_owned()).or_default();
+            ch.cached = Some((text.clone(), Instant::now()));
+            ch.send_all(text, except);
+            return ch.subscribers.len();
+        }
+        match self.channels.get(name) {
+            Some(ch) => {
+                ch.send_all(text, except);
+                ch.subscribers.len()
+            }
+            None => 0,
+        }
+    }
+
+    /// Subscribers of `name` (0 when unoccupied).
+    pub fn subscription_count(&self, name: &str) -> usize {
+        self.channels.get(name).map_or(0, |c| c.subscribers.len())
+    }
+
+    /// Unique users of a presence channel (0 when unoccupied).
+    pub fn user_count(&self, name: &str) -> usize {
+        self.channels.get(name).and_then(|c| c.presence.as_ref().map(Presence::count)).unwrap_or(0)
+    }
+
+    /// String ids of a presence channel's users.
+    pub fn user_ids(&self, name: &str) -> Vec<String> {
+        self.channels
+            .get(name)
+            .and_then(|c| c.presence.as_ref().map(|p| p.ids().map(str::to_owned).collect()))
+            .unwrap_or_default()
+    }
+
+    /// The live cached event of a cache channel and its remaining time to live.
+    pub fn cached(&self, name: &str) -> Option<(Utf8Bytes, Duration)> {
+        let ch = self.channels.get(name)?;
+        let (text, at) = ch.cached.as_ref()?;
+        self.cache_ttl.checked_sub(at.elapsed()).filter(|d| !d.is_zero()).map(|left| (text.clone(), left))
+    }
+
+    /// Occupied channels whose name starts with `prefix`.
+    pub fn occupied(&self, prefix: &str) -> Vec<ChannelInfo> {
+        self.channels
+            .iter()
+            .filter(|e| !e.subscribers.is_empty() && e.key().starts_with(prefix))
+            .map(|e| ChannelInfo {
+                name: e.key().clone(),
+                subscription_count: e.subscribers.len(),
+                user_count: e.presence.as_ref().map(Presence::count),
+            })
+            .collect()
+    }
+
+    /// Drops cached events past their time to live (and channels left with nothing).
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let ttl = self.cache_ttl;
+        self.channels.retain(|_, ch| {
+            if ch.cached.as_ref().is_some_and(|(_, at)| now.duration_since(*at) >= ttl) {
+                ch.cached = None;
+            }
+            !ch.is_idle(now, ttl)
+        });
+    }
+}

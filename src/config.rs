@@ -1,0 +1,453 @@
+//! Configuration from, highest first: command-line flags, environment variables, a TOML
+//! config file (`--config`), a `.env` file in the working directory, built-in defaults.
+//!
+//! Every setting has one name: its environment variable (`REVERB_*` where Reverb has one,
+//! `RESOUND_*` for our own). Flags and config-file keys map onto those names, so precedence
+//! is one lookup chain per name, and validation happens once, here, before anything binds.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Arg, ArgMatches, Command};
+
+use crate::apps::{App, ClientEvents, RateLimit};
+
+/// Credentials of the development app used when no app is configured anywhere.
+pub const DEV_APP: (&str, &str, &str) = ("resound-dev", "resound-dev-key", "resound-dev-secret");
+
+/// The validated server configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    /// Route prefix, either empty or `/segment[/segment]` with no trailing slash.
+    pub path: String,
+    /// Largest HTTP request (head and body) in bytes; bigger ones get 413.
+    pub max_request_size: usize,
+    /// Largest `data` of one HTTP API event in bytes (413 beyond).
+    pub max_event_size: usize,
+    /// Most channels one HTTP trigger may name.
+    pub max_channels_per_event: usize,
+    /// Most events in one batch request; 0 is unlimited.
+    pub max_batch_size: usize,
+    /// Allowed clock skew of `auth_timestamp`; `None` disables the check.
+    pub api_timestamp_window: Option<Duration>,
+    /// Outbound messages queued for one connection before it counts as too slow.
+    pub outbound_queue: usize,
+    /// How long cache channels keep their last event.
+    pub cache_ttl: Duration,
+    /// Time allowed for closing connections on shutdown.
+    pub shutdown_timeout: Duration,
+    pub debug: bool,
+    pub apps: Vec<App>,
+    /// True when no app was configured and the built-in development app is used.
+    pub dev_app: bool,
+}
+
+impl Default for Config {
+    /// Defaults with the development app; tests start from this.
+    fn default() -> Config {
+        Config {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            path: String::new(),
+            max_request_size: 10_000,
+            max_event_size: 10_240,
+            max_channels_per_event: 100,
+            max_batch_size: 0,
+            api_timestamp_window: Some(Duration::from_secs(600)),
+            outbound_queue: 1024,
+            cache_ttl: Duration::from_secs(1800),
+            shutdown_timeout: Duration::from_secs(10),
+            debug: false,
+            apps: vec![App::new(DEV_APP.0, DEV_APP.1, DEV_APP.2)],
+            dev_app: true,
+        }
+    }
+}
+
+/// A setting that could not be accepted: names the field and the value.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// One setting: its variable name, flag, config-file key, and help text.
+struct Setting {
+    env: &'static str,
+    flag: &'static str,
+    /// Key in the config file: `server.<key>` for server settings, `<key>` in an `[[apps]]` table.
+    file_key: &'static str,
+    app: bool,
+    help: &'static str,
+}
+
+const fn s(env: &'static str, flag: &'static str, file_key: &'static str, app: bool, help: &'static str) -> Setting {
+    Setting { env, flag, file_key, app, help }
+}
+
+const SETTINGS: &[Setting] = &[
+    s("REVERB_SERVER_HOST", "host", "host", false, "Address to bind [default: 0.0.0.0; 127.0.0.1 with the development app]"),
+    s("REVERB_SERVER_PORT", "port", "port", false, "Port for WebSocket, HTTP API and /up [default: 8080]"),
+    s("REVERB_SERVER_PATH", "path", "path", false, "Prefix for every route, e.g. /reverb [default: none]"),
+    s("REVERB_MAX_REQUEST_SIZE", "max-request-size", "max_request_size", false, "Largest HTTP request in bytes, head and body [default: 10000]"),
+    s("RESOUND_MAX_EVENT_SIZE", "max-event-size", "max_event_size", false, "Largest event data on the HTTP API in bytes [default: 10240]"),
+    s("RESOUND_MAX_CHANNELS_PER_EVENT", "max-channels-per-event", "max_channels_per_event", false, "Most channels in one trigger [default: 100]"),
+    s("RESOUND_MAX_BATCH_SIZE", "max-batch-size", "max_batch_size", false, "Most events in one batch, 0 = unlimited [default: 0]"),
+    s("RESOUND_API_TIMESTAMP_WINDOW", "api-timestamp-window", "api_timestamp_window", false, "Allowed auth_timestamp skew in seconds, 0 = unchecked [default: 600]"),
+    s("RESOUND_OUTBOUND_QUEUE", "outbound-queue", "outbound_queue", false, "Messages queued per connection before it is dropped as too slow [default: 1024]"),
+    s("RESOUND_CACHE_TTL", "cache-ttl", "cache_ttl", false, "Seconds a cache channel keeps its last event [default: 1800]"),
+    s("RESOUND_SHUTDOWN_TIMEOUT", "shutdown-timeout", "shutdown_timeout", false, "Seconds allowed for a graceful shutdown [default: 10]"),
+    s("REVERB_APP_ID", "app-id", "app_id", true, "App id (used in HTTP API paths)"),
+    s("REVERB_APP_KEY", "app-key", "key", true, "App key (used by clients in /app/{key})"),
+    s("REVERB_APP_SECRET", "app-secret", "secret", true, "App secret (signs channel auth and API requests)"),
+    s("RESOUND_APP_ENABLED", "app-enabled", "enabled", true, "false refuses connections with 4003 [default: true]"),
+    s("REVERB_APP_PING_INTERVAL", "ping-interval", "ping_interval", true, "Seconds of silence before the server pings [default: 60]"),
+    s("RESOUND_APP_PONG_TIMEOUT", "pong-timeout", "pong_timeout", true, "Seconds a pinged client has to answer before close 4201 [default: 30]"),
+    s("REVERB_APP_ACTIVITY_TIMEOUT", "activity-timeout", "activity_timeout", true, "activity_timeout sent to clients, seconds [default: 30]"),
+    s("REVERB_APP_MAX_CONNECTIONS", "max-connections", "max_connections", true, "Connections allowed at once, empty = unlimited [default: unlimited]"),
+    s("REVERB_APP_MAX_MESSAGE_SIZE", "max-message-size", "max_message_size", true, "Largest client message in bytes; bigger closes with 1009 [default: 10000]"),
+    s("REVERB_APP_ALLOWED_ORIGINS", "allowed-origins", "allowed_origins", true, "Comma-separated origin host patterns [default: *]"),
+    s("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM", "accept-client-events-from", "accept_client_events_from", true, "members, all or none [default: members]"),
+    s("REVERB_APP_RATE_LIMITING_ENABLED", "rate-limiting", "rate_limiting.enabled", true, "Limit inbound messages per connection [default: false]"),
+    s("REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS", "rate-limit-max-attempts", "rate_limiting.max_attempts", true, "Messages allowed per window [default: 60]"),
+    s("REVERB_APP_RATE_LIMIT_DECAY_SECONDS", "rate-limit-decay-seconds", "rate_limiting.decay_seconds", true, "Window length in seconds [default: 60]"),
+    s("REVERB_APP_RATE_LIMIT_TERMINATE", "rate-limit-terminate", "rate_limiting.terminate_on_limit", true, "Close the connection when the limit is hit [default: false]"),
+];
+
+/// The clap command: every setting as a flag bound to its variable, plus `--config` and `--debug`.
+pub fn command() -> Command {
+    let mut cmd = Command::new("resound")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("A Pusher Channels protocol 7 server: a drop-in for Laravel Reverb")
+        .after_help(
+            "Precedence: flags > environment > --config file > ./.env > defaults.\n\
+             With no app configured anywhere, a development app is used and printed.",
+        )
+        .arg(Arg::new("config").long("config").env("RESOUND_CONFIG").value_name("FILE").help("TOML config file (server settings and any number of [[apps]])"))
+        .arg(Arg::new("debug").long("debug").env("RESOUND_DEBUG").action(clap::ArgAction::SetTrue).help("Log every connection, subscription and message"))
+        .arg(Arg::new("hostname").long("hostname").value_name("HOST").help("Accepted for reverb:start compatibility; unused"));
+    for st in SETTINGS {
+        cmd = cmd.arg(Arg::new(st.env).long(st.flag).env(st.env).value_name("VALUE").help(st.help));
+    }
+    cmd
+}
+
+/// Where a value came from, for error messages.
+#[derive(Clone, Copy)]
+enum Origin {
+    Cli,
+    File,
+    DotEnv,
+}
+
+type Layer = HashMap<String, String>;
+
+/// Reads the configuration: `matches` holds flags and environment (clap merges those),
+/// `cwd` is where `.env` is looked for.
+pub fn load(matches: &ArgMatches, cwd: &Path) -> Result<Config, ConfigError> {
+    let cli: Layer = SETTINGS
+        .iter()
+        .filter_map(|st| matches.get_one::<String>(st.env).map(|v| (st.env.to_owned(), v.clone())))
+        .collect();
+    let (file_server, file_apps) = match matches.get_one::<String>("config") {
+        Some(path) => read_config_file(Path::new(path))?,
+        None => (Layer::new(), Vec::new()),
+    };
+    let dotenv = read_dotenv(&cwd.join(".env"))?;
+    let first_app = file_apps.first().cloned().unwrap_or_default();
+    let primary = Layers(vec![(&cli, Origin::Cli), (&file_server, Origin::File), (&first_app, Origin::File), (&dotenv, Origin::DotEnv)]);
+
+    let mut apps = Vec::new();
+    if let Some(app) = parse_app(&primary)? {
+        apps.push(app);
+    }
+    for table in file_apps.iter().skip(1) {
+        let layers = Layers(vec![(table, Origin::File)]);
+        apps.push(parse_app(&layers)?.ok_or_else(|| ConfigError("an [[apps]] entry has no app_id, key or secret".into()))?);
+    }
+    check_unique(&apps)?;
+    let dev_app = apps.is_empty();
+    if dev_app {
+        apps.push(App::new(DEV_APP.0, DEV_APP.1, DEV_APP.2));
+    }
+
+    let defaults = Config::default();
+    let l = &primary;
+    let default_host = if dev_app { "127.0.0.1" } else { "0.0.0.0" };
+    Ok(Config {
+        host: l.get("REVERB_SERVER_HOST").map(|(v, _)| v).unwrap_or_else(|| default_host.into()),
+        port: l.parse("REVERB_SERVER_PORT", "a port number (0-65535)", |v| v.parse().ok())?.unwrap_or(8080),
+        path: normalize_path(&l.get("REVERB_SERVER_PATH").map(|(v, _)| v).unwrap_or_default()),
+        max_request_size: l.positive("REVERB_MAX_REQUEST_SIZE")?.unwrap_or(defaults.max_request_size),
+        max_event_size: l.positive("RESOUND_MAX_EVENT_SIZE")?.unwrap_or(defaults.max_event_size),
+        max_channels_per_event: l.positive("RESOUND_MAX_CHANNELS_PER_EVENT")?.unwrap_or(defaults.max_channels_per_event),
+        max_batch_size: l.number("RESOUND_MAX_BATCH_SIZE")?.unwrap_or(0),
+        api_timestamp_window: match l.number("RESOUND_API_TIMESTAMP_WINDOW")? {
+            Some(0) => None,
+            Some(n) => Some(Duration::from_secs(n as u64)),
+            None => defaults.api_timestamp_window,
+        },
+        outbound_queue: l.positive("RESOUND_OUTBOUND_QUEUE")?.unwrap_or(defaults.outbound_queue),
+        cache_ttl: l.seconds("RESOUND_CACHE_TTL")?.unwrap_or(defaults.cache_ttl),
+        shutdown_timeout: l.seconds("RESOUND_SHUTDOWN_TIMEOUT")?.unwrap_or(defaults.shutdown_timeout),
+        debug: matches.get_flag("debug"),
+        apps,
+        dev_app,
+    })
+}
+
+fn normalize_path(p: &str) -> String {
+    let trimmed = p.trim().trim_matches('/');
+    if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!("/{trimmed}")
+    }
+}
+
+struct Layers<'a>(Vec<(&'a Layer, Origin)>);
+
+impl Layers<'_> {
+    /// The first layer's value; an empty value counts as unset (Laravel `.env` style `X=`).
+    fn get(&self, name: &str) -> Option<(String, Origin)> {
+        self.0.iter().find_map(|(layer, origin)| match layer.get(name) {
+            Some(v) if !v.trim().is_empty() => Some((v.trim().to_owned(), *origin)),
+            _ => None,
+        })
+    }
+
+    fn parse<T>(&self, name: &str, expected: &str, f: impl Fn(&str) -> Option<T>) -> Result<Option<T>, ConfigError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some((v, origin)) => f(&v).map(Some).ok_or_else(|| bad(name, &v, origin, expected)),
+        }
+    }
+
+    fn number(&self, name: &str) -> Result<Option<usize>, ConfigError> {
+        self.parse(name, "a whole number", |v| v.parse().ok())
+    }
+
+    fn positive(&self, name: &str) -> Result<Option<usize>, ConfigError> {
+        self.parse(name, "a whole number above 0", |v| v.parse().ok().filter(|n| *n > 0))
+    }
+
+    fn seconds(&self, name: &str) -> Result<Option<Duration>, ConfigError> {
+        Ok(self.positive(name)?.map(|n| Duration::from_secs(n as u64)))
+    }
+
+    fn boolean(&self, name: &str) -> Result<Option<bool>, ConfigError> {
+        self.parse(name, "true or false", |v| match v.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Some(true),
+            "false" | "0" | "no" | "off" => Some(false),
+            _ => None,
+        })
+    }
+}
+
+fn bad(name: &str, value: &str, origin: Origin, expected: &str) -> ConfigError {
+    let flag = SETTINGS.iter().find(|s| s.env == name);
+    let place = match (origin, flag) {
+        (Origin::Cli, Some(st)) => format!("{name} (--{})", st.flag),
+        (Origin::File, Some(st)) => format!("{} in the config file", st.file_key),
+        (Origin::DotEnv, _) => format!("{name} in .env"),
+        _ => name.to_owned(),
+    };
+    ConfigError(format!("invalid value '{value}' for {place}: expected {expected}"))
+}
+
+/// Reads one app from the layers; `None` when no identity field is set anywhere.
+fn parse_app(l: &Layers) -> Result<Option<App>, ConfigError> {
+    let id = l.get("REVERB_APP_ID").map(|(v, _)| v);
+    let key = l.get("REVERB_APP_KEY").map(|(v, _)| v);
+    let secret = l.get("REVERB_APP_SECRET").map(|(v, _)| v);
+    let (id, key, secret) = match (id, key, secret) {
+        (None, None, None) => return Ok(None),
+        (Some(i), Some(k), Some(s)) => (i, k, s),
+        (i, k, _) => {
+            let missing = if i.is_none() { "REVERB_APP_ID (app_id)" } else if k.is_none() { "REVERB_APP_KEY (key)" } else { "REVERB_APP_SECRET (secret)" };
+            return Err(ConfigError(format!("incomplete app: {missing} is not set (an app needs id, key and secret)")));
+        }
+    };
+    if key.contains(':') || key.contains('/') {
+        return Err(ConfigError(format!("invalid value '{key}' for REVERB_APP_KEY: must not contain ':' or '/'")));
+    }
+    let mut app = App::new(&id, &key, &secret);
+    app.enabled = l.boolean("RESOUND_APP_ENABLED")?.unwrap_or(true);
+    app.ping_interval = l.seconds("REVERB_APP_PING_INTERVAL")?.unwrap_or(app.ping_interval);
+    app.pong_timeout = l.seconds("RESOUND_APP_PONG_TIMEOUT")?.unwrap_or(app.pong_timeout);
+    app.activity_timeout = l.positive("REVERB_APP_ACTIVITY_TIMEOUT")?.map(|n| n as u64).unwrap_or(app.activity_timeout);
+    app.max_connections = l.parse("REVERB_APP_MAX_CONNECTIONS", "a whole number or null", |v| {
+        if v == "null" { Some(None) } else { v.parse().ok().map(Some) }
+    })?.flatten();
+    app.max_message_size = l.positive("REVERB_APP_MAX_MESSAGE_SIZE")?.unwrap_or(app.max_message_size);
+    if let Some((v, _)) = l.get("REVERB_APP_ALLOWED_ORIGINS") {
+        app.allowed_origins = v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+    }
+    app.client_events = l.parse("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM", "members, all or none", |v| {
+        match v.to_ascii_lowercase().as_str() {
+            "members" => Some(ClientEvents::Members),
+            "all" => Some(ClientEvents::All),
+            "none" | "disabled" | "nobody" => Some(ClientEvents::None),
+            _ => None,
+        }
+    })?.unwrap_or(ClientEvents::Members);
+    if l.boolean("REVERB_APP_RATE_LIMITING_ENABLED")?.unwrap_or(false) {
+        app.rate_limit = Some(RateLimit {
+            max_attempts: l.positive("REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS")?.unwrap_or(60) as u32,
+            decay: l.seconds("REVERB_APP_RATE_LIMIT_DECAY_SECONDS")?.unwrap_or(Duration::from_secs(60)),
+            terminate: l.boolean("REVERB_APP_RATE_LIMIT_TERMINATE")?.unwrap_or(false),
+        });
+    }
+    Ok(Some(app))
+}
+
+fn check_unique(apps: &[App]) -> Result<(), ConfigError> {
+    for (i, a) in apps.iter().enumerate() {
+        for b in &apps[..i] {
+            if a.id == b.id {
+                return Err(ConfigError(format!("invalid value '{}' for app_id: two apps share it", a.id)));
+            }
+            if a.key == b.key {
+                return Err(ConfigError(format!("invalid value '{}' for key: two apps share it", a.key)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the TOML file into the server layer and one layer per `[[apps]]` entry, keyed by
+/// variable name. Unknown keys are errors, so a typo never goes unnoticed.
+fn read_config_file(path: &Path) -> Result<(Layer, Vec<Layer>), ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("invalid value '{}' for --config: {e}", path.display())))?;
+    let doc: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError(format!("invalid config file '{}': {}", path.display(), e.message())))?;
+    let mut server = Layer::new();
+    let mut apps = Vec::new();
+    for (k, v) in doc {
+        match (k.as_str(), v) {
+            ("server", toml::Value::Table(t)) => flatten_into(&t, "", false, &mut server)?,
+            ("apps", toml::Value::Array(list)) => {
+                for item in list {
+                    let toml::Value::Table(t) = item else {
+                        return Err(ConfigError("invalid value for apps in the config file: expected [[apps]] tables".into()));
+                    };
+                    let mut layer = Layer::new();
+                    flatten_into(&t, "", true, &mut layer)?;
+                    apps.push(layer);
+                }
+            }
+            (other, _) => return Err(ConfigError(format!("unknown key '{other}' in the config file (expected [server] or [[apps]])"))),
+        }
+    }
+    Ok((server, apps))
+}
+
+fn flatten_into(table: &toml::Table, prefix: &str, app: bool, out: &mut Layer) -> Result<(), ConfigError> {
+    for (k, v) in table {
+        let key = format!("{prefix}{k}");
+        let key = if app && key == "id" { "app_id".to_owned() } else { key };
+        let text = match v {
+            toml::Value::Table(t) => {
+                flatten_into(t, &format!("{key}."), app, out)?;
+                continue;
+            }
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| i.to_string()))
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        };
+        let st = SETTINGS
+            .iter()
+            .find(|s| s.app == app && s.file_key == key)
+            .ok_or_else(|| ConfigError(format!("unknown key '{key}' in the config file")))?;
+        out.insert(st.env.to_owned(), text);
+    }
+    Ok(())
+}
+
+/// Reads `REVERB_*`/`RESOUND_*` values from a `.env` file without touching the process
+/// environment. A missing file is fine.
+fn read_dotenv(path: &PathBuf) -> Result<Layer, ConfigError> {
+    if !path.is_file() {
+        return Ok(Layer::new());
+    }
+    let iter = dotenvy::from_path_iter(path)
+        .map_err(|e| ConfigError(format!("invalid .env file '{}': {e}", path.display())))?;
+    let mut layer = Layer::new();
+    for item in iter {
+        let (k, v) = item.map_err(|e| ConfigError(format!("invalid .env file '{}': {e}", path.display())))?;
+        if SETTINGS.iter().any(|s| s.env == k) {
+            layer.insert(k, v);
+        }
+    }
+    Ok(layer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_args(args: &[&str], cwd: &Path) -> Result<Config, ConfigError> {
+        let mut argv = vec!["resound"];
+        argv.extend_from_slice(args);
+        let m = command().try_get_matches_from(argv).expect("args parse");
+        load(&m, cwd)
+    }
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("resound-cfg-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    // These tests avoid names that the test process environment could carry.
+
+    #[test]
+    fn dev_app_when_nothing_configured() {
+        let d = tmpdir("dev");
+        let c = load_args(&[], &d).unwrap();
+        assert!(c.dev_app);
+        assert_eq!(c.host, "127.0.0.1");
+        assert_eq!(c.apps[0].key, DEV_APP.1);
+    }
+
+    #[test]
+    fn precedence_cli_over_file_over_dotenv() {
+        let d = tmpdir("prec");
+        std::fs::write(d.join(".env"), "REVERB_APP_ID=1\nREVERB_APP_KEY=envkey\nREVERB_APP_SECRET=\"s\"\nREVERB_SERVER_PORT=7000\nREVERB_APP_PING_INTERVAL=5\n").unwrap();
+        let c = load_args(&[], &d).unwrap();
+        assert_eq!((c.port, c.apps[0].key.as_str(), c.dev_app), (7000, "envkey", false));
+        assert_eq!(c.host, "0.0.0.0");
+        std::fs::write(d.join("c.toml"), "[server]\nport = 7100\npath = \"reverb/\"\n[[apps]]\nid = \"1\"\nkey = \"filekey\"\nsecret = \"s\"\nallowed_origins = [\"a.com\", \"*.b.com\"]\n[apps.rate_limiting]\nenabled = true\nmax_attempts = 3\n[[apps]]\napp_id = \"2\"\nkey = \"k2\"\nsecret = \"s2\"\n").unwrap();
+        let cfg = d.join("c.toml");
+        let c = load_args(&["--config", cfg.to_str().unwrap()], &d).unwrap();
+        assert_eq!((c.port, c.path.as_str(), c.apps[0].key.as_str()), (7100, "/reverb", "filekey"));
+        assert_eq!(c.apps[0].ping_interval, Duration::from_secs(5), ".env still fills what the file lacks");
+        assert_eq!(c.apps[0].allowed_origins, vec!["a.com", "*.b.com"]);
+        assert_eq!(c.apps[0].rate_limit.as_ref().unwrap().max_attempts, 3);
+        assert_eq!(c.apps.len(), 2);
+        let c = load_args(&["--config", cfg.to_str().unwrap(), "--port", "7200", "--app-key", "clikey"], &d).unwrap();
+        assert_eq!((c.port, c.apps[0].key.as_str()), (7200, "clikey"));
+    }
+
+    #[test]
+    fn bad_values_name_field_and_value() {
+        let d = tmpdir("bad");
+        let e = load_args(&["--port", "eighty"], &d).unwrap_err().0;
+        assert_eq!(e, "invalid value 'eighty' for REVERB_SERVER_PORT (--port): expected a port number (0-65535)");
+        let e = load_args(&["--app-id", "1", "--app-key", "k", "--app-secret", "s", "--accept-client-events-from", "memebrs"], &d).unwrap_err().0;
+        assert!(e.contains("'memebrs'") && e.contains("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM"), "{e}");
+        let e = load_args(&["--app-id", "1"], &d).unwrap_err().0;
+        assert!(e.contains("REVERB_APP_KEY"), "{e}");
+        std::fs::write(d.join("c.toml"), "[server]\nprot = 1\n").unwrap();
+        let e = load_args(&["--config", d.join("c.toml").to_str().unwrap()], &d).unwrap_err().0;
+        assert!(e.contains("unknown key 'prot'"), "{e}");
+    }
+}

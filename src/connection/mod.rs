@@ -1,0 +1,9 @@
+//! One WebSocket connection: its id, its handle, its reader (session) and its writer.
+
+pub mod handle;
+pub mod session;
+pub mod socket_id;
+mod writer;
+
+pub use handle::{CloseReason, ConnectionHandle};
+pub use socket_id::SocketId;

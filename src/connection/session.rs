@@ -1,0 +1,279 @@
+//! The life of one connection: `connection_established`, then one read loop over inbound
+//! frames, the heartbeat timer and shutdown, then cleanup with a single exit. The session is
+//! the only reader of the socket.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::value::RawValue;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+use tracing::{debug, info_span, Instrument};
+
+use super::handle::{CloseReason, ConnectionHandle};
+use super::writer;
+use crate::apps::{ClientEvents, RateLimit};
+use crate::auth;
+use crate::channel::presence::PresenceMember;
+use crate::channel::ChannelKind;
+use crate::protocol::message::Subscribe;
+use crate::protocol::names::validate_channel_name;
+use crate::protocol::{server, ClientMessage, PusherError};
+use crate::state::{AppRuntime, ConnectionSlot, State};
+
+/// Close code and text for a message over `max_message_size` (as Reverb).
+const CLOSE_TOO_BIG: (u16, &str) = (1009, "Maximum message size exceeded");
+/// Close code when the rate limit terminates a connection (pusher-js backs off, reconnects).
+const CLOSE_RATE_LIMITED: u16 = 4100;
+
+/// Sends `pusher:error` and a close frame with the same code to a client refused at handshake.
+pub async fn reject<S>(mut ws: WebSocketStream<S>, err: PusherError)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let code = err.close_code().unwrap_or(err.code());
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        ws.feed(Message::text(server::error(&err))).await?;
+        ws.send(Message::Close(Some(CloseFrame { code: code.into(), reason: err.to_string().into() }))).await?;
+        // Wait for the client's close reply so the close handshake completes.
+        while ws.next().await.is_some_and(|r| r.is_ok()) {}
+        Ok::<_, WsError>(())
+    })
+    .await;
+}
+
+/// Runs an accepted connection to its end.
+pub async fn run<S>(ws: WebSocketStream<S>, state: Arc<State>, app: Arc<AppRuntime>, slot: ConnectionSlot)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sink, stream) = ws.split();
+    let capacity = state.config.outbound_queue;
+    let mut rx = None;
+    let handle = app.register(|id| {
+        let (h, r) = ConnectionHandle::new(id, capacity);
+        rx = Some(r);
+        h
+    });
+    let rx = rx.expect("register calls make exactly once");
+    let span = info_span!("conn", socket_id = %handle.id(), app_id = %app.app.id);
+    let writer = tokio::spawn(writer::run(sink, rx, handle.clone()).instrument(span.clone()));
+    let mut session = Session { state, app, handle, channels: HashMap::new(), rate: None };
+    async move {
+        debug!("connection open");
+        session.read_loop(stream).await;
+        session.cleanup();
+        let _ = writer.await;
+        drop(slot);
+        debug!("connection closed");
+    }
+    .instrument(span)
+    .await
+}
+
+struct Session {
+    state: Arc<State>,
+    app: Arc<AppRuntime>,
+    handle: ConnectionHandle,
+    /// Subscribed channels, with the presence user id this socket joined as.
+    channels: HashMap<String, Option<Box<RawValue>>>,
+    rate: Option<(Instant, u32)>,
+}
+
+impl Session {
+    fn send(&self, text: String) {
+        self.handle.send_text(text.into());
+    }
+
+    fn send_error(&self, err: &PusherError) {
+        debug!(code = err.code(), message = %err, "pusher:error");
+        self.send(server::error(err));
+    }
+
+    fn close_with(&self, err: &PusherError, code: u16) {
+        self.handle.close(CloseReason { last_frame: Some(server::error(err)), code: Some((code, err.to_string())) });
+    }
+
+    async fn read_loop<St>(&mut self, mut stream: St)
+    where
+        St: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
+    {
+        let app = &self.app.app;
+        self.send(server::connection_established(&self.handle.id().to_string(), app.activity_timeout));
+        let (ping_interval, pong_timeout) = (app.ping_interval, app.pong_timeout);
+        let mut last_seen = Instant::now();
+        let mut ping_sent: Option<Instant> = None;
+        let mut ws_pings = false;
+        let timer = tokio::time::sleep(ping_interval);
+        tokio::pin!(timer);
+        let shutdown = self.state.shutdown.clone();
+        loop {
+            // Every branch is cancel-safe: a token wait, a timer, and `StreamExt::next`.
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    self.close_with(&PusherError::ShuttingDown, 4200);
+                    return;
+                }
+                _ = self.handle.closed() => return,
+                _ = &mut timer => {
+                    let now = Instant::now();
+                    match ping_sent {
+                        Some(at) if last_seen <= at && now >= at + pong_timeout => {
+                            debug!("no pong in time");
+                            self.close_with(&PusherError::PongTimeout, 4201);
+                            return;
+                        }
+                        Some(at) if last_seen <= at => timer.as_mut().reset(at + pong_timeout),
+                        _ if now >= last_seen + ping_interval => {
+                            self.handle.send(if ws_pings { Message::Ping(Default::default()) } else { Message::text(server::PING) });
+                            ping_sent = Some(now);
+                            timer.as_mut().reset(now + pong_timeout);
+                        }
+                        _ => timer.as_mut().reset(last_seen + ping_interval),
+                    }
+                }
+                frame = stream.next() => {
+                    last_seen = Instant::now();
+                    match frame {
+                        Some(Ok(Message::Text(text))) => {
+                            if !self.on_text(&text) {
+                                return;
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => self.send_error(&PusherError::InvalidMessage),
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => ws_pings = true,
+                        Some(Ok(Message::Close(_))) | None => return,
+                        Some(Ok(Message::Frame(_))) => {}
+                        Some(Err(WsError::Capacity(_))) => {
+                            debug!("message over max_message_size");
+                            let (code, text) = CLOSE_TOO_BIG;
+                            self.handle.close(CloseReason { last_frame: None, code: Some((code, text.into())) });
+                            return;
+                        }
+                        Some(Err(e)) => {
+                            debug!(error = %e, "read failed");
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one text frame; false when the connection must end.
+    fn on_text(&mut self, text: &str) -> bool {
+        debug!(message = text, "received");
+        if let Some(limit) = self.app.app.rate_limit.clone() {
+            if !self.within_rate(&limit) {
+                self.send_error(&PusherError::RateLimited);
+                if limit.terminate {
+                    self.close_with(&PusherError::RateLimited, CLOSE_RATE_LIMITED);
+                    return false;
+                }
+                return true;
+            }
+        }
+        let result = ClientMessage::parse(text).and_then(|msg| self.on_message(msg));
+        if let Err(e) = result {
+            self.send_error(&e);
+        }
+        true
+    }
+
+    /// Reverb's fixed window: at most `max_attempts` messages per `decay`.
+    fn within_rate(&mut self, limit: &RateLimit) -> bool {
+        let now = Instant::now();
+        let (start, count) = self.rate.get_or_insert((now, 0));
+        if now.duration_since(*start) >= limit.decay {
+            *start = now;
+            *count = 0;
+        }
+        *count += 1;
+        *count <= limit.max_attempts
+    }
+
+    fn on_message(&mut self, msg: ClientMessage) -> Result<(), PusherError> {
+        match msg {
+            ClientMessage::Ping => self.send(server::PONG.to_owned()),
+            ClientMessage::Pong | ClientMessage::Ignored => {}
+            ClientMessage::Subscribe(sub) => self.subscribe(sub)?,
+            ClientMessage::Unsubscribe { channel } => {
+                if self.channels.remove(&channel).is_some() {
+                    self.app.channels.unsubscribe(&channel, self.handle.id());
+                    debug!(channel, "unsubscribed");
+                }
+            }
+            // User sign-in is not implemented yet: answered as Reverb does.
+            ClientMessage::Signin { .. } => return Err(PusherError::InvalidMessage),
+            ClientMessage::ClientEvent { event, channel, data } => self.client_event(&event, &channel, data.as_deref())?,
+        }
+        Ok(())
+    }
+
+    fn subscribe(&mut self, sub: Subscribe) -> Result<(), PusherError> {
+        let name = sub.channel;
+        validate_channel_name(&name).map_err(|e| PusherError::InvalidChannelName(format!("{name:?}: {e}")))?;
+        let kind = ChannelKind::from_name(&name);
+        let app = &self.app.app;
+        if kind.server_to_user {
+            // Only a signed-in user may hold these; sign-in is not supported yet.
+            return Err(PusherError::Unauthorized);
+        }
+        let mut member = None;
+        if kind.needs_auth() {
+            let socket_id = self.handle.id().to_string();
+            let data = if kind.presence { Some(sub.channel_data.as_deref().ok_or(PusherError::Unauthorized)?) } else { None };
+            let to_sign = auth::channel_string_to_sign(&socket_id, &name, data);
+            let token = sub.auth.as_deref().unwrap_or("");
+            if !auth::verify_auth_token(&app.key, &app.secret, &to_sign, token) {
+                debug!(channel = name, "subscription refused: bad signature");
+                return Err(PusherError::Unauthorized);
+            }
+            if let Some(data) = data {
+                member = Some(PresenceMember::from_channel_data(data)?);
+            }
+        }
+        let user_id = member.as_ref().map(|m| m.user_id.clone());
+        if self.app.channels.subscribe(&name, kind, &self.handle, member) {
+            debug!(channel = name, "subscribed");
+            self.channels.insert(name, user_id);
+        }
+        Ok(())
+    }
+
+    fn client_event(&mut self, event: &str, channel: &str, data: Option<&RawValue>) -> Result<(), PusherError> {
+        let mode = self.app.app.client_events;
+        if mode == ClientEvents::None {
+            return Err(PusherError::ClientEventsDisabled);
+        }
+        if !ChannelKind::from_name(channel).allows_client_events() {
+            return Err(PusherError::ClientEventForbidden(channel.to_owned()));
+        }
+        let membership = self.channels.get(channel);
+        if membership.is_none() && mode != ClientEvents::All {
+            return Err(PusherError::NotMember);
+        }
+        let user_id = membership.and_then(|m| m.as_deref());
+        let text = server::client_event(event, channel, data, user_id).into();
+        let n = self.app.channels.publish(channel, false, &text, Some(self.handle.id()));
+        debug!(event, channel, recipients = n.saturating_sub(1), "client event relayed");
+        Ok(())
+    }
+
+    /// The single exit: leave every channel (announcing presence departures), forget the
+    /// connection, and let the writer finish.
+    fn cleanup(&mut self) {
+        let id = self.handle.id();
+        for (channel, _) in self.channels.drain() {
+            self.app.channels.unsubscribe(&channel, id);
+        }
+        self.app.connections.remove(&id);
+        self.handle.close(CloseReason { last_frame: None, code: None });
+    }
+}

@@ -1,0 +1,124 @@
+//! The HTTP side of the single listener: routing by (method, path) under the optional prefix,
+//! the request size limit, API authentication, and the upgrade hand-off to sessions.
+
+pub mod channels;
+pub mod error;
+pub mod events;
+pub mod signature;
+mod websocket;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use percent_encoding::percent_decode_str;
+use serde_json::Value;
+use tracing::debug;
+
+use error::{json_response, ApiError};
+use signature::parse_query;
+
+use crate::state::State;
+
+/// Entry point for every HTTP request on the listener.
+pub async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let resp = route(req, &state).await.unwrap_or_else(|e| {
+        debug!(%method, path, status = e.status.as_u16(), error = e.message, "request failed");
+        e.into_response()
+    });
+    Ok(resp)
+}
+
+fn ok(body: Value) -> Result<Response<Full<Bytes>>, ApiError> {
+    Ok(json_response(StatusCode::OK, body.to_string()))
+}
+
+fn only(method: &Method, allowed: Method, allow: &'static str) -> Result<(), ApiError> {
+    if *method == allowed {
+        Ok(())
+    } else {
+        Err(ApiError::method_not_allowed(allow))
+    }
+}
+
+async fn route(req: Request<Incoming>, state: &Arc<State>) -> Result<Response<Full<Bytes>>, ApiError> {
+    let prefix = state.config.path.as_str();
+    let full_path = req.uri().path().to_owned();
+    let rest = full_path
+        .strip_prefix(prefix)
+        .filter(|r| r.starts_with('/'))
+        .ok_or_else(|| ApiError::not_found("Not found."))?
+        .to_owned();
+    let segments: Vec<String> = rest[1..]
+        .split('/')
+        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
+    let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let method = req.method().clone();
+    match seg.as_slice() {
+        ["up"] => {
+            only(&method, Method::GET, "GET")?;
+            ok(serde_json::json!({ "health": "OK" }))
+        }
+        ["app", key] => {
+            only(&method, Method::GET, "GET")?;
+            websocket::upgrade(state, key, req)
+        }
+        ["apps", app_id, tail @ ..] => {
+            let app = state
+                .app_by_id(app_id)
+                .ok_or_else(|| ApiError::not_found(format!("No matching application for ID [{app_id}].")))?
+                .clone();
+            let (allowed, allow) = match tail {
+                ["events"] | ["batch_events"] => (Method::POST, "POST"),
+                ["channels"] | ["channels", _] | ["channels", _, "users"] | ["connections"] => (Method::GET, "GET"),
+                _ => return Err(ApiError::not_found("Not found.")),
+            };
+            only(&method, allowed, allow)?;
+            let query = req.uri().query().unwrap_or("").to_owned();
+            let body = read_body(req, state.config.max_request_size).await?;
+            let params = parse_query(&query);
+            let decoded_rest = percent_decode_str(&rest).decode_utf8_lossy().into_owned();
+            let decoded_full = percent_decode_str(&full_path).decode_utf8_lossy().into_owned();
+            let paths = if prefix.is_empty() { vec![decoded_rest.as_str()] } else { vec![decoded_rest.as_str(), decoded_full.as_str()] };
+            signature::verify(&app.app, method.as_str(), &paths, &params, &body, state.config.api_timestamp_window)?;
+            let config = &state.config;
+            match tail {
+                ["events"] => ok(events::trigger(&app, config, &body)?),
+                ["batch_events"] => ok(events::batch(&app, config, &body)?),
+                ["channels"] => ok(channels::list(&app, &params)?),
+                ["channels", name] => ok(channels::show(&app, name, &params)?),
+                ["channels", name, "users"] => ok(channels::users(&app, name)?),
+                _ => ok(channels::connections(&app)),
+            }
+        }
+        _ => Err(ApiError::not_found("Not found.")),
+    }
+}
+
+/// Reads the body, refusing requests whose head and body together exceed `limit` bytes.
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+    let head: usize = req.uri().to_string().len()
+        + req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>()
+        + 16;
+    let too_large = || ApiError::too_large(format!("The request is larger than the {limit} bytes allowed (REVERB_MAX_REQUEST_SIZE)"));
+    let room = limit.checked_sub(head).ok_or_else(too_large)?;
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > room) {
+        return Err(too_large());
+    }
+    match Limited::new(req.into_body(), room).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
+        Err(_) => Err(ApiError::bad_request("The request body could not be read")),
+    }
+}

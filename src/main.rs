@@ -1,0 +1,47 @@
+//! The `resound` binary: read the configuration, set up logging, bind, serve until a signal.
+
+use std::process::ExitCode;
+
+use resound::config::{self, DEV_APP};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let matches = config::command().get_matches();
+    let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    let config = match config::load(&matches, &cwd) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("resound: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let level = if config.debug { "resound=debug,info" } else { "info" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    runtime.block_on(async move {
+        let addr = format!("{}:{}", config.host, config.port);
+        let listener = match tokio::net::TcpListener::bind(&addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("resound: cannot listen on {addr}: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
+        println!("resound {} listening on http://{local}{}", env!("CARGO_PKG_VERSION"), config.path);
+        println!("  WebSocket: ws://{local}{}/app/{{key}}   HTTP API: http://{local}{}/apps/{{id}}/...", config.path, config.path);
+        if config.dev_app {
+            println!("  WARNING: no app configured; using the development app (not for production):");
+            println!("    REVERB_APP_ID={}  REVERB_APP_KEY={}  REVERB_APP_SECRET={}", DEV_APP.0, DEV_APP.1, DEV_APP.2);
+        } else {
+            for app in &config.apps {
+                println!("  app id={} key={}", app.id, app.key);
+            }
+        }
+        resound::run(listener, config, resound::shutdown::signal()).await;
+        println!("resound stopped");
+        ExitCode::SUCCESS
+    })
+}

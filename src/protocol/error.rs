@@ -1,0 +1,113 @@
+//! `PusherError`: every protocol-level failure a connection can meet, with its Pusher code,
+//! its exact message text, and whether it ends the connection.
+//!
+//! The session decides between "send `pusher:error` and carry on" and "send `pusher:error`,
+//! then close with the same code" from [`PusherError::close_code`] alone.
+
+use thiserror::Error;
+
+/// A protocol error as seen by a client.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PusherError {
+    /// 4001: the key in `/app/{key}` names no configured app.
+    #[error("Application does not exist")]
+    AppNotFound,
+    /// 4003: the app exists but is switched off.
+    #[error("Application disabled")]
+    AppDisabled,
+    /// 4004: the app's `max_connections` is reached.
+    #[error("Application is over connection quota")]
+    OverQuota,
+    /// 4007: a `protocol` query parameter we do not speak.
+    #[error("Unsupported protocol version")]
+    UnsupportedProtocol,
+    /// 4009 at handshake: the Origin header matched none of `allowed_origins`.
+    #[error("Origin not allowed")]
+    OriginNotAllowed,
+    /// 4009: a bad or missing channel signature (Reverb's exact text).
+    #[error("Connection is unauthorized")]
+    Unauthorized,
+    /// 4009: a client event on a channel the sender is not subscribed to.
+    #[error("The client is not a member of the specified channel.")]
+    NotMember,
+    /// 4009: a channel name that is empty, too long or has characters outside the allowed set.
+    #[error("Invalid channel name {0}")]
+    InvalidChannelName(String),
+    /// 4200: anything we could not understand (Reverb's catch-all text).
+    #[error("Invalid message format")]
+    InvalidMessage,
+    /// 4200: graceful server shutdown; pusher-js reconnects immediately.
+    #[error("Server is shutting down")]
+    ShuttingDown,
+    /// 4201: the client did not answer our ping in time.
+    #[error("Pong reply not received in time")]
+    PongTimeout,
+    /// 4301: client events are switched off for this app.
+    #[error("The app does not have client messaging enabled.")]
+    ClientEventsDisabled,
+    /// 4301: the message rate limit was hit.
+    #[error("Rate limit exceeded")]
+    RateLimited,
+    /// 4301: client events are not allowed on this kind of channel.
+    #[error("Client events are not allowed on channel {0}")]
+    ClientEventForbidden(String),
+}
+
+impl PusherError {
+    /// The Pusher error code carried in the `pusher:error` frame.
+    pub fn code(&self) -> u16 {
+        use PusherError::*;
+        match self {
+            AppNotFound => 4001,
+            AppDisabled => 4003,
+            OverQuota => 4004,
+            UnsupportedProtocol => 4007,
+            OriginNotAllowed | Unauthorized | NotMember | InvalidChannelName(_) => 4009,
+            InvalidMessage | ShuttingDown => 4200,
+            PongTimeout => 4201,
+            ClientEventsDisabled | RateLimited | ClientEventForbidden(_) => 4301,
+        }
+    }
+
+    /// The WebSocket close code to end the connection with, or `None` when the connection
+    /// must stay open. Errors about a single message never close: pusher-js treats 40xx and
+    /// 43xx closes as "refused" and would never reconnect.
+    pub fn close_code(&self) -> Option<u16> {
+        use PusherError::*;
+        match self {
+            AppNotFound | AppDisabled | OverQuota | UnsupportedProtocol | OriginNotAllowed
+            | ShuttingDown | PongTimeout => Some(self.code()),
+            _ => None,
+        }
+    }
+
+    /// True when the connection ends after this error is sent.
+    pub fn is_fatal(&self) -> bool {
+        self.close_code().is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshake_errors_close_with_their_code() {
+        assert_eq!(PusherError::AppNotFound.close_code(), Some(4001));
+        assert_eq!(PusherError::OverQuota.close_code(), Some(4004));
+        assert_eq!(PusherError::PongTimeout.close_code(), Some(4201));
+    }
+
+    #[test]
+    fn message_errors_never_close() {
+        for e in [
+            PusherError::Unauthorized,
+            PusherError::NotMember,
+            PusherError::InvalidMessage,
+            PusherError::RateLimited,
+            PusherError::ClientEventsDisabled,
+        ] {
+            assert!(!e.is_fatal(), "{e:?} must keep the connection open");
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Inbound frames parsed once into [`ClientMessage`], and the builders of every outbound frame.
+//!
+//! Handlers never touch raw JSON: the session parses a text frame here and matches on the
+//! result. Outbound frames are serialized into a `String` once and shared as-is by every
+//! recipient (see `dispatch`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::error::PusherError;
+
+/// One inbound WebSocket text frame, understood.
+#[derive(Debug)]
+pub enum ClientMessage {
+    Ping,
+    Pong,
+    Subscribe(Subscribe),
+    Unsubscribe { channel: String },
+    Signin { auth: String, user_data: String },
+    /// A `client-*` event to relay to the other subscribers of `channel`.
+    ClientEvent { event: String, channel: String, data: Option<Box<RawValue>> },
+    /// An event that is neither `pusher:` nor `client-`: ignored, as Reverb does.
+    Ignored,
+}
+
+/// The payload of `pusher:subscribe`.
+#[derive(Debug, Deserialize)]
+pub struct Subscribe {
+    pub channel: String,
+    #[serde(default)]
+    pub auth: Option<String>,
+    /// Kept as the exact string received: the presence signature covers these bytes.
+    #[serde(default)]
+    pub channel_data: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    event: String,
+    #[serde(default)]
+    channel: Option<serde_json::Value>,
+    #[serde(default)]
+    data: Option<Box<RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct Unsubscribe {
+    channel: String,
+}
+
+#[derive(Deserialize)]
+struct Signin {
+    auth: String,
+    user_data: String,
+}
+
+impl ClientMessage {
+    /// Parses one text frame. Anything malformed is `InvalidMessage` (4200), which never
+    /// closes the connection.
+    pub fn parse(text: &str) -> Result<ClientMessage, PusherError> {
+        let env: Envelope =
+            serde_json::from_str(text).map_err(|_| PusherError::InvalidMessage)?;
+        match env.event.as_str() {
+            "pusher:ping" => Ok(ClientMessage::Ping),
+            "pusher:pong" => Ok(ClientMessage::Pong),
+            "pusher:subscribe" => Ok(ClientMessage::Subscribe(decode_data(env.data)?)),
+            "pusher:unsubscribe" => {
+                let u: Unsubscribe = decode_data(env.data)?;
+                Ok(ClientMessage::Unsubscribe { channel: u.channel })
+            }
+            "pusher:signin" => {
+                let s: Signin = decode_data(env.data)?;
+                Ok(ClientMessage::Signin { auth: s.auth, user_data: s.user_data })
+            }
+            e if e.starts_with("pusher:") || e.starts_with("pusher_internal:") => {
+                Err(PusherError::InvalidMessage)
+            }
+            e if e.starts_with("client-") => match env.channel {
+                Some(serde_json::Value::String(channel)) => Ok(ClientMessage::ClientEvent {
+                    event: env.event,
+                    channel,
+                    data: env.data,
+                }),
+                _ => Err(PusherError::InvalidMessage),
+            },
+            _ => Ok(ClientMessage::Ignored),
+        }
+    }
+}
+
+/// Decodes a `data` field that peers send either as an object (pusher-js) or as a string
+/// holding JSON (other clients).
+fn decode_data<T: for<'de> Deserialize<'de>>(data: Option<Box<RawValue>>) -> Result<T, PusherError> {
+    let raw = data.ok_or(PusherError::InvalidMessage)?;
+    let text = raw.get();
+    let parsed = if text.starts_with('"') {
+        let inner: String = serde_json::from_str(text).map_err(|_| PusherError::InvalidMessage)?;
+        serde_json::from_str(&inner)
+    } else {
+        serde_json::from_str(text)
+    };
+    parsed.map_err(|_| PusherError::InvalidMessage)
+}
+
+#[derive(Serialize)]
+struct Frame<'a, D: Serialize> {
+    event: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<D>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<&'a RawValue>,
+}
+
+fn frame<D: Serialize>(event: &str, channel: Option<&str>, data: Option<D>) -> String {
+    let f = Frame { event, channel, data, user_id: None };
+    serde_json::to_string(&f).expect("frames always serialize")
+}
+
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("values always serialize")
+}
+
+/// Outbound frame builders. Each returns the exact text of one frame.
+pub mod server {
+    use super::*;
+
+    pub fn connection_established(socket_id: &str, activity_timeout: u64) -> String {
+        #[derive(Serialize)]
+        struct D<'a> {
+            socket_id: &'a str,
+            activity_timeout: u64,
+        }
+        frame("pusher:connection_established", None, Some(json(&D { socket_id, activity_timeout })))
+    }
+
+    pub fn error(err: &PusherError) -> String {
+        #[derive(Serialize)]
+        struct D {
+            code: u16,
+            message: String,
+        }
+        frame("pusher:error", None, Some(json(&D { code: err.code(), message: err.to_string() })))
+    }
+
+    pub const PONG: &str = r#"{"event":"pusher:pong"}"#;
+    pub const PING: &str = r#"{"event":"pusher:ping"}"#;
+
+    /// `subscription_succeeded`, with `data` being the JSON text of the payload (`{}` or the
+    /// presence block). Field order matches Reverb's bytes.
+    pub fn subscription_succeeded(channel: &str, data: &str) -> String {
+        #[derive(Serialize)]
+        struct F<'a> {
+            event: &'a str,
+            data: &'a str,
+            channel: &'a str,
+        }
+        json(&F { event: "pusher_internal:subscription_succeeded", data, channel })
+    }
+
+    pub fn member_added(channel: &str, user_id: &RawValue, user_info: Option<&RawValue>) -> String {
+        #[derive(Serialize)]
+        struct D<'a> {
+            user_id: &'a RawValue,
+            user_info: Option<&'a RawValue>,
+        }
+        frame("pusher_internal:member_added", Some(channel), Some(json(&D { user_id, user_info })))
+    }
+
+    pub fn member_removed(channel: &str, user_id: &RawValue) -> String {
+        #[derive(Serialize)]
+        struct D<'a> {
+            user_id: &'a RawValue,
+        }
+        frame("pusher_internal:member_removed", Some(channel), Some(json(&D { user_id })))
+    }
+
+    pub fn cache_miss(channel: &str) -> String {
+        frame::<()>("pusher:cache_miss", Some(channel), None)
+    }
+
+    /// An event from the HTTP API: `data` is the string received, forwarded verbatim.
+    pub fn channel_event(event: &str, channel: &str, data: &str) -> String {
+        frame(event, Some(channel), Some(data))
+    }
+
+    /// A relayed client event: rebuilt from its parts so a client cannot forge other fields;
+    /// `data` goes through as received (object stays object, string stays string).
+    pub fn client_event(
+        event: &str,
+        channel: &str,
+        data: Option<&RawValue>,
+        user_id: Option<&RawValue>,
+    ) -> String {
+        let f = Frame { event, channel: Some(channel), data, user_id };
+        json(&f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscribe_accepts_object_and_string_data() {
+        let a = ClientMessage::parse(r#"{"event":"pusher:subscribe","data":{"auth":"","channel":"a"}}"#);
+        let b = ClientMessage::parse(r#"{"event":"pusher:subscribe","data":"{\"channel\":\"a\"}"}"#);
+        for m in [a, b] {
+            match m.unwrap() {
+                ClientMessage::Subscribe(s) => assert_eq!(s.channel, "a"),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn channel_data_is_kept_verbatim() {
+        let m = ClientMessage::parse(
+            r#"{"event":"pusher:subscribe","data":{"channel":"presence-x","auth":"k:s","channel_data":"{\"user_id\": \"1\"}"}}"#,
+        )
+        .unwrap();
+        let ClientMessage::Subscribe(s) = m else { panic!() };
+        assert_eq!(s.channel_data.as_deref(), Some(r#"{"user_id": "1"}"#));
+    }
+
+    #[test]
+    fn malformed_frames_are_invalid_message() {
+        for text in [
+            "not json",
+            "[]",
+            r#"{"data":{}}"#,
+            r#"{"event":5}"#,
+            r#"{"event":"pusher:subscribe"}"#,
+            r#"{"event":"pusher:subscribe","data":{"channel":5}}"#,
+            r#"{"event":"pusher:subscribe","data":{"channel":"p","channel_data":{"user_id":1}}}"#,
+            r#"{"event":"pusher:bogus","data":{}}"#,
+            r#"{"event":"client-x","data":{}}"#,
+            r#"{"event":"client-x","channel":7,"data":{}}"#,
+        ] {
+            assert_eq!(ClientMessage::parse(text).unwrap_err(), PusherError::InvalidMessage, "{text}");
+        }
+    }
+
+    #[test]
+    fn other_events_are_ignored() {
+        assert!(matches!(ClientMessage::parse(r#"{"event":"hello"}"#), Ok(ClientMessage::Ignored)));
+    }
+
+    #[test]
+    fn golden_frames() {
+        assert_eq!(
+            server::subscription_succeeded("my-channel", "{}"),
+            r#"{"event":"pusher_internal:subscription_succeeded","data":"{}","channel":"my-channel"}"#
+        );
+        assert_eq!(
+            server::error(&PusherError::Unauthorized),
+            r#"{"event":"pusher:error","data":"{\"code\":4009,\"message\":\"Connection is unauthorized\"}"}"#
+        );
+        assert_eq!(
+            server::connection_established("1.2", 30),
+            r#"{"event":"pusher:connection_established","data":"{\"socket_id\":\"1.2\",\"activity_timeout\":30}"}"#
+        );
+        assert_eq!(server::cache_miss("cache-a"), r#"{"event":"pusher:cache_miss","channel":"cache-a"}"#);
+        assert_eq!(
+            server::channel_event("App\\Events\\RoomMessageEvent", "private-Rooms.my-room", r#"{"message":"Hello"}"#),
+            r#"{"event":"App\\Events\\RoomMessageEvent","channel":"private-Rooms.my-room","data":"{\"message\":\"Hello\"}"}"#
+        );
+    }
+}

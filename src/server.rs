@@ -1,0 +1,86 @@
+//! `run`: the accept loop on one listener, background tasks, and the four-step shutdown
+//! (signal, stop accepting, tell every task, wait with a deadline).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::state::State;
+
+/// How often expired cache-channel events are dropped.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Serves `listener` until `shutdown` resolves, then closes every connection (4200) and
+/// waits for in-flight work, at most `config.shutdown_timeout`.
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) {
+    let state = Arc::new(State::new(config));
+    serve(listener, state, shutdown).await
+}
+
+/// Like [`run`], with state built by the caller (tests inspect it).
+pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
+    tokio::spawn(sweep_caches(state.clone()));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    debug!(%peer, "tcp accepted");
+                    state.tasks.spawn(serve_connection(stream, state.clone()));
+                }
+                Err(e) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    info!("shutting down: closing connections");
+    state.shutdown.cancel();
+    state.tasks.close();
+    if tokio::time::timeout(state.config.shutdown_timeout, state.tasks.wait()).await.is_err() {
+        warn!("shutdown deadline reached with connections still open");
+    }
+}
+
+async fn serve_connection(stream: tokio::net::TcpStream, state: Arc<State>) {
+    let svc_state = state.clone();
+    let service = service_fn(move |req| crate::http::handle(req, svc_state.clone()));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = state.shutdown.cancelled() => {}
+    }
+    // Let the request in flight finish; idle keep-alive connections close at once.
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
+}
+
+async fn sweep_caches(state: Arc<State>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                for app in state.apps() {
+                    app.channels.sweep();
+                }
+            }
+        }
+    }
+}
