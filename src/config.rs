@@ -169,7 +169,8 @@ pub fn load(matches: &ArgMatches, cwd: &Path) -> Result<Config, ConfigError> {
     check_unique(&apps)?;
     let dev_app = apps.is_empty();
     if dev_app {
-        apps.push(App::new(DEV_APP.0, DEV_APP.1, DEV_APP.2));
+        // The development app still honours every app option that is set.
+        apps.push(app_options(&primary, App::new(DEV_APP.0, DEV_APP.1, DEV_APP.2))?);
     }
 
     let defaults = Config::default();
@@ -272,7 +273,11 @@ fn parse_app(l: &Layers) -> Result<Option<App>, ConfigError> {
     if key.contains(':') || key.contains('/') {
         return Err(ConfigError(format!("invalid value '{key}' for REVERB_APP_KEY: must not contain ':' or '/'")));
     }
-    let mut app = App::new(&id, &key, &secret);
+    app_options(l, App::new(&id, &key, &secret)).map(Some)
+}
+
+/// Applies the per-app options from the layers to `app`.
+fn app_options(l: &Layers, mut app: App) -> Result<App, ConfigError> {
     app.enabled = l.boolean("RESOUND_APP_ENABLED")?.unwrap_or(true);
     app.ping_interval = l.seconds("REVERB_APP_PING_INTERVAL")?.unwrap_or(app.ping_interval);
     app.pong_timeout = l.seconds("RESOUND_APP_PONG_TIMEOUT")?.unwrap_or(app.pong_timeout);
@@ -299,7 +304,7 @@ fn parse_app(l: &Layers) -> Result<Option<App>, ConfigError> {
             terminate: l.boolean("REVERB_APP_RATE_LIMIT_TERMINATE")?.unwrap_or(false),
         });
     }
-    Ok(Some(app))
+    Ok(app)
 }
 
 fn check_unique(apps: &[App]) -> Result<(), ConfigError> {

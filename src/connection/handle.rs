@@ -19,6 +19,8 @@ pub struct CloseReason {
     pub last_frame: Option<String>,
     /// Close code and reason; `None` closes without a code (the client closed first).
     pub code: Option<(u16, String)>,
+    /// Deliver what is already queued before closing (not for a client that is too slow).
+    pub flush_queue: bool,
 }
 
 /// Close code for a client whose outbound queue is full (pusher-js backs off 1 s and reconnects).
@@ -61,6 +63,7 @@ impl ConnectionHandle {
             Err(mpsc::error::TrySendError::Full(_)) => self.close(CloseReason {
                 last_frame: None,
                 code: Some((CLOSE_SLOW_CONSUMER, "Client too slow: outbound queue full".into())),
+                flush_queue: false,
             }),
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }

@@ -96,7 +96,11 @@ impl Session {
     }
 
     fn close_with(&self, err: &PusherError, code: u16) {
-        self.handle.close(CloseReason { last_frame: Some(server::error(err)), code: Some((code, err.to_string())) });
+        self.handle.close(CloseReason {
+            last_frame: Some(server::error(err)),
+            code: Some((code, err.to_string())),
+            flush_queue: true,
+        });
     }
 
     async fn read_loop<St>(&mut self, mut stream: St)
@@ -153,7 +157,7 @@ impl Session {
                         Some(Err(WsError::Capacity(_))) => {
                             debug!("message over max_message_size");
                             let (code, text) = CLOSE_TOO_BIG;
-                            self.handle.close(CloseReason { last_frame: None, code: Some((code, text.into())) });
+                            self.handle.close(CloseReason { last_frame: None, code: Some((code, text.into())), flush_queue: true });
                             return;
                         }
                         Some(Err(e)) => {
@@ -171,11 +175,11 @@ impl Session {
         debug!(message = text, "received");
         if let Some(limit) = self.app.app.rate_limit.clone() {
             if !self.within_rate(&limit) {
-                self.send_error(&PusherError::RateLimited);
                 if limit.terminate {
                     self.close_with(&PusherError::RateLimited, CLOSE_RATE_LIMITED);
                     return false;
                 }
+                self.send_error(&PusherError::RateLimited);
                 return true;
             }
         }
@@ -274,6 +278,6 @@ impl Session {
             self.app.channels.unsubscribe(&channel, id);
         }
         self.app.connections.remove(&id);
-        self.handle.close(CloseReason { last_frame: None, code: None });
+        self.handle.close(CloseReason { last_frame: None, code: None, flush_queue: true });
     }
 }

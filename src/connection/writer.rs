@@ -54,6 +54,11 @@ pub(super) async fn run<S>(
     }
     let reason = handle.close_reason().cloned();
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        if reason.as_ref().is_some_and(|r| r.flush_queue) {
+            while let Ok(m) = rx.try_recv() {
+                sink.feed(m).await?;
+            }
+        }
         if let Some(frame) = reason.as_ref().and_then(|r| r.last_frame.clone()) {
             sink.feed(Message::text(frame)).await?;
         }

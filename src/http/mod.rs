@@ -85,7 +85,11 @@ async fn route(req: Request<Incoming>, state: &Arc<State>) -> Result<Response<Fu
             let params = parse_query(&query);
             let decoded_rest = percent_decode_str(&rest).decode_utf8_lossy().into_owned();
             let decoded_full = percent_decode_str(&full_path).decode_utf8_lossy().into_owned();
-            let paths = if prefix.is_empty() { vec![decoded_rest.as_str()] } else { vec![decoded_rest.as_str(), decoded_full.as_str()] };
+            // Clients sign the decoded path without the prefix (PHP SDK) or with it; accept
+            // the raw form too for clients that sign what they send.
+            let mut paths = vec![decoded_rest.as_str(), decoded_full.as_str(), rest.as_str(), full_path.as_str()];
+            paths.sort_unstable();
+            paths.dedup();
             signature::verify(&app.app, method.as_str(), &paths, &params, &body, state.config.api_timestamp_window)?;
             let config = &state.config;
             match tail {

@@ -1,0 +1,146 @@
+//! The `resound` binary: help text, configuration errors, `.env` pickup, dev app, SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_resound");
+
+fn clean_command(cwd: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(cwd);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("REVERB_") || k.starts_with("RESOUND_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("resound-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Reads stdout lines until one contains `needle`; returns all lines read.
+fn wait_for_line(child: &mut Child, needle: &str) -> Vec<String> {
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
+        let done = line.contains(needle);
+        lines.push(line);
+        if done {
+            return lines;
+        }
+    }
+    panic!("no line with {needle:?}; got {lines:?}");
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn terminate(child: &mut Child) -> i32 {
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    for _ in 0..100 {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st.code().unwrap_or(-1);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    panic!("server did not exit after SIGTERM");
+}
+
+#[test]
+fn help_documents_every_setting() {
+    let out = clean_command(&tmpdir("help")).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "--host", "REVERB_SERVER_HOST", "--port", "REVERB_SERVER_PORT", "--path", "REVERB_SERVER_PATH",
+        "REVERB_MAX_REQUEST_SIZE", "REVERB_APP_ID", "REVERB_APP_KEY", "REVERB_APP_SECRET",
+        "REVERB_APP_PING_INTERVAL", "REVERB_APP_ACTIVITY_TIMEOUT", "REVERB_APP_MAX_CONNECTIONS",
+        "REVERB_APP_MAX_MESSAGE_SIZE", "REVERB_APP_ALLOWED_ORIGINS", "REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM",
+        "REVERB_APP_RATE_LIMITING_ENABLED", "REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS",
+        "REVERB_APP_RATE_LIMIT_DECAY_SECONDS", "REVERB_APP_RATE_LIMIT_TERMINATE", "--config", "--debug",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle}");
+    }
+}
+
+#[test]
+fn bad_setting_is_one_line_exit_2_before_binding() {
+    let port = free_port();
+    let child = clean_command(&tmpdir("bad"))
+        .args(["--port", &port.to_string()])
+        .env("REVERB_APP_ACTIVITY_TIMEOUT", "soon")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    // If the bad value were accepted the server would run: stop it after a while.
+    let guard = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(10));
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+    });
+    let out = child.wait_with_output().unwrap();
+    drop(guard);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("REVERB_APP_ACTIVITY_TIMEOUT") && err.contains("'soon'"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing printed as listening");
+}
+
+#[test]
+fn runs_from_a_laravel_dotenv_and_stops_on_sigterm() {
+    let dir = tmpdir("dotenv");
+    let port = free_port();
+    std::fs::write(
+        dir.join(".env"),
+        format!(
+            "APP_NAME=Laravel\nBROADCAST_CONNECTION=reverb\nREVERB_APP_ID=558412\nREVERB_APP_KEY=\"q7h2x9v4m1n8b3c6z5k0\"\n\
+             REVERB_APP_SECRET=w3e8r1t6y9u4i2o7p5a0\nREVERB_HOST=\"localhost\"\nREVERB_PORT=443\nREVERB_SCHEME=https\n\
+             REVERB_SERVER_HOST=127.0.0.1\nREVERB_SERVER_PORT={port}\nVITE_REVERB_APP_KEY=\"${{REVERB_APP_KEY}}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = clean_command(&dir).stdout(Stdio::piped()).spawn().unwrap();
+    let lines = wait_for_line(&mut child, "app id=558412");
+    assert!(lines[0].contains(&format!("127.0.0.1:{port}")), "{lines:?}");
+    assert!(http_get(port, "/up").ends_with(r#"{"health":"OK"}"#));
+    assert_eq!(terminate(&mut child), 0);
+}
+
+#[test]
+fn dev_app_is_printed_with_a_warning_on_loopback() {
+    let dir = tmpdir("dev");
+    let port = free_port();
+    let mut child = clean_command(&dir).args(["--port", &port.to_string()]).stdout(Stdio::piped()).spawn().unwrap();
+    let lines = wait_for_line(&mut child, "REVERB_APP_SECRET=");
+    let all = lines.join("\n");
+    assert!(all.contains(&format!("http://127.0.0.1:{port}")), "{all}");
+    assert!(all.contains("WARNING") && all.contains("REVERB_APP_KEY=resound-dev-key"), "{all}");
+    assert_eq!(terminate(&mut child), 0);
+}

@@ -1,0 +1,123 @@
+//! Client events (Echo whispers): relay rules, modes, and rate limiting.
+
+mod support;
+
+use std::time::Duration;
+
+use resound::apps::{ClientEvents, RateLimit};
+use serde_json::json;
+use support::*;
+
+#[tokio::test]
+async fn whisper_reaches_others_but_not_the_sender() {
+    let server = TestServer::start().await;
+    let mut a = server.connected().await;
+    let mut b = server.connected().await;
+    let mut c = server.connected().await;
+    for x in [&mut a, &mut b, &mut c] {
+        x.subscribe_signed("private-Rooms.my-room", None).await;
+    }
+    a.send(json!({"event":"client-typing","data":{"name":"Taylor"},"channel":"private-Rooms.my-room","user_id":"forged","extra":1})).await;
+    let expected = r#"{"event":"client-typing","channel":"private-Rooms.my-room","data":{"name":"Taylor"}}"#;
+    assert_eq!(b.recv_raw().await, expected);
+    assert_eq!(c.recv_raw().await, expected);
+    a.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn presence_whisper_carries_sender_user_id() {
+    let server = TestServer::start().await;
+    let mut a = server.connected().await;
+    let mut b = server.connected().await;
+    a.join("presence-Rooms.lobby", "1").await;
+    b.join("presence-Rooms.lobby", "2").await;
+    assert_eq!(a.recv().await["event"], "pusher_internal:member_added");
+    a.send(json!({"event":"client-typing","data":"plain string","channel":"presence-Rooms.lobby"})).await;
+    assert_eq!(
+        b.recv_raw().await,
+        r#"{"event":"client-typing","channel":"presence-Rooms.lobby","data":"plain string","user_id":"1"}"#
+    );
+}
+
+#[tokio::test]
+async fn sender_must_be_subscribed() {
+    let server = TestServer::start().await;
+    let mut a = server.connected().await;
+    let mut b = server.connected().await;
+    b.subscribe_signed("private-x", None).await;
+    a.send(json!({"event":"client-typing","data":{},"channel":"private-x"})).await;
+    assert_eq!(error_of(&a.recv().await), (4009, "The client is not a member of the specified channel.".into()));
+    b.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn public_and_encrypted_channels_refuse_client_events() {
+    let server = TestServer::start().await;
+    let mut a = server.connected().await;
+    let mut b = server.connected().await;
+    for x in [&mut a, &mut b] {
+        x.subscribe_public("public").await;
+        x.subscribe_signed("private-encrypted-v", None).await;
+    }
+    for ch in ["public", "private-encrypted-v"] {
+        a.send(json!({"event":"client-x","data":{},"channel":ch})).await;
+        assert_eq!(error_of(&a.recv().await).0, 4301, "{ch}");
+    }
+    b.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn disabled_client_events_get_4301() {
+    let mut app = app();
+    app.client_events = ClientEvents::None;
+    let server = TestServer::start_with(config_with(app)).await;
+    let mut a = server.connected().await;
+    a.subscribe_signed("private-x", None).await;
+    a.send(json!({"event":"client-x","data":{},"channel":"private-x"})).await;
+    assert_eq!(error_of(&a.recv().await), (4301, "The app does not have client messaging enabled.".into()));
+}
+
+#[tokio::test]
+async fn all_mode_lets_non_members_send() {
+    let mut app = app();
+    app.client_events = ClientEvents::All;
+    let server = TestServer::start_with(config_with(app)).await;
+    let mut a = server.connected().await;
+    let mut b = server.connected().await;
+    b.subscribe_signed("private-x", None).await;
+    a.send(json!({"event":"client-x","data":{"k":1},"channel":"private-x"})).await;
+    assert_eq!(b.recv().await["data"], json!({"k":1}));
+}
+
+fn limited(terminate: bool) -> resound::Config {
+    let mut app = app();
+    app.rate_limit = Some(RateLimit { max_attempts: 3, decay: Duration::from_secs(60), terminate });
+    config_with(app)
+}
+
+#[tokio::test]
+async fn rate_limit_answers_4301_and_keeps_connection() {
+    let server = TestServer::start_with(limited(false)).await;
+    let mut a = server.connected().await;
+    for _ in 0..3 {
+        a.send(json!({"event":"pusher:ping"})).await;
+        assert_eq!(a.recv().await["event"], "pusher:pong");
+    }
+    a.send(json!({"event":"pusher:ping"})).await;
+    assert_eq!(error_of(&a.recv().await), (4301, "Rate limit exceeded".into()));
+    a.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn rate_limit_with_terminate_closes_with_backoff_code() {
+    let server = TestServer::start_with(limited(true)).await;
+    let mut a = server.connected().await;
+    for _ in 0..4 {
+        a.send(json!({"event":"pusher:ping"})).await;
+    }
+    for _ in 0..3 {
+        assert_eq!(a.recv().await["event"], "pusher:pong");
+    }
+    let (code, _) = a.expect_close().await;
+    assert_eq!(code, Some(4100), "41xx: pusher-js backs off and reconnects");
+}

@@ -1,0 +1,81 @@
+//! Bad input and slow clients never disturb other clients.
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use serde_json::json;
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn abuse_from_one_client_does_not_disturb_another() {
+    let server = TestServer::start().await;
+    let mut good = server.connected().await;
+    good.subscribe_signed("private-Rooms.r", None).await;
+    let mut bad = server.connected().await;
+    let huge_list: Vec<String> = (0..10_000).map(|i| format!("c{i}")).collect();
+    let abuse: Vec<String> = vec![
+        "{".into(),
+        "\u{0}".into(),
+        r#"{"event":"pusher:subscribe","data":{"channel":["a"]}}"#.into(),
+        r#"{"event":"pusher:subscribe","data":{"channel":"private-Rooms.r","auth":"q7h2x9v4m1n8b3c6z5k0:deadbeef"}}"#.into(),
+        r#"{"event":"pusher:subscribe","data":{"channel":"presence-x","auth":5,"channel_data":7}}"#.into(),
+        r#"{"event":"client-typing","channel":"private-Rooms.r","data":{}}"#.into(),
+        json!({"event":"pusher:subscribe","data":{"channel": huge_list.join(",")}}).to_string(),
+    ];
+    for (i, frame) in abuse.iter().enumerate() {
+        bad.send_text(frame).await;
+        server.http().trigger(&["private-Rooms.r"], "tick", &i.to_string(), None).await;
+        assert_eq!(good.recv().await["data"], i.to_string(), "good client after abuse frame {i}");
+    }
+    for _ in 0..abuse.len() - 1 {
+        assert_eq!(bad.recv().await["event"], "pusher:error");
+    }
+    // A frame over the size limit closes only the abuser.
+    let _ = bad.ws.send(Message::text("x".repeat(50_000))).await;
+    assert_eq!(bad.expect_close().await.0, Some(1009));
+    server.http().trigger(&["private-Rooms.r"], "tick", "after", None).await;
+    assert_eq!(good.recv().await["data"], "after");
+}
+
+#[tokio::test]
+async fn slow_consumer_is_dropped_while_others_get_everything() {
+    let mut config = config_with(app());
+    config.outbound_queue = 16;
+    config.max_request_size = 1_000_000;
+    let server = TestServer::start_with(config).await;
+    let mut fast = server.connected().await;
+    fast.subscribe_public("firehose").await;
+    // The slow client subscribes, then never reads again.
+    let mut slow = server.connected().await;
+    slow.subscribe_public("firehose").await;
+    let payload = "y".repeat(8_000);
+    let total = 3000;
+    let batch: Vec<_> = (0..10).map(|_| json!({"channel":"firehose","name":"e","data":payload})).collect();
+    let api = server.http();
+    let reader = tokio::spawn(async move {
+        for i in 0..total {
+            let v = fast.recv().await;
+            assert_eq!(v["event"], "e", "frame {i}");
+        }
+        fast
+    });
+    for _ in 0..total / 10 {
+        let r = api.post("/batch_events", json!({ "batch": batch })).await;
+        assert_eq!(r.status, 200, "the HTTP caller is never slowed or failed by a slow client");
+    }
+    let _fast = tokio::time::timeout(Duration::from_secs(20), reader).await.expect("fast client got all").unwrap();
+    // The slow client was disconnected: the server no longer counts it.
+    let mut subs = 2;
+    for _ in 0..100 {
+        subs = server.http().get("/channels/firehose", &[("info", "subscription_count")]).await.json()["subscription_count"].as_u64().unwrap();
+        if subs == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(subs, 1, "slow consumer removed from the channel");
+    drop(slow);
+}
