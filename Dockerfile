@@ -1,0 +1,16 @@
+# Small release image: build with the Rust toolchain, run on a slim Debian base.
+FROM rust:1-slim-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+RUN cargo build --release --locked --bin resound
+
+FROM debian:bookworm-slim
+RUN useradd --system --uid 10001 resound
+COPY --from=build /src/target/release/resound /usr/local/bin/resound
+USER resound
+WORKDIR /app
+EXPOSE 8080
+ENV REVERB_SERVER_HOST=0.0.0.0 REVERB_SERVER_PORT=8080
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/resound"]
