@@ -44,6 +44,11 @@ pub struct App {
     pub allowed_origins: Vec<String>,
     pub client_events: ClientEvents,
     pub rate_limit: Option<RateLimit>,
+    /// Pusher's "authorized connections": a connection that neither signs in nor subscribes
+    /// to a private or presence channel within this time is closed with 4009. Off when `None`.
+    pub authorized_timeout: Option<Duration>,
+    /// Send `pusher_internal:subscription_count` to subscribers of non-presence channels.
+    pub subscription_count: bool,
 }
 
 impl App {
@@ -62,6 +67,8 @@ impl App {
             allowed_origins: vec!["*".to_owned()],
             client_events: ClientEvents::Members,
             rate_limit: None,
+            authorized_timeout: None,
+            subscription_count: false,
         }
     }
 

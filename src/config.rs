@@ -109,6 +109,8 @@ const SETTINGS: &[Setting] = &[
     s("REVERB_APP_MAX_MESSAGE_SIZE", "max-message-size", "max_message_size", true, "Largest client message in bytes; bigger closes with 1009 [default: 10000]"),
     s("REVERB_APP_ALLOWED_ORIGINS", "allowed-origins", "allowed_origins", true, "Comma-separated origin host patterns [default: *]"),
     s("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM", "accept-client-events-from", "accept_client_events_from", true, "members, all or none [default: members]"),
+    s("RESOUND_APP_AUTHORIZED_TIMEOUT", "authorized-timeout", "authorized_timeout", true, "Seconds a connection has to sign in or join a private/presence channel, 0 = off [default: 0]"),
+    s("RESOUND_APP_SUBSCRIPTION_COUNT", "subscription-count", "subscription_count", true, "Send pusher_internal:subscription_count to subscribers [default: false]"),
     s("REVERB_APP_RATE_LIMITING_ENABLED", "rate-limiting", "rate_limiting.enabled", true, "Limit inbound messages per connection [default: false]"),
     s("REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS", "rate-limit-max-attempts", "rate_limiting.max_attempts", true, "Messages allowed per window [default: 60]"),
     s("REVERB_APP_RATE_LIMIT_DECAY_SECONDS", "rate-limit-decay-seconds", "rate_limiting.decay_seconds", true, "Window length in seconds [default: 60]"),
@@ -297,6 +299,8 @@ fn app_options(l: &Layers, mut app: App) -> Result<App, ConfigError> {
             _ => None,
         }
     })?.unwrap_or(ClientEvents::Members);
+    app.authorized_timeout = l.number("RESOUND_APP_AUTHORIZED_TIMEOUT")?.filter(|n| *n > 0).map(|n| Duration::from_secs(n as u64));
+    app.subscription_count = l.boolean("RESOUND_APP_SUBSCRIPTION_COUNT")?.unwrap_or(false);
     if l.boolean("REVERB_APP_RATE_LIMITING_ENABLED")?.unwrap_or(false) {
         app.rate_limit = Some(RateLimit {
             max_attempts: l.positive("REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS")?.unwrap_or(60) as u32,

@@ -21,6 +21,7 @@ pub mod protocol;
 pub mod server;
 pub mod shutdown;
 pub mod state;
+pub mod users;
 
 pub use config::Config;
 pub use server::{run, serve};

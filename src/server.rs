@@ -15,6 +15,8 @@ use crate::state::State;
 
 /// How often expired cache-channel events are dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// How often throttled `subscription_count` updates are looked at.
+const COUNTS_EVERY: Duration = Duration::from_secs(1);
 
 /// Serves `listener` until `shutdown` resolves, then closes every connection (4200) and
 /// waits for in-flight work, at most `config.shutdown_timeout`.
@@ -25,7 +27,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
 
 /// Like [`run`], with state built by the caller (tests inspect it).
 pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
-    tokio::spawn(sweep_caches(state.clone()));
+    tokio::spawn(housekeeping(state.clone()));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -71,16 +73,15 @@ async fn serve_connection(stream: tokio::net::TcpStream, state: Arc<State>) {
     let _ = conn.await;
 }
 
-async fn sweep_caches(state: Arc<State>) {
-    let mut tick = tokio::time::interval(SWEEP_EVERY);
+/// Periodic work: expire cached events, send throttled subscription counts.
+async fn housekeeping(state: Arc<State>) {
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    let mut counts = tokio::time::interval(COUNTS_EVERY);
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => return,
-            _ = tick.tick() => {
-                for app in state.apps() {
-                    app.channels.sweep();
-                }
-            }
+            _ = sweep.tick() => state.apps().for_each(|app| app.channels.sweep()),
+            _ = counts.tick() => state.apps().for_each(|app| app.channels.flush_counts()),
         }
     }
 }

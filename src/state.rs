@@ -13,11 +13,14 @@ use crate::apps::App;
 use crate::channel::registry::ChannelRegistry;
 use crate::config::Config;
 use crate::connection::{ConnectionHandle, SocketId};
+use crate::users::UserRegistry;
 
 /// One app's live state.
 pub struct AppRuntime {
     pub app: App,
     pub channels: ChannelRegistry,
+    /// Signed-in users and their watchers.
+    pub users: UserRegistry,
     /// Every open connection of this app (subscribed or not).
     pub connections: DashMap<SocketId, ConnectionHandle>,
     /// Connection slots taken, for the `max_connections` quota (an atomic so two handshakes
@@ -27,9 +30,11 @@ pub struct AppRuntime {
 
 impl AppRuntime {
     fn new(app: App, config: &Config) -> AppRuntime {
+        let channels = ChannelRegistry::new(config.cache_ttl, app.subscription_count);
         AppRuntime {
             app,
-            channels: ChannelRegistry::new(config.cache_ttl),
+            channels,
+            users: UserRegistry::default(),
             connections: DashMap::new(),
             slots: AtomicUsize::new(0),
         }

@@ -35,6 +35,12 @@ impl PresenceMember {
         };
         Ok(PresenceMember { id, user_id: cd.user_id, user_info: cd.user_info })
     }
+
+    /// A member taken from a signed-in user (presence joined without `channel_data`).
+    pub fn from_user(id: &str, user_info: Option<Box<RawValue>>) -> PresenceMember {
+        let user_id = serde_json::value::to_raw_value(id).expect("a string serializes");
+        PresenceMember { id: id.to_owned(), user_id, user_info }
+    }
 }
 
 /// The members of one presence channel.

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
+use parking_lot::Mutex;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::presence::{Presence, PresenceMember};
@@ -28,6 +29,8 @@ struct Channel {
     presence: Option<Presence>,
     /// Last event of a cache channel and when it was stored.
     cached: Option<(Utf8Bytes, Instant)>,
+    /// When `subscription_count` was last sent, for throttling busy channels.
+    count_sent: Option<Instant>,
 }
 
 impl Channel {
@@ -53,15 +56,49 @@ pub struct ChannelInfo {
     pub user_count: Option<usize>,
 }
 
+/// Above this many subscribers, `subscription_count` goes out at most once per [`COUNT_EVERY`].
+const COUNT_THROTTLE_ABOVE: usize = 100;
+const COUNT_EVERY: Duration = Duration::from_secs(5);
+
 /// All channels of one app.
 pub struct ChannelRegistry {
     channels: DashMap<String, Channel>,
     cache_ttl: Duration,
+    /// Whether subscribers of non-presence channels get `subscription_count`.
+    subscription_count: bool,
+    /// Channels whose count changed while throttled; flushed by [`Self::flush_counts`].
+    counts_pending: Mutex<std::collections::HashSet<String>>,
 }
 
 impl ChannelRegistry {
-    pub fn new(cache_ttl: Duration) -> ChannelRegistry {
-        ChannelRegistry { channels: DashMap::new(), cache_ttl }
+    pub fn new(cache_ttl: Duration, subscription_count: bool) -> ChannelRegistry {
+        ChannelRegistry { channels: DashMap::new(), cache_ttl, subscription_count, counts_pending: Default::default() }
+    }
+
+    /// Sends `subscription_count` after a change, unless the channel is busy and heard one
+    /// less than 5 s ago (then it is sent by the next [`Self::flush_counts`]).
+    fn count_changed(&self, name: &str, kind: ChannelKind, ch: &mut Channel) {
+        let n = ch.subscribers.len();
+        if !self.subscription_count || kind.presence || n == 0 {
+            return;
+        }
+        if n > COUNT_THROTTLE_ABOVE && ch.count_sent.is_some_and(|t| t.elapsed() < COUNT_EVERY) {
+            self.counts_pending.lock().insert(name.to_owned());
+            return;
+        }
+        ch.count_sent = Some(Instant::now());
+        ch.send_all(&server::subscription_count(name, n).into(), None);
+    }
+
+    /// Sends the throttled `subscription_count` updates that are due.
+    pub fn flush_counts(&self) {
+        let names: Vec<String> = self.counts_pending.lock().drain().collect();
+        for name in names {
+            if let Some(mut ch) = self.channels.get_mut(&name) {
+                let kind = ChannelKind::from_name(&name);
+                self.count_changed(&name, kind, &mut ch);
+            }
+        }
     }
 
     /// Subscribes `handle` and sends, in order: `member_added` to the others (a presence
@@ -93,6 +130,9 @@ impl ChannelRegistry {
                 _ => handle.send_text(server::cache_miss(name).into()),
             }
         }
+        if fresh {
+            self.count_changed(name, kind, &mut ch);
+        }
         fresh
     }
 
@@ -112,6 +152,7 @@ impl ChannelRegistry {
                     if let Some(m) = gone {
                         ch.send_all(&server::member_removed(name, &m.user_id).into(), None);
                     }
+                    self.count_changed(name, ChannelKind::from_name(name), &mut ch);
                     true
                 }
             },
@@ -136,6 +177,17 @@ impl ChannelRegistry {
             }
             None => 0,
         }
+    }
+
+    /// Connections that joined a presence channel as member `user_id`.
+    pub fn presence_connections(&self, user_id: &str) -> Vec<ConnectionHandle> {
+        let mut out = Vec::new();
+        for ch in self.channels.iter().filter(|c| c.presence.is_some()) {
+            out.extend(
+                ch.subscribers.values().filter(|s| s.member_id.as_deref() == Some(user_id)).map(|s| s.handle.clone()),
+            );
+        }
+        out
     }
 
     /// Subscribers of `name` (0 when unoccupied).

@@ -25,6 +25,7 @@ use crate::protocol::message::Subscribe;
 use crate::protocol::names::validate_channel_name;
 use crate::protocol::{server, ClientMessage, PusherError};
 use crate::state::{AppRuntime, ConnectionSlot, State};
+use crate::users::SignedInUser;
 
 /// Close code and text for a message over `max_message_size` (as Reverb).
 const CLOSE_TOO_BIG: (u16, &str) = (1009, "Maximum message size exceeded");
@@ -63,7 +64,7 @@ where
     let rx = rx.expect("register calls make exactly once");
     let span = info_span!("conn", socket_id = %handle.id(), app_id = %app.app.id);
     let writer = tokio::spawn(writer::run(sink, rx, handle.clone()).instrument(span.clone()));
-    let mut session = Session { state, app, handle, channels: HashMap::new(), rate: None };
+    let mut session = Session { state, app, handle, channels: HashMap::new(), rate: None, user: None, authorized: false };
     async move {
         debug!("connection open");
         session.read_loop(stream).await;
@@ -83,6 +84,10 @@ struct Session {
     /// Subscribed channels, with the presence user id this socket joined as.
     channels: HashMap<String, Option<Box<RawValue>>>,
     rate: Option<(Instant, u32)>,
+    /// The user this connection signed in as.
+    user: Option<SignedInUser>,
+    /// Signed in, or subscribed to a private or presence channel (authorized connections).
+    authorized: bool,
 }
 
 impl Session {
@@ -115,6 +120,10 @@ impl Session {
         let mut ws_pings = false;
         let timer = tokio::time::sleep(ping_interval);
         tokio::pin!(timer);
+        // Far in the future when the app does not require authorized connections.
+        let auth_deadline = Instant::now() + app.authorized_timeout.unwrap_or(Duration::from_secs(86400 * 365));
+        let auth_timer = tokio::time::sleep_until(auth_deadline);
+        tokio::pin!(auth_timer);
         let shutdown = self.state.shutdown.clone();
         loop {
             // Every branch is cancel-safe: a token wait, a timer, and `StreamExt::next`.
@@ -125,6 +134,11 @@ impl Session {
                     return;
                 }
                 _ = self.handle.closed() => return,
+                _ = &mut auth_timer, if !self.authorized => {
+                    debug!("not authorized within timeout");
+                    self.close_with(&PusherError::NotAuthorizedInTime, 4009);
+                    return;
+                }
                 _ = &mut timer => {
                     let now = Instant::now();
                     match ping_sent {
@@ -213,10 +227,41 @@ impl Session {
                     debug!(channel, "unsubscribed");
                 }
             }
-            // User sign-in is not implemented yet: answered as Reverb does.
-            ClientMessage::Signin { .. } => return Err(PusherError::InvalidMessage),
+            ClientMessage::Signin { auth, user_data } => self.signin(&auth, &user_data)?,
             ClientMessage::ClientEvent { event, channel, data } => self.client_event(&event, &channel, data.as_deref())?,
         }
+        Ok(())
+    }
+
+    /// `pusher:signin`: verifies `{socket_id}::user::{user_data}` and records the user.
+    fn signin(&mut self, auth_token: &str, user_data: &str) -> Result<(), PusherError> {
+        let app = &self.app.app;
+        let to_sign = auth::signin_string_to_sign(&self.handle.id().to_string(), user_data);
+        if !auth::verify_auth_token(&app.key, &app.secret, &to_sign, auth_token) {
+            debug!("signin refused: bad signature");
+            return Err(PusherError::Unauthorized);
+        }
+        let user = SignedInUser::from_user_data(user_data)?;
+        match &self.user {
+            Some(current) if current.id != user.id => {
+                debug!(current = current.id, requested = user.id, "signin refused: already signed in as another user");
+                return Err(PusherError::Unauthorized);
+            }
+            Some(_) => {
+                // Same user again: confirm, keep the existing registration.
+                self.send(server::signin_success(user_data));
+                return Ok(());
+            }
+            None => {}
+        }
+        self.send(server::signin_success(user_data));
+        if user.watchlist_truncated {
+            self.send_error(&PusherError::WatchlistLimit);
+        }
+        self.app.users.sign_in(&user, &self.handle);
+        debug!(user_id = user.id, "signed in");
+        self.user = Some(user);
+        self.authorized = true;
         Ok(())
     }
 
@@ -226,21 +271,31 @@ impl Session {
         let kind = ChannelKind::from_name(&name);
         let app = &self.app.app;
         if kind.server_to_user {
-            // Only a signed-in user may hold these; sign-in is not supported yet.
-            return Err(PusherError::Unauthorized);
+            let owner = &name[crate::protocol::names::SERVER_TO_USER_PREFIX.len()..];
+            if self.user.as_ref().map(|u| u.id.as_str()) != Some(owner) {
+                debug!(channel = name, "subscription refused: not signed in as this user");
+                return Err(PusherError::Unauthorized);
+            }
         }
         let mut member = None;
         if kind.needs_auth() {
             let socket_id = self.handle.id().to_string();
-            let data = if kind.presence { Some(sub.channel_data.as_deref().ok_or(PusherError::Unauthorized)?) } else { None };
-            let to_sign = auth::channel_string_to_sign(&socket_id, &name, data);
+            let data = sub.channel_data.as_deref();
+            if kind.presence && data.is_none() && self.user.is_none() {
+                return Err(PusherError::Unauthorized);
+            }
+            let to_sign = auth::channel_string_to_sign(&socket_id, &name, data.filter(|_| kind.presence));
             let token = sub.auth.as_deref().unwrap_or("");
             if !auth::verify_auth_token(&app.key, &app.secret, &to_sign, token) {
                 debug!(channel = name, "subscription refused: bad signature");
                 return Err(PusherError::Unauthorized);
             }
-            if let Some(data) = data {
-                member = Some(PresenceMember::from_channel_data(data)?);
+            if kind.presence {
+                member = Some(match (data, &self.user) {
+                    (Some(data), _) => PresenceMember::from_channel_data(data)?,
+                    (None, Some(user)) => PresenceMember::from_user(&user.id, user.user_info.clone()),
+                    (None, None) => return Err(PusherError::Unauthorized),
+                });
             }
         }
         let user_id = member.as_ref().map(|m| m.user_id.clone());
@@ -248,6 +303,7 @@ impl Session {
             debug!(channel = name, "subscribed");
             self.channels.insert(name, user_id);
         }
+        self.authorized |= kind.needs_auth();
         Ok(())
     }
 
@@ -276,6 +332,9 @@ impl Session {
         let id = self.handle.id();
         for (channel, _) in self.channels.drain() {
             self.app.channels.unsubscribe(&channel, id);
+        }
+        if let Some(user) = self.user.take() {
+            self.app.users.sign_out(&user, id);
         }
         self.app.connections.remove(&id);
         self.handle.close(CloseReason { last_frame: None, code: None, flush_queue: true });

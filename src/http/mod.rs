@@ -5,6 +5,7 @@ pub mod channels;
 pub mod error;
 pub mod events;
 pub mod signature;
+pub mod users;
 mod websocket;
 
 use std::convert::Infallible;
@@ -21,7 +22,7 @@ use tracing::debug;
 use error::{json_response, ApiError};
 use signature::parse_query;
 
-use crate::state::State;
+use crate::state::{AppRuntime, State};
 
 /// Entry point for every HTTP request on the listener.
 pub async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -46,6 +47,45 @@ fn only(method: &Method, allowed: Method, allow: &'static str) -> Result<(), Api
     }
 }
 
+/// A signed API request for `app`; `tail` is the path after `/apps/{id}`.
+async fn api_call(
+    state: &State,
+    app: &AppRuntime,
+    tail: &[&str],
+    req: Request<Incoming>,
+    rest: &str,
+    full_path: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let method = req.method().clone();
+    let (allowed, allow) = match tail {
+        ["events"] | ["batch_events"] | ["users", _, "terminate_connections"] => (Method::POST, "POST"),
+        ["channels"] | ["channels", _] | ["channels", _, "users"] | ["connections"] => (Method::GET, "GET"),
+        _ => return Err(ApiError::not_found("Not found.")),
+    };
+    only(&method, allowed, allow)?;
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let body = read_body(req, state.config.max_request_size).await?;
+    let params = parse_query(&query);
+    let decoded_rest = percent_decode_str(rest).decode_utf8_lossy().into_owned();
+    let decoded_full = percent_decode_str(full_path).decode_utf8_lossy().into_owned();
+    // Clients sign the decoded path without the prefix (PHP SDK) or with it; accept
+    // the raw form too for clients that sign what they send.
+    let mut paths = vec![decoded_rest.as_str(), decoded_full.as_str(), rest, full_path];
+    paths.sort_unstable();
+    paths.dedup();
+    signature::verify(&app.app, method.as_str(), &paths, &params, &body, state.config.api_timestamp_window)?;
+    let config = &state.config;
+    match tail {
+        ["events"] => ok(events::trigger(app, config, &body)?),
+        ["batch_events"] => ok(events::batch(app, config, &body)?),
+        ["channels"] => ok(channels::list(app, &params)?),
+        ["channels", name] => ok(channels::show(app, name, &params)?),
+        ["channels", name, "users"] => ok(channels::users(app, name)?),
+        ["users", user_id, "terminate_connections"] => ok(users::terminate(app, user_id)),
+        _ => ok(channels::connections(app)),
+    }
+}
+
 async fn route(req: Request<Incoming>, state: &Arc<State>) -> Result<Response<Full<Bytes>>, ApiError> {
     let prefix = state.config.path.as_str();
     let full_path = req.uri().path().to_owned();
@@ -60,6 +100,7 @@ async fn route(req: Request<Incoming>, state: &Arc<State>) -> Result<Response<Fu
         .collect();
     let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
     let method = req.method().clone();
+    let full_path = full_path.as_str();
     match seg.as_slice() {
         ["up"] => {
             only(&method, Method::GET, "GET")?;
@@ -74,32 +115,17 @@ async fn route(req: Request<Incoming>, state: &Arc<State>) -> Result<Response<Fu
                 .app_by_id(app_id)
                 .ok_or_else(|| ApiError::not_found(format!("No matching application for ID [{app_id}].")))?
                 .clone();
-            let (allowed, allow) = match tail {
-                ["events"] | ["batch_events"] => (Method::POST, "POST"),
-                ["channels"] | ["channels", _] | ["channels", _, "users"] | ["connections"] => (Method::GET, "GET"),
-                _ => return Err(ApiError::not_found("Not found.")),
-            };
-            only(&method, allowed, allow)?;
-            let query = req.uri().query().unwrap_or("").to_owned();
-            let body = read_body(req, state.config.max_request_size).await?;
-            let params = parse_query(&query);
-            let decoded_rest = percent_decode_str(&rest).decode_utf8_lossy().into_owned();
-            let decoded_full = percent_decode_str(&full_path).decode_utf8_lossy().into_owned();
-            // Clients sign the decoded path without the prefix (PHP SDK) or with it; accept
-            // the raw form too for clients that sign what they send.
-            let mut paths = vec![decoded_rest.as_str(), decoded_full.as_str(), rest.as_str(), full_path.as_str()];
-            paths.sort_unstable();
-            paths.dedup();
-            signature::verify(&app.app, method.as_str(), &paths, &params, &body, state.config.api_timestamp_window)?;
-            let config = &state.config;
-            match tail {
-                ["events"] => ok(events::trigger(&app, config, &body)?),
-                ["batch_events"] => ok(events::batch(&app, config, &body)?),
-                ["channels"] => ok(channels::list(&app, &params)?),
-                ["channels", name] => ok(channels::show(&app, name, &params)?),
-                ["channels", name, "users"] => ok(channels::users(&app, name)?),
-                _ => ok(channels::connections(&app)),
-            }
+            api_call(state, &app, tail, req, &rest, &full_path).await
+        }
+        // The Python SDK's terminate path has no app id: the app is found by its key.
+        ["users", _, "terminate_connections"] => {
+            let params = parse_query(req.uri().query().unwrap_or(""));
+            let key = signature::param(&params, "auth_key").ok_or_else(|| ApiError::unauthorized("Missing auth_key"))?;
+            let app = state
+                .app_by_key(key)
+                .ok_or_else(|| ApiError::not_found(format!("No matching application for key [{key}].")))?
+                .clone();
+            api_call(state, &app, &seg, req, &rest, &full_path).await
         }
         _ => Err(ApiError::not_found("Not found.")),
     }

@@ -30,6 +30,12 @@ pub enum PusherError {
     /// 4009: a client event on a channel the sender is not subscribed to.
     #[error("The client is not a member of the specified channel.")]
     NotMember,
+    /// 4009: the app terminated this user's connections (HTTP `terminate_connections`).
+    #[error("You got disconnected by the app.")]
+    Terminated,
+    /// 4009: neither signed in nor subscribed to an authorized channel in time.
+    #[error("Connection not authorized within timeout")]
+    NotAuthorizedInTime,
     /// 4009: a channel name that is empty, too long or has characters outside the allowed set.
     #[error("Invalid channel name {0}")]
     InvalidChannelName(String),
@@ -51,6 +57,9 @@ pub enum PusherError {
     /// 4301: client events are not allowed on this kind of channel.
     #[error("Client events are not allowed on channel {0}")]
     ClientEventForbidden(String),
+    /// 4302: more than 100 ids in a sign-in watchlist (the first 100 are kept).
+    #[error("Watchlist limit exceeded. Only the first 100 user IDs are accepted.")]
+    WatchlistLimit,
 }
 
 impl PusherError {
@@ -62,10 +71,11 @@ impl PusherError {
             AppDisabled => 4003,
             OverQuota => 4004,
             UnsupportedProtocol => 4007,
-            OriginNotAllowed | Unauthorized | NotMember | InvalidChannelName(_) => 4009,
+            OriginNotAllowed | Unauthorized | NotMember | InvalidChannelName(_) | Terminated | NotAuthorizedInTime => 4009,
             InvalidMessage | ShuttingDown => 4200,
             PongTimeout => 4201,
             ClientEventsDisabled | RateLimited | ClientEventForbidden(_) => 4301,
+            WatchlistLimit => 4302,
         }
     }
 
@@ -76,7 +86,7 @@ impl PusherError {
         use PusherError::*;
         match self {
             AppNotFound | AppDisabled | OverQuota | UnsupportedProtocol | OriginNotAllowed
-            | ShuttingDown | PongTimeout => Some(self.code()),
+            | ShuttingDown | PongTimeout | Terminated | NotAuthorizedInTime => Some(self.code()),
             _ => None,
         }
     }

@@ -176,6 +176,45 @@ pub mod server {
         frame("pusher_internal:member_removed", Some(channel), Some(json(&D { user_id })))
     }
 
+    /// `signin_success`: echoes the signed `user_data` string.
+    pub fn signin_success(user_data: &str) -> String {
+        #[derive(Serialize)]
+        struct D<'a> {
+            user_data: &'a str,
+        }
+        frame("pusher:signin_success", None, Some(json(&D { user_data })))
+    }
+
+    /// `watchlist_events` with one entry per non-empty list.
+    pub fn watchlist_events(online: &[&str], offline: &[&str]) -> String {
+        #[derive(Serialize)]
+        struct E<'a> {
+            name: &'a str,
+            user_ids: &'a [&'a str],
+        }
+        #[derive(Serialize)]
+        struct D<'a> {
+            events: Vec<E<'a>>,
+        }
+        let mut events = Vec::new();
+        if !online.is_empty() {
+            events.push(E { name: "online", user_ids: online });
+        }
+        if !offline.is_empty() {
+            events.push(E { name: "offline", user_ids: offline });
+        }
+        frame("pusher_internal:watchlist_events", None, Some(json(&D { events })))
+    }
+
+    /// `subscription_count` for non-presence channels.
+    pub fn subscription_count(channel: &str, count: usize) -> String {
+        #[derive(Serialize)]
+        struct D {
+            subscription_count: usize,
+        }
+        frame("pusher_internal:subscription_count", Some(channel), Some(json(&D { subscription_count: count })))
+    }
+
     pub fn cache_miss(channel: &str) -> String {
         frame::<()>("pusher:cache_miss", Some(channel), None)
     }
@@ -260,6 +299,18 @@ mod tests {
         assert_eq!(
             server::connection_established("1.2", 30),
             r#"{"event":"pusher:connection_established","data":"{\"socket_id\":\"1.2\",\"activity_timeout\":30}"}"#
+        );
+        assert_eq!(
+            server::signin_success(r#"{"id":"42"}"#),
+            r#"{"event":"pusher:signin_success","data":"{\"user_data\":\"{\\\"id\\\":\\\"42\\\"}\"}"}"#
+        );
+        assert_eq!(
+            server::watchlist_events(&["7"], &["9"]),
+            r#"{"event":"pusher_internal:watchlist_events","data":"{\"events\":[{\"name\":\"online\",\"user_ids\":[\"7\"]},{\"name\":\"offline\",\"user_ids\":[\"9\"]}]}"}"#
+        );
+        assert_eq!(
+            server::subscription_count("c", 3),
+            r#"{"event":"pusher_internal:subscription_count","channel":"c","data":"{\"subscription_count\":3}"}"#
         );
         assert_eq!(server::cache_miss("cache-a"), r#"{"event":"pusher:cache_miss","channel":"cache-a"}"#);
         assert_eq!(

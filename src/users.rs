@@ -1,0 +1,155 @@
+//! Signed-in users (`pusher:signin`): who is online on which connections, and who watches whom.
+//! Decides online/offline transitions and sends `watchlist_events` to watchers.
+//!
+//! Lock order is always `sockets` then `watchers`, never the reverse, so the two maps cannot
+//! deadlock; nothing is held across an `.await` (sends are `try_send`).
+
+use std::collections::HashMap;
+
+use dashmap::DashMap;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::connection::{ConnectionHandle, SocketId};
+use crate::protocol::{server, PusherError};
+
+/// Most watchlist entries honoured per user.
+pub const MAX_WATCHLIST: usize = 100;
+
+/// A user as signed in on one connection, from the verified `user_data`.
+#[derive(Debug, Clone)]
+pub struct SignedInUser {
+    pub id: String,
+    pub user_info: Option<Box<RawValue>>,
+    /// At most [`MAX_WATCHLIST`] ids.
+    pub watchlist: Vec<String>,
+    /// True when the client sent more than [`MAX_WATCHLIST`] ids.
+    pub watchlist_truncated: bool,
+}
+
+impl SignedInUser {
+    /// Reads `user_data`: an object with a non-empty string (or numeric) `id`, optional
+    /// `user_info` and an optional `watchlist` array of ids.
+    pub fn from_user_data(user_data: &str) -> Result<SignedInUser, PusherError> {
+        #[derive(Deserialize)]
+        struct UserData {
+            id: serde_json::Value,
+            #[serde(default)]
+            user_info: Option<Box<RawValue>>,
+            #[serde(default)]
+            watchlist: Option<Vec<serde_json::Value>>,
+        }
+        let ud: UserData = serde_json::from_str(user_data).map_err(|_| PusherError::Unauthorized)?;
+        let id = id_string(&ud.id).ok_or(PusherError::Unauthorized)?;
+        let mut watchlist = ud
+            .watchlist
+            .unwrap_or_default()
+            .iter()
+            .map(id_string)
+            .collect::<Option<Vec<_>>>()
+            .ok_or(PusherError::Unauthorized)?;
+        let watchlist_truncated = watchlist.len() > MAX_WATCHLIST;
+        watchlist.truncate(MAX_WATCHLIST);
+        Ok(SignedInUser { id, user_info: ud.user_info, watchlist, watchlist_truncated })
+    }
+}
+
+fn id_string(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+type Sockets = HashMap<SocketId, ConnectionHandle>;
+
+/// Signed-in users and watchers of one app.
+#[derive(Default)]
+pub struct UserRegistry {
+    /// user id -> that user's signed-in connections
+    sockets: DashMap<String, Sockets>,
+    /// watched user id -> connections watching it
+    watchers: DashMap<String, Sockets>,
+}
+
+impl UserRegistry {
+    /// Records `handle` as signed in as `user`, tells watchers when the user comes online,
+    /// starts watching the user's watchlist and sends its current state to `handle`.
+    pub fn sign_in(&self, user: &SignedInUser, handle: &ConnectionHandle) {
+        {
+            let mut entry = self.sockets.entry(user.id.clone()).or_default();
+            let first = entry.is_empty();
+            entry.insert(handle.id(), handle.clone());
+            if first {
+                self.notify(&user.id, true);
+            }
+        }
+        for w in &user.watchlist {
+            self.watchers.entry(w.clone()).or_default().insert(handle.id(), handle.clone());
+        }
+        if !user.watchlist.is_empty() {
+            let (online, offline): (Vec<&str>, Vec<&str>) =
+                user.watchlist.iter().map(String::as_str).partition(|w| self.is_online(w));
+            handle.send_text(server::watchlist_events(&online, &offline).into());
+        }
+    }
+
+    /// Undoes [`Self::sign_in`] for a closing connection; watchers hear `offline` when it was
+    /// the user's last connection.
+    pub fn sign_out(&self, user: &SignedInUser, id: SocketId) {
+        for w in &user.watchlist {
+            self.watchers.remove_if_mut(w, |_, set| {
+                set.remove(&id);
+                set.is_empty()
+            });
+        }
+        if let Some(mut entry) = self.sockets.get_mut(&user.id) {
+            entry.remove(&id);
+            if entry.is_empty() {
+                self.notify(&user.id, false);
+            }
+        }
+        self.sockets.remove_if(&user.id, |_, set| set.is_empty());
+    }
+
+    fn notify(&self, user_id: &str, online: bool) {
+        if let Some(watchers) = self.watchers.get(user_id) {
+            let ids = [user_id];
+            let text = if online { server::watchlist_events(&ids, &[]) } else { server::watchlist_events(&[], &ids) };
+            let text = text.into();
+            for h in watchers.values() {
+                h.send_text(Clone::clone(&text));
+            }
+        }
+    }
+
+    /// Whether `user_id` is signed in on at least one connection.
+    pub fn is_online(&self, user_id: &str) -> bool {
+        self.sockets.get(user_id).is_some_and(|s| !s.is_empty())
+    }
+
+    /// Every connection signed in as `user_id`.
+    pub fn connections(&self, user_id: &str) -> Vec<ConnectionHandle> {
+        self.sockets.get(user_id).map(|s| s.values().cloned().collect()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_data_rules() {
+        let u = SignedInUser::from_user_data(r#"{"id":"42","user_info":{"name":"Ada"},"watchlist":["7",9]}"#).unwrap();
+        assert_eq!((u.id.as_str(), u.watchlist.clone()), ("42", vec!["7".to_owned(), "9".to_owned()]));
+        assert_eq!(SignedInUser::from_user_data(r#"{"id":12}"#).unwrap().id, "12");
+        for bad in ["", "[]", r#"{"id":""}"#, r#"{"user_info":{}}"#, r#"{"id":null}"#, r#"{"id":"1","watchlist":"7"}"#] {
+            assert!(SignedInUser::from_user_data(bad).is_err(), "{bad}");
+        }
+        let many: Vec<String> = (0..150).map(|i| i.to_string()).collect();
+        let u = SignedInUser::from_user_data(&serde_json::json!({"id":"1","watchlist":many}).to_string()).unwrap();
+        assert_eq!((u.watchlist.len(), u.watchlist_truncated), (100, true));
+        assert_eq!(u.watchlist[99], "99");
+    }
+}
