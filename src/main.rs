@@ -21,6 +21,7 @@ fn main() -> ExitCode {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     runtime.block_on(async move {
+        let shutdown = resound::shutdown::signal();
         let addr = format!("{}:{}", config.host, config.port);
         let listener = match tokio::net::TcpListener::bind(&addr).await {
             Ok(l) => l,
@@ -40,7 +41,7 @@ fn main() -> ExitCode {
                 println!("  app id={} key={}", app.id, app.key);
             }
         }
-        resound::run(listener, config, resound::shutdown::signal()).await;
+        resound::run(listener, config, shutdown).await;
         println!("resound stopped");
         ExitCode::SUCCESS
     })

@@ -1,23 +1,27 @@
 //! The shutdown signal: resolves on SIGINT or SIGTERM.
 
-/// Waits for Ctrl-C (SIGINT) or SIGTERM.
-pub async fn signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+use std::future::Future;
+
+/// Registers for SIGINT and SIGTERM at once (so a signal that arrives before the returned
+/// future is first polled is not lost or fatal) and returns a future that resolves on either.
+/// Must be called inside a Tokio runtime.
+#[cfg(unix)]
+pub fn signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{signal as listen, SignalKind};
+    let mut int = listen(SignalKind::interrupt()).expect("SIGINT handler");
+    let mut term = listen(SignalKind::terminate()).expect("SIGTERM handler");
+    async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+    }
+}
+
+/// Ctrl-C only, where Unix signals do not exist.
+#[cfg(not(unix))]
+pub fn signal() -> impl Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
