@@ -86,10 +86,15 @@ fn parse_event(obj: &Map<String, Value>, config: &Config, at: &str, single_chann
     Ok(Event { name: name.to_owned(), data: data.to_owned(), channels, except, info })
 }
 
-/// The attributes `info` asks for, for one channel (Reverb leniency: what does not apply is left out).
+/// The attributes `info` asks for, for one channel (Reverb leniency: what does not apply is
+/// left out).
 pub fn channel_attributes(app: &AppRuntime, channel: &str, info: &[String]) -> Map<String, Value> {
     let kind = ChannelKind::from_name(channel);
     let mut attrs = Map::new();
+    if app.channels.subscription_count(channel) == 0 {
+        // Unoccupied channels carry no attributes (PROTOCOL.md 5.3).
+        return attrs;
+    }
     for item in info {
         match item.as_str() {
             "user_count" if kind.presence => {
