@@ -79,7 +79,9 @@ impl App {
         }
         let Some(origin) = origin else { return false };
         let host = origin_host(origin);
-        self.allowed_origins.iter().any(|p| wildcard_match(&p.to_ascii_lowercase(), &host))
+        self.allowed_origins
+            .iter()
+            .any(|p| wildcard_match(&p.to_ascii_lowercase(), &host))
     }
 }
 

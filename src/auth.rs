@@ -23,7 +23,9 @@ pub fn sign(secret: &str, message: &str) -> String {
 
 /// Constant-time check that `signature_hex` is the HMAC of `message` under `secret`.
 pub fn verify(secret: &str, message: &str, signature_hex: &str) -> bool {
-    let Ok(sig) = hex::decode(signature_hex) else { return false };
+    let Ok(sig) = hex::decode(signature_hex) else {
+        return false;
+    };
     let mut m = mac(secret);
     m.update(message.as_bytes());
     m.verify_slice(&sig).is_ok()
@@ -31,7 +33,11 @@ pub fn verify(secret: &str, message: &str, signature_hex: &str) -> bool {
 
 /// The string a channel subscription signs: `{socket_id}:{channel}` plus `:{channel_data}`
 /// for presence channels, `channel_data` byte for byte as received.
-pub fn channel_string_to_sign(socket_id: &str, channel: &str, channel_data: Option<&str>) -> String {
+pub fn channel_string_to_sign(
+    socket_id: &str,
+    channel: &str,
+    channel_data: Option<&str>,
+) -> String {
     match channel_data {
         Some(data) => format!("{socket_id}:{channel}:{data}"),
         None => format!("{socket_id}:{channel}"),
@@ -68,7 +74,12 @@ pub fn api_string_to_sign(method: &str, path: &str, params: &[(String, String)])
         .collect();
     sorted.sort();
     let query: Vec<String> = sorted.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!("{}\n{}\n{}", method.to_ascii_uppercase(), path, query.join("&"))
+    format!(
+        "{}\n{}\n{}",
+        method.to_ascii_uppercase(),
+        path,
+        query.join("&")
+    )
 }
 
 #[cfg(test)]
@@ -88,7 +99,8 @@ mod tests {
     #[test]
     fn t1_private_channel() {
         let s = channel_string_to_sign("1234.1234", "private-foobar", None);
-        let expected = "278d425bdf160c739803:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4";
+        let expected =
+            "278d425bdf160c739803:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4";
         assert_eq!(token(A_KEY, A_SECRET, &s), expected);
         assert!(verify_auth_token(A_KEY, A_SECRET, &s, expected));
     }
@@ -113,7 +125,8 @@ mod tests {
             "presence-Rooms.lobby",
             Some(r#"{"user_id":"1","user_info":{"id":1,"name":"Taylor"}}"#),
         );
-        let t = "q7h2x9v4m1n8b3c6z5k0:09f6dd63fa0dd12cbe6073a66ba548ccee25ac8bf30e504e517ed80c606ba53d";
+        let t =
+            "q7h2x9v4m1n8b3c6z5k0:09f6dd63fa0dd12cbe6073a66ba548ccee25ac8bf30e504e517ed80c606ba53d";
         assert!(verify_auth_token(B_KEY, B_SECRET, &s, t));
     }
 
@@ -121,8 +134,10 @@ mod tests {
     fn t4_php_escaped_slashes_are_signed_verbatim() {
         let data = r#"{"user_id":"7","user_info":{"avatar":"https:\/\/example.com\/a.png"}}"#;
         let s = channel_string_to_sign(B_SOCKET, "presence-Rooms.lobby", Some(data));
-        let good = "q7h2x9v4m1n8b3c6z5k0:800b546f180335f11f35114a17c4113c5ed1c0c56bd6f55e288c40f6d6d33621";
-        let reserialized = "q7h2x9v4m1n8b3c6z5k0:1a166fcc9cdc215f4d52d677c31551046aac64f952c077763bb849027d8658f1";
+        let good =
+            "q7h2x9v4m1n8b3c6z5k0:800b546f180335f11f35114a17c4113c5ed1c0c56bd6f55e288c40f6d6d33621";
+        let reserialized =
+            "q7h2x9v4m1n8b3c6z5k0:1a166fcc9cdc215f4d52d677c31551046aac64f952c077763bb849027d8658f1";
         assert!(verify_auth_token(B_KEY, B_SECRET, &s, good));
         assert!(!verify_auth_token(B_KEY, B_SECRET, &s, reserialized));
     }
@@ -131,7 +146,8 @@ mod tests {
     fn t5_python_spacing() {
         let data = r#"{"user_id": "1", "user_info": {"id": 1, "name": "Taylor"}}"#;
         let s = channel_string_to_sign(B_SOCKET, "presence-Rooms.lobby", Some(data));
-        let t = "q7h2x9v4m1n8b3c6z5k0:98ad044c165f398835e7047a2381f1e6ade8e9754f1dfb3b87a1fc863076b687";
+        let t =
+            "q7h2x9v4m1n8b3c6z5k0:98ad044c165f398835e7047a2381f1e6ade8e9754f1dfb3b87a1fc863076b687";
         assert!(verify_auth_token(B_KEY, B_SECRET, &s, t));
     }
 
@@ -142,7 +158,10 @@ mod tests {
             token(A_KEY, A_SECRET, &s),
             "278d425bdf160c739803:4708d583dada6a56435fb8bc611c77c359a31eebde13337c16ab43aa6de336ba"
         );
-        let s = signin_string_to_sign(B_SOCKET, r#"{"id":"42","user_info":{"name":"Ada"},"watchlist":["7","9"]}"#);
+        let s = signin_string_to_sign(
+            B_SOCKET,
+            r#"{"id":"42","user_info":{"name":"Ada"},"watchlist":["7","9"]}"#,
+        );
         assert_eq!(
             token(B_KEY, B_SECRET, &s),
             "q7h2x9v4m1n8b3c6z5k0:412e18ac5fb1201a3bdf81595ec7329fe21a32f4bbfa5e27bdc87e5811fede87"
@@ -152,7 +171,8 @@ mod tests {
     #[test]
     fn t17_encrypted_channel_uses_the_private_rule() {
         let s = channel_string_to_sign(B_SOCKET, "private-encrypted-Rooms.vault", None);
-        let t = "q7h2x9v4m1n8b3c6z5k0:9bef3132f4dae44ee9fad9d6168d87c03a2be3ebc442952bc95eefaef3430933";
+        let t =
+            "q7h2x9v4m1n8b3c6z5k0:9bef3132f4dae44ee9fad9d6168d87c03a2be3ebc442952bc95eefaef3430933";
         assert!(verify_auth_token(B_KEY, B_SECRET, &s, t));
     }
 
@@ -160,15 +180,33 @@ mod tests {
     fn wrong_key_part_bad_hex_and_other_socket_fail() {
         let s = channel_string_to_sign("1234.1234", "private-foobar", None);
         let sig = sign(A_SECRET, &s);
-        assert!(!verify_auth_token(A_KEY, A_SECRET, &s, &format!("otherkey:{sig}")));
-        assert!(!verify_auth_token(A_KEY, A_SECRET, &s, "278d425bdf160c739803:zz"));
+        assert!(!verify_auth_token(
+            A_KEY,
+            A_SECRET,
+            &s,
+            &format!("otherkey:{sig}")
+        ));
+        assert!(!verify_auth_token(
+            A_KEY,
+            A_SECRET,
+            &s,
+            "278d425bdf160c739803:zz"
+        ));
         assert!(!verify_auth_token(A_KEY, A_SECRET, &s, &sig));
         let other = channel_string_to_sign("1234.1235", "private-foobar", None);
-        assert!(!verify_auth_token(A_KEY, A_SECRET, &other, &format!("{A_KEY}:{sig}")));
+        assert!(!verify_auth_token(
+            A_KEY,
+            A_SECRET,
+            &other,
+            &format!("{A_KEY}:{sig}")
+        ));
     }
 
     fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -186,7 +224,10 @@ mod tests {
                 ("auth_signature", "ignored"),
             ]),
         );
-        assert_eq!(sign(A_SECRET, &s), "da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c");
+        assert_eq!(
+            sign(A_SECRET, &s),
+            "da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c"
+        );
     }
 
     #[test]
@@ -197,14 +238,26 @@ mod tests {
         let s = api_string_to_sign(
             "post",
             "/apps/558412/events",
-            &params(&[("body_md5", &md5), ("auth_version", "1.0"), ("auth_timestamp", "1700000000"), ("auth_key", B_KEY)]),
+            &params(&[
+                ("body_md5", &md5),
+                ("auth_version", "1.0"),
+                ("auth_timestamp", "1700000000"),
+                ("auth_key", B_KEY),
+            ]),
         );
-        assert_eq!(sign(B_SECRET, &s), "8e37b0d85cd4d35a2a8e442d6e4493404ab082407e4d6c10326eeedcf2bd71a4");
+        assert_eq!(
+            sign(B_SECRET, &s),
+            "8e37b0d85cd4d35a2a8e442d6e4493404ab082407e4d6c10326eeedcf2bd71a4"
+        );
     }
 
     #[test]
     fn t10_to_t13_gets() {
-        let base = [("auth_key", B_KEY), ("auth_timestamp", "1700000000"), ("auth_version", "1.0")];
+        let base = [
+            ("auth_key", B_KEY),
+            ("auth_timestamp", "1700000000"),
+            ("auth_version", "1.0"),
+        ];
         let with = |extra: &[(&'static str, &'static str)]| {
             let mut v = base.to_vec();
             v.extend_from_slice(extra);
@@ -213,17 +266,40 @@ mod tests {
         let empty_md5 = md5_hex(b"");
         assert_eq!(empty_md5, "d41d8cd98f00b204e9800998ecf8427e");
         let cases = [
-            ("/apps/558412/channels", with(&[("filter_by_prefix", "presence-"), ("info", "user_count")]),
-             "bcaf196e43713162bf30223cb49a670e055d987bc60ecbc66909b9981a22c994"),
-            ("/apps/558412/channels", with(&[("filter_by_prefix", "presence-"), ("info", "user_count"), ("body_md5", "d41d8cd98f00b204e9800998ecf8427e")]),
-             "2791ad14585c33af39b5fd19ec6161216b7ca0f969b1f93fca1ad7d85a1bfde2"),
-            ("/apps/558412/channels/private-Rooms.my-room", with(&[("info", "subscription_count"), ("body_md5", "d41d8cd98f00b204e9800998ecf8427e")]),
-             "12c0c6c360c24020fa81a0c66bf22724cbcb44fba68ba48c4d20ee4c0656ea03"),
-            ("/apps/558412/channels/presence-Rooms.lobby/users", with(&[]),
-             "f5b0baf4f7d08c679283e9080de92a56854d9c75d58ee17f81cce1aa7cb9c1e5"),
+            (
+                "/apps/558412/channels",
+                with(&[("filter_by_prefix", "presence-"), ("info", "user_count")]),
+                "bcaf196e43713162bf30223cb49a670e055d987bc60ecbc66909b9981a22c994",
+            ),
+            (
+                "/apps/558412/channels",
+                with(&[
+                    ("filter_by_prefix", "presence-"),
+                    ("info", "user_count"),
+                    ("body_md5", "d41d8cd98f00b204e9800998ecf8427e"),
+                ]),
+                "2791ad14585c33af39b5fd19ec6161216b7ca0f969b1f93fca1ad7d85a1bfde2",
+            ),
+            (
+                "/apps/558412/channels/private-Rooms.my-room",
+                with(&[
+                    ("info", "subscription_count"),
+                    ("body_md5", "d41d8cd98f00b204e9800998ecf8427e"),
+                ]),
+                "12c0c6c360c24020fa81a0c66bf22724cbcb44fba68ba48c4d20ee4c0656ea03",
+            ),
+            (
+                "/apps/558412/channels/presence-Rooms.lobby/users",
+                with(&[]),
+                "f5b0baf4f7d08c679283e9080de92a56854d9c75d58ee17f81cce1aa7cb9c1e5",
+            ),
         ];
         for (path, p, expected) in cases {
-            assert_eq!(sign(B_SECRET, &api_string_to_sign("GET", path, &p)), expected, "{path}");
+            assert_eq!(
+                sign(B_SECRET, &api_string_to_sign("GET", path, &p)),
+                expected,
+                "{path}"
+            );
         }
     }
 
@@ -231,16 +307,38 @@ mod tests {
     fn t14_t15_posts() {
         assert_eq!(md5_hex(b"{}"), "99914b932bd37a50b983c5e7c90ae93b");
         let p = |md5: &str| {
-            params(&[("auth_key", B_KEY), ("auth_timestamp", "1700000000"), ("auth_version", "1.0"), ("body_md5", md5)])
+            params(&[
+                ("auth_key", B_KEY),
+                ("auth_timestamp", "1700000000"),
+                ("auth_version", "1.0"),
+                ("body_md5", md5),
+            ])
         };
-        let s = api_string_to_sign("POST", "/apps/558412/users/42/terminate_connections", &p("99914b932bd37a50b983c5e7c90ae93b"));
-        assert_eq!(sign(B_SECRET, &s), "e73aa278e7b9b99e7d71de3ccbf8c948c01775ea5f7df523606bdd2f6a7159d5");
-        let s = api_string_to_sign("POST", "/users/42/terminate_connections", &p("99914b932bd37a50b983c5e7c90ae93b"));
-        assert_eq!(sign(B_SECRET, &s), "018301bc213d0461a8dca4d7f7bf3e9b26a987ac434692d1debe0d005859abab");
+        let s = api_string_to_sign(
+            "POST",
+            "/apps/558412/users/42/terminate_connections",
+            &p("99914b932bd37a50b983c5e7c90ae93b"),
+        );
+        assert_eq!(
+            sign(B_SECRET, &s),
+            "e73aa278e7b9b99e7d71de3ccbf8c948c01775ea5f7df523606bdd2f6a7159d5"
+        );
+        let s = api_string_to_sign(
+            "POST",
+            "/users/42/terminate_connections",
+            &p("99914b932bd37a50b983c5e7c90ae93b"),
+        );
+        assert_eq!(
+            sign(B_SECRET, &s),
+            "018301bc213d0461a8dca4d7f7bf3e9b26a987ac434692d1debe0d005859abab"
+        );
         let body = r#"{"batch":[{"channel":"presence-Rooms.lobby","name":"a","data":"{}","info":"user_count"},{"channel":"cache-ticker","name":"b","data":"1"}]}"#;
         let md5 = md5_hex(body.as_bytes());
         assert_eq!(md5, "d746f215ecdc266897cb700121f6150a");
         let s = api_string_to_sign("POST", "/apps/558412/batch_events", &p(&md5));
-        assert_eq!(sign(B_SECRET, &s), "5e7532163e9180d06d8cecc003f3caf1a2a1f7d74fe1aaf3bbef77d2d0f617cd");
+        assert_eq!(
+            sign(B_SECRET, &s),
+            "5e7532163e9180d06d8cecc003f3caf1a2a1f7d74fe1aaf3bbef77d2d0f617cd"
+        );
     }
 }

@@ -82,8 +82,20 @@ struct Setting {
     help: &'static str,
 }
 
-const fn s(env: &'static str, flag: &'static str, file_key: &'static str, app: bool, help: &'static str) -> Setting {
-    Setting { env, flag, file_key, app, help }
+const fn s(
+    env: &'static str,
+    flag: &'static str,
+    file_key: &'static str,
+    app: bool,
+    help: &'static str,
+) -> Setting {
+    Setting {
+        env,
+        flag,
+        file_key,
+        app,
+        help,
+    }
 }
 
 const SETTINGS: &[Setting] = &[
@@ -126,11 +138,34 @@ pub fn command() -> Command {
             "Precedence: flags > environment > --config file > ./.env > defaults.\n\
              With no app configured anywhere, a development app is used and printed.",
         )
-        .arg(Arg::new("config").long("config").env("RESOUND_CONFIG").value_name("FILE").help("TOML config file (server settings and any number of [[apps]])"))
-        .arg(Arg::new("debug").long("debug").env("RESOUND_DEBUG").action(clap::ArgAction::SetTrue).help("Log every connection, subscription and message"))
-        .arg(Arg::new("hostname").long("hostname").value_name("HOST").help("Accepted for reverb:start compatibility; unused"));
+        .arg(
+            Arg::new("config")
+                .long("config")
+                .env("RESOUND_CONFIG")
+                .value_name("FILE")
+                .help("TOML config file (server settings and any number of [[apps]])"),
+        )
+        .arg(
+            Arg::new("debug")
+                .long("debug")
+                .env("RESOUND_DEBUG")
+                .action(clap::ArgAction::SetTrue)
+                .help("Log every connection, subscription and message"),
+        )
+        .arg(
+            Arg::new("hostname")
+                .long("hostname")
+                .value_name("HOST")
+                .help("Accepted for reverb:start compatibility; unused"),
+        );
     for st in SETTINGS {
-        cmd = cmd.arg(Arg::new(st.env).long(st.flag).env(st.env).value_name("VALUE").help(st.help));
+        cmd = cmd.arg(
+            Arg::new(st.env)
+                .long(st.flag)
+                .env(st.env)
+                .value_name("VALUE")
+                .help(st.help),
+        );
     }
     cmd
 }
@@ -150,7 +185,11 @@ type Layer = HashMap<String, String>;
 pub fn load(matches: &ArgMatches, cwd: &Path) -> Result<Config, ConfigError> {
     let cli: Layer = SETTINGS
         .iter()
-        .filter_map(|st| matches.get_one::<String>(st.env).map(|v| (st.env.to_owned(), v.clone())))
+        .filter_map(|st| {
+            matches
+                .get_one::<String>(st.env)
+                .map(|v| (st.env.to_owned(), v.clone()))
+        })
         .collect();
     let (file_server, file_apps) = match matches.get_one::<String>("config") {
         Some(path) => read_config_file(Path::new(path))?,
@@ -158,7 +197,12 @@ pub fn load(matches: &ArgMatches, cwd: &Path) -> Result<Config, ConfigError> {
     };
     let dotenv = read_dotenv(&cwd.join(".env"))?;
     let first_app = file_apps.first().cloned().unwrap_or_default();
-    let primary = Layers(vec![(&cli, Origin::Cli), (&file_server, Origin::File), (&first_app, Origin::File), (&dotenv, Origin::DotEnv)]);
+    let primary = Layers(vec![
+        (&cli, Origin::Cli),
+        (&file_server, Origin::File),
+        (&first_app, Origin::File),
+        (&dotenv, Origin::DotEnv),
+    ]);
 
     let mut apps = Vec::new();
     if let Some(app) = parse_app(&primary)? {
@@ -166,34 +210,64 @@ pub fn load(matches: &ArgMatches, cwd: &Path) -> Result<Config, ConfigError> {
     }
     for table in file_apps.iter().skip(1) {
         let layers = Layers(vec![(table, Origin::File)]);
-        apps.push(parse_app(&layers)?.ok_or_else(|| ConfigError("an [[apps]] entry has no app_id, key or secret".into()))?);
+        apps.push(
+            parse_app(&layers)?.ok_or_else(|| {
+                ConfigError("an [[apps]] entry has no app_id, key or secret".into())
+            })?,
+        );
     }
     check_unique(&apps)?;
     let dev_app = apps.is_empty();
     if dev_app {
         // The development app still honours every app option that is set.
-        apps.push(app_options(&primary, App::new(DEV_APP.0, DEV_APP.1, DEV_APP.2))?);
+        apps.push(app_options(
+            &primary,
+            App::new(DEV_APP.0, DEV_APP.1, DEV_APP.2),
+        )?);
     }
 
     let defaults = Config::default();
     let l = &primary;
     let default_host = if dev_app { "127.0.0.1" } else { "0.0.0.0" };
     Ok(Config {
-        host: l.get("REVERB_SERVER_HOST").map(|(v, _)| v).unwrap_or_else(|| default_host.into()),
-        port: l.parse("REVERB_SERVER_PORT", "a port number (0-65535)", |v| v.parse().ok())?.unwrap_or(8080),
-        path: normalize_path(&l.get("REVERB_SERVER_PATH").map(|(v, _)| v).unwrap_or_default()),
-        max_request_size: l.positive("REVERB_MAX_REQUEST_SIZE")?.unwrap_or(defaults.max_request_size),
-        max_event_size: l.positive("RESOUND_MAX_EVENT_SIZE")?.unwrap_or(defaults.max_event_size),
-        max_channels_per_event: l.positive("RESOUND_MAX_CHANNELS_PER_EVENT")?.unwrap_or(defaults.max_channels_per_event),
+        host: l
+            .get("REVERB_SERVER_HOST")
+            .map(|(v, _)| v)
+            .unwrap_or_else(|| default_host.into()),
+        port: l
+            .parse("REVERB_SERVER_PORT", "a port number (0-65535)", |v| {
+                v.parse().ok()
+            })?
+            .unwrap_or(8080),
+        path: normalize_path(
+            &l.get("REVERB_SERVER_PATH")
+                .map(|(v, _)| v)
+                .unwrap_or_default(),
+        ),
+        max_request_size: l
+            .positive("REVERB_MAX_REQUEST_SIZE")?
+            .unwrap_or(defaults.max_request_size),
+        max_event_size: l
+            .positive("RESOUND_MAX_EVENT_SIZE")?
+            .unwrap_or(defaults.max_event_size),
+        max_channels_per_event: l
+            .positive("RESOUND_MAX_CHANNELS_PER_EVENT")?
+            .unwrap_or(defaults.max_channels_per_event),
         max_batch_size: l.number("RESOUND_MAX_BATCH_SIZE")?.unwrap_or(0),
         api_timestamp_window: match l.number("RESOUND_API_TIMESTAMP_WINDOW")? {
             Some(0) => None,
             Some(n) => Some(Duration::from_secs(n as u64)),
             None => defaults.api_timestamp_window,
         },
-        outbound_queue: l.positive("RESOUND_OUTBOUND_QUEUE")?.unwrap_or(defaults.outbound_queue),
-        cache_ttl: l.seconds("RESOUND_CACHE_TTL")?.unwrap_or(defaults.cache_ttl),
-        shutdown_timeout: l.seconds("RESOUND_SHUTDOWN_TIMEOUT")?.unwrap_or(defaults.shutdown_timeout),
+        outbound_queue: l
+            .positive("RESOUND_OUTBOUND_QUEUE")?
+            .unwrap_or(defaults.outbound_queue),
+        cache_ttl: l
+            .seconds("RESOUND_CACHE_TTL")?
+            .unwrap_or(defaults.cache_ttl),
+        shutdown_timeout: l
+            .seconds("RESOUND_SHUTDOWN_TIMEOUT")?
+            .unwrap_or(defaults.shutdown_timeout),
         debug: matches.get_flag("debug"),
         apps,
         dev_app,
@@ -214,16 +288,25 @@ struct Layers<'a>(Vec<(&'a Layer, Origin)>);
 impl Layers<'_> {
     /// The first layer's value; an empty value counts as unset (Laravel `.env` style `X=`).
     fn get(&self, name: &str) -> Option<(String, Origin)> {
-        self.0.iter().find_map(|(layer, origin)| match layer.get(name) {
-            Some(v) if !v.trim().is_empty() => Some((v.trim().to_owned(), *origin)),
-            _ => None,
-        })
+        self.0
+            .iter()
+            .find_map(|(layer, origin)| match layer.get(name) {
+                Some(v) if !v.trim().is_empty() => Some((v.trim().to_owned(), *origin)),
+                _ => None,
+            })
     }
 
-    fn parse<T>(&self, name: &str, expected: &str, f: impl Fn(&str) -> Option<T>) -> Result<Option<T>, ConfigError> {
+    fn parse<T>(
+        &self,
+        name: &str,
+        expected: &str,
+        f: impl Fn(&str) -> Option<T>,
+    ) -> Result<Option<T>, ConfigError> {
         match self.get(name) {
             None => Ok(None),
-            Some((v, origin)) => f(&v).map(Some).ok_or_else(|| bad(name, &v, origin, expected)),
+            Some((v, origin)) => f(&v)
+                .map(Some)
+                .ok_or_else(|| bad(name, &v, origin, expected)),
         }
     }
 
@@ -232,7 +315,9 @@ impl Layers<'_> {
     }
 
     fn positive(&self, name: &str) -> Result<Option<usize>, ConfigError> {
-        self.parse(name, "a whole number above 0", |v| v.parse().ok().filter(|n| *n > 0))
+        self.parse(name, "a whole number above 0", |v| {
+            v.parse().ok().filter(|n| *n > 0)
+        })
     }
 
     fn seconds(&self, name: &str) -> Result<Option<Duration>, ConfigError> {
@@ -240,10 +325,12 @@ impl Layers<'_> {
     }
 
     fn boolean(&self, name: &str) -> Result<Option<bool>, ConfigError> {
-        self.parse(name, "true or false", |v| match v.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Some(true),
-            "false" | "0" | "no" | "off" => Some(false),
-            _ => None,
+        self.parse(name, "true or false", |v| {
+            match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Some(true),
+                "false" | "0" | "no" | "off" => Some(false),
+                _ => None,
+            }
         })
     }
 }
@@ -256,7 +343,9 @@ fn bad(name: &str, value: &str, origin: Origin, expected: &str) -> ConfigError {
         (Origin::DotEnv, _) => format!("{name} in .env"),
         _ => name.to_owned(),
     };
-    ConfigError(format!("invalid value '{value}' for {place}: expected {expected}"))
+    ConfigError(format!(
+        "invalid value '{value}' for {place}: expected {expected}"
+    ))
 }
 
 /// Reads one app from the layers; `None` when no identity field is set anywhere.
@@ -268,12 +357,22 @@ fn parse_app(l: &Layers) -> Result<Option<App>, ConfigError> {
         (None, None, None) => return Ok(None),
         (Some(i), Some(k), Some(s)) => (i, k, s),
         (i, k, _) => {
-            let missing = if i.is_none() { "REVERB_APP_ID (app_id)" } else if k.is_none() { "REVERB_APP_KEY (key)" } else { "REVERB_APP_SECRET (secret)" };
-            return Err(ConfigError(format!("incomplete app: {missing} is not set (an app needs id, key and secret)")));
+            let missing = if i.is_none() {
+                "REVERB_APP_ID (app_id)"
+            } else if k.is_none() {
+                "REVERB_APP_KEY (key)"
+            } else {
+                "REVERB_APP_SECRET (secret)"
+            };
+            return Err(ConfigError(format!(
+                "incomplete app: {missing} is not set (an app needs id, key and secret)"
+            )));
         }
     };
     if key.contains(':') || key.contains('/') {
-        return Err(ConfigError(format!("invalid value '{key}' for REVERB_APP_KEY: must not contain ':' or '/'")));
+        return Err(ConfigError(format!(
+            "invalid value '{key}' for REVERB_APP_KEY: must not contain ':' or '/'"
+        )));
     }
     app_options(l, App::new(&id, &key, &secret)).map(Some)
 }
@@ -281,31 +380,71 @@ fn parse_app(l: &Layers) -> Result<Option<App>, ConfigError> {
 /// Applies the per-app options from the layers to `app`.
 fn app_options(l: &Layers, mut app: App) -> Result<App, ConfigError> {
     app.enabled = l.boolean("RESOUND_APP_ENABLED")?.unwrap_or(true);
-    app.ping_interval = l.seconds("REVERB_APP_PING_INTERVAL")?.unwrap_or(app.ping_interval);
-    app.pong_timeout = l.seconds("RESOUND_APP_PONG_TIMEOUT")?.unwrap_or(app.pong_timeout);
-    app.activity_timeout = l.positive("REVERB_APP_ACTIVITY_TIMEOUT")?.map(|n| n as u64).unwrap_or(app.activity_timeout);
-    app.max_connections = l.parse("REVERB_APP_MAX_CONNECTIONS", "a whole number or null", |v| {
-        if v == "null" { Some(None) } else { v.parse().ok().map(Some) }
-    })?.flatten();
-    app.max_message_size = l.positive("REVERB_APP_MAX_MESSAGE_SIZE")?.unwrap_or(app.max_message_size);
+    app.ping_interval = l
+        .seconds("REVERB_APP_PING_INTERVAL")?
+        .unwrap_or(app.ping_interval);
+    app.pong_timeout = l
+        .seconds("RESOUND_APP_PONG_TIMEOUT")?
+        .unwrap_or(app.pong_timeout);
+    app.activity_timeout = l
+        .positive("REVERB_APP_ACTIVITY_TIMEOUT")?
+        .map(|n| n as u64)
+        .unwrap_or(app.activity_timeout);
+    app.max_connections = l
+        .parse(
+            "REVERB_APP_MAX_CONNECTIONS",
+            "a whole number or null",
+            |v| {
+                if v == "null" {
+                    Some(None)
+                } else {
+                    v.parse().ok().map(Some)
+                }
+            },
+        )?
+        .flatten();
+    app.max_message_size = l
+        .positive("REVERB_APP_MAX_MESSAGE_SIZE")?
+        .unwrap_or(app.max_message_size);
     if let Some((v, _)) = l.get("REVERB_APP_ALLOWED_ORIGINS") {
-        app.allowed_origins = v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+        app.allowed_origins = v
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
     }
-    app.client_events = l.parse("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM", "members, all or none", |v| {
-        match v.to_ascii_lowercase().as_str() {
-            "members" => Some(ClientEvents::Members),
-            "all" => Some(ClientEvents::All),
-            "none" | "disabled" | "nobody" => Some(ClientEvents::None),
-            _ => None,
-        }
-    })?.unwrap_or(ClientEvents::Members);
-    app.authorized_timeout = l.number("RESOUND_APP_AUTHORIZED_TIMEOUT")?.filter(|n| *n > 0).map(|n| Duration::from_secs(n as u64));
-    app.subscription_count = l.boolean("RESOUND_APP_SUBSCRIPTION_COUNT")?.unwrap_or(false);
-    if l.boolean("REVERB_APP_RATE_LIMITING_ENABLED")?.unwrap_or(false) {
+    app.client_events = l
+        .parse(
+            "REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM",
+            "members, all or none",
+            |v| match v.to_ascii_lowercase().as_str() {
+                "members" => Some(ClientEvents::Members),
+                "all" => Some(ClientEvents::All),
+                "none" | "disabled" | "nobody" => Some(ClientEvents::None),
+                _ => None,
+            },
+        )?
+        .unwrap_or(ClientEvents::Members);
+    app.authorized_timeout = l
+        .number("RESOUND_APP_AUTHORIZED_TIMEOUT")?
+        .filter(|n| *n > 0)
+        .map(|n| Duration::from_secs(n as u64));
+    app.subscription_count = l
+        .boolean("RESOUND_APP_SUBSCRIPTION_COUNT")?
+        .unwrap_or(false);
+    if l.boolean("REVERB_APP_RATE_LIMITING_ENABLED")?
+        .unwrap_or(false)
+    {
         app.rate_limit = Some(RateLimit {
-            max_attempts: l.positive("REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS")?.unwrap_or(60) as u32,
-            decay: l.seconds("REVERB_APP_RATE_LIMIT_DECAY_SECONDS")?.unwrap_or(Duration::from_secs(60)),
-            terminate: l.boolean("REVERB_APP_RATE_LIMIT_TERMINATE")?.unwrap_or(false),
+            max_attempts: l
+                .positive("REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS")?
+                .unwrap_or(60) as u32,
+            decay: l
+                .seconds("REVERB_APP_RATE_LIMIT_DECAY_SECONDS")?
+                .unwrap_or(Duration::from_secs(60)),
+            terminate: l
+                .boolean("REVERB_APP_RATE_LIMIT_TERMINATE")?
+                .unwrap_or(false),
         });
     }
     Ok(app)
@@ -315,10 +454,16 @@ fn check_unique(apps: &[App]) -> Result<(), ConfigError> {
     for (i, a) in apps.iter().enumerate() {
         for b in &apps[..i] {
             if a.id == b.id {
-                return Err(ConfigError(format!("invalid value '{}' for app_id: two apps share it", a.id)));
+                return Err(ConfigError(format!(
+                    "invalid value '{}' for app_id: two apps share it",
+                    a.id
+                )));
             }
             if a.key == b.key {
-                return Err(ConfigError(format!("invalid value '{}' for key: two apps share it", a.key)));
+                return Err(ConfigError(format!(
+                    "invalid value '{}' for key: two apps share it",
+                    a.key
+                )));
             }
         }
     }
@@ -328,11 +473,19 @@ fn check_unique(apps: &[App]) -> Result<(), ConfigError> {
 /// Reads the TOML file into the server layer and one layer per `[[apps]]` entry, keyed by
 /// variable name. Unknown keys are errors, so a typo never goes unnoticed.
 fn read_config_file(path: &Path) -> Result<(Layer, Vec<Layer>), ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError(format!("invalid value '{}' for --config: {e}", path.display())))?;
-    let doc: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| ConfigError(format!("invalid config file '{}': {}", path.display(), e.message())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!(
+            "invalid value '{}' for --config: {e}",
+            path.display()
+        ))
+    })?;
+    let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        ConfigError(format!(
+            "invalid config file '{}': {}",
+            path.display(),
+            e.message()
+        ))
+    })?;
     let mut server = Layer::new();
     let mut apps = Vec::new();
     for (k, v) in doc {
@@ -341,23 +494,39 @@ fn read_config_file(path: &Path) -> Result<(Layer, Vec<Layer>), ConfigError> {
             ("apps", toml::Value::Array(list)) => {
                 for item in list {
                     let toml::Value::Table(t) = item else {
-                        return Err(ConfigError("invalid value for apps in the config file: expected [[apps]] tables".into()));
+                        return Err(ConfigError(
+                            "invalid value for apps in the config file: expected [[apps]] tables"
+                                .into(),
+                        ));
                     };
                     let mut layer = Layer::new();
                     flatten_into(&t, "", true, &mut layer)?;
                     apps.push(layer);
                 }
             }
-            (other, _) => return Err(ConfigError(format!("unknown key '{other}' in the config file (expected [server] or [[apps]])"))),
+            (other, _) => {
+                return Err(ConfigError(format!(
+                    "unknown key '{other}' in the config file (expected [server] or [[apps]])"
+                )))
+            }
         }
     }
     Ok((server, apps))
 }
 
-fn flatten_into(table: &toml::Table, prefix: &str, app: bool, out: &mut Layer) -> Result<(), ConfigError> {
+fn flatten_into(
+    table: &toml::Table,
+    prefix: &str,
+    app: bool,
+    out: &mut Layer,
+) -> Result<(), ConfigError> {
     for (k, v) in table {
         let key = format!("{prefix}{k}");
-        let key = if app && key == "id" { "app_id".to_owned() } else { key };
+        let key = if app && key == "id" {
+            "app_id".to_owned()
+        } else {
+            key
+        };
         let text = match v {
             toml::Value::Table(t) => {
                 flatten_into(t, &format!("{key}."), app, out)?;
@@ -366,7 +535,11 @@ fn flatten_into(table: &toml::Table, prefix: &str, app: bool, out: &mut Layer) -
             toml::Value::String(s) => s.clone(),
             toml::Value::Array(items) => items
                 .iter()
-                .map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| i.to_string()))
+                .map(|i| {
+                    i.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| i.to_string())
+                })
                 .collect::<Vec<_>>()
                 .join(","),
             other => other.to_string(),
@@ -390,7 +563,8 @@ fn read_dotenv(path: &PathBuf) -> Result<Layer, ConfigError> {
         .map_err(|e| ConfigError(format!("invalid .env file '{}': {e}", path.display())))?;
     let mut layer = Layer::new();
     for item in iter {
-        let (k, v) = item.map_err(|e| ConfigError(format!("invalid .env file '{}': {e}", path.display())))?;
+        let (k, v) =
+            item.map_err(|e| ConfigError(format!("invalid .env file '{}': {e}", path.display())))?;
         if SETTINGS.iter().any(|s| s.env == k) {
             layer.insert(k, v);
         }
@@ -432,17 +606,38 @@ mod tests {
         let d = tmpdir("prec");
         std::fs::write(d.join(".env"), "REVERB_APP_ID=1\nREVERB_APP_KEY=envkey\nREVERB_APP_SECRET=\"s\"\nREVERB_SERVER_PORT=7000\nREVERB_APP_PING_INTERVAL=5\n").unwrap();
         let c = load_args(&[], &d).unwrap();
-        assert_eq!((c.port, c.apps[0].key.as_str(), c.dev_app), (7000, "envkey", false));
+        assert_eq!(
+            (c.port, c.apps[0].key.as_str(), c.dev_app),
+            (7000, "envkey", false)
+        );
         assert_eq!(c.host, "0.0.0.0");
         std::fs::write(d.join("c.toml"), "[server]\nport = 7100\npath = \"reverb/\"\n[[apps]]\nid = \"1\"\nkey = \"filekey\"\nsecret = \"s\"\nallowed_origins = [\"a.com\", \"*.b.com\"]\n[apps.rate_limiting]\nenabled = true\nmax_attempts = 3\n[[apps]]\napp_id = \"2\"\nkey = \"k2\"\nsecret = \"s2\"\n").unwrap();
         let cfg = d.join("c.toml");
         let c = load_args(&["--config", cfg.to_str().unwrap()], &d).unwrap();
-        assert_eq!((c.port, c.path.as_str(), c.apps[0].key.as_str()), (7100, "/reverb", "filekey"));
-        assert_eq!(c.apps[0].ping_interval, Duration::from_secs(5), ".env still fills what the file lacks");
+        assert_eq!(
+            (c.port, c.path.as_str(), c.apps[0].key.as_str()),
+            (7100, "/reverb", "filekey")
+        );
+        assert_eq!(
+            c.apps[0].ping_interval,
+            Duration::from_secs(5),
+            ".env still fills what the file lacks"
+        );
         assert_eq!(c.apps[0].allowed_origins, vec!["a.com", "*.b.com"]);
         assert_eq!(c.apps[0].rate_limit.as_ref().unwrap().max_attempts, 3);
         assert_eq!(c.apps.len(), 2);
-        let c = load_args(&["--config", cfg.to_str().unwrap(), "--port", "7200", "--app-key", "clikey"], &d).unwrap();
+        let c = load_args(
+            &[
+                "--config",
+                cfg.to_str().unwrap(),
+                "--port",
+                "7200",
+                "--app-key",
+                "clikey",
+            ],
+            &d,
+        )
+        .unwrap();
         assert_eq!((c.port, c.apps[0].key.as_str()), (7200, "clikey"));
     }
 
@@ -451,12 +646,31 @@ mod tests {
         let d = tmpdir("bad");
         let e = load_args(&["--port", "eighty"], &d).unwrap_err().0;
         assert_eq!(e, "invalid value 'eighty' for REVERB_SERVER_PORT (--port): expected a port number (0-65535)");
-        let e = load_args(&["--app-id", "1", "--app-key", "k", "--app-secret", "s", "--accept-client-events-from", "memebrs"], &d).unwrap_err().0;
-        assert!(e.contains("'memebrs'") && e.contains("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM"), "{e}");
+        let e = load_args(
+            &[
+                "--app-id",
+                "1",
+                "--app-key",
+                "k",
+                "--app-secret",
+                "s",
+                "--accept-client-events-from",
+                "memebrs",
+            ],
+            &d,
+        )
+        .unwrap_err()
+        .0;
+        assert!(
+            e.contains("'memebrs'") && e.contains("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM"),
+            "{e}"
+        );
         let e = load_args(&["--app-id", "1"], &d).unwrap_err().0;
         assert!(e.contains("REVERB_APP_KEY"), "{e}");
         std::fs::write(d.join("c.toml"), "[server]\nprot = 1\n").unwrap();
-        let e = load_args(&["--config", d.join("c.toml").to_str().unwrap()], &d).unwrap_err().0;
+        let e = load_args(&["--config", d.join("c.toml").to_str().unwrap()], &d)
+            .unwrap_err()
+            .0;
         assert!(e.contains("unknown key 'prot'"), "{e}");
     }
 }

@@ -8,7 +8,13 @@ use crate::state::AppRuntime;
 
 /// Publishes an HTTP API event (`data` verbatim) to each channel, skipping `except`.
 /// Returns the number of frames queued.
-pub fn publish(app: &AppRuntime, channels: &[String], event: &str, data: &str, except: Option<SocketId>) -> usize {
+pub fn publish(
+    app: &AppRuntime,
+    channels: &[String],
+    event: &str,
+    data: &str,
+    except: Option<SocketId>,
+) -> usize {
     channels
         .iter()
         .map(|channel| {

@@ -15,11 +15,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let level = if config.debug { "resound=debug,info" } else { "info" };
+    let level = if config.debug {
+        "resound=debug,info"
+    } else {
+        "info"
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     runtime.block_on(async move {
         let shutdown = resound::shutdown::signal();
         let addr = format!("{}:{}", config.host, config.port);
@@ -31,11 +41,23 @@ fn main() -> ExitCode {
             }
         };
         let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
-        println!("resound {} listening on http://{local}{}", env!("CARGO_PKG_VERSION"), config.path);
-        println!("  WebSocket: ws://{local}{}/app/{{key}}   HTTP API: http://{local}{}/apps/{{id}}/...", config.path, config.path);
+        println!(
+            "resound {} listening on http://{local}{}",
+            env!("CARGO_PKG_VERSION"),
+            config.path
+        );
+        println!(
+            "  WebSocket: ws://{local}{}/app/{{key}}   HTTP API: http://{local}{}/apps/{{id}}/...",
+            config.path, config.path
+        );
         if config.dev_app {
-            println!("  WARNING: no app configured; using the development app (not for production):");
-            println!("    REVERB_APP_ID={}  REVERB_APP_KEY={}  REVERB_APP_SECRET={}", DEV_APP.0, DEV_APP.1, DEV_APP.2);
+            println!(
+                "  WARNING: no app configured; using the development app (not for production):"
+            );
+            println!(
+                "    REVERB_APP_ID={}  REVERB_APP_KEY={}  REVERB_APP_SECRET={}",
+                DEV_APP.0, DEV_APP.1, DEV_APP.2
+            );
         } else {
             for app in &config.apps {
                 println!("  app id={} key={}", app.id, app.key);

@@ -50,7 +50,10 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
     info!("shutting down: closing connections");
     state.shutdown.cancel();
     state.tasks.close();
-    if tokio::time::timeout(state.config.shutdown_timeout, state.tasks.wait()).await.is_err() {
+    if tokio::time::timeout(state.config.shutdown_timeout, state.tasks.wait())
+        .await
+        .is_err()
+    {
         warn!("shutdown deadline reached with connections still open");
     }
 }

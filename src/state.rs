@@ -44,13 +44,15 @@ impl AppRuntime {
     pub fn take_slot(self: &Arc<Self>) -> Option<ConnectionSlot> {
         let max = self.app.max_connections.unwrap_or(usize::MAX);
         self.slots
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
             .ok()
             .map(|_| ConnectionSlot(self.clone()))
     }
 
     /// Registers a new connection under a fresh unique socket id.
-    pub fn register(&self, mut make: impl FnMut(SocketId) -> ConnectionHandle) -> ConnectionHandle {
+    pub fn register(&self, make: impl Fn(SocketId) -> ConnectionHandle) -> ConnectionHandle {
         loop {
             let id = SocketId::random();
             if let dashmap::Entry::Vacant(v) = self.connections.entry(id) {
@@ -91,7 +93,13 @@ impl State {
             by_id.insert(app.id.clone(), rt.clone());
             by_key.insert(app.key.clone(), rt);
         }
-        State { config, by_id, by_key, shutdown: CancellationToken::new(), tasks: TaskTracker::new() }
+        State {
+            config,
+            by_id,
+            by_key,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }
     }
 
     pub fn app_by_id(&self, id: &str) -> Option<&Arc<AppRuntime>> {

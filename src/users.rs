@@ -39,7 +39,8 @@ impl SignedInUser {
             #[serde(default)]
             watchlist: Option<Vec<serde_json::Value>>,
         }
-        let ud: UserData = serde_json::from_str(user_data).map_err(|_| PusherError::Unauthorized)?;
+        let ud: UserData =
+            serde_json::from_str(user_data).map_err(|_| PusherError::Unauthorized)?;
         let id = id_string(&ud.id).ok_or(PusherError::Unauthorized)?;
         let mut watchlist = ud
             .watchlist
@@ -50,7 +51,12 @@ impl SignedInUser {
             .ok_or(PusherError::Unauthorized)?;
         let watchlist_truncated = watchlist.len() > MAX_WATCHLIST;
         watchlist.truncate(MAX_WATCHLIST);
-        Ok(SignedInUser { id, user_info: ud.user_info, watchlist, watchlist_truncated })
+        Ok(SignedInUser {
+            id,
+            user_info: ud.user_info,
+            watchlist,
+            watchlist_truncated,
+        })
     }
 }
 
@@ -86,11 +92,17 @@ impl UserRegistry {
             }
         }
         for w in &user.watchlist {
-            self.watchers.entry(w.clone()).or_default().insert(handle.id(), handle.clone());
+            self.watchers
+                .entry(w.clone())
+                .or_default()
+                .insert(handle.id(), handle.clone());
         }
         if !user.watchlist.is_empty() {
-            let (online, offline): (Vec<&str>, Vec<&str>) =
-                user.watchlist.iter().map(String::as_str).partition(|w| self.is_online(w));
+            let (online, offline): (Vec<&str>, Vec<&str>) = user
+                .watchlist
+                .iter()
+                .map(String::as_str)
+                .partition(|w| self.is_online(w));
             handle.send_text(server::watchlist_events(&online, &offline).into());
         }
     }
@@ -116,7 +128,11 @@ impl UserRegistry {
     fn notify(&self, user_id: &str, online: bool) {
         if let Some(watchers) = self.watchers.get(user_id) {
             let ids = [user_id];
-            let text = if online { server::watchlist_events(&ids, &[]) } else { server::watchlist_events(&[], &ids) };
+            let text = if online {
+                server::watchlist_events(&ids, &[])
+            } else {
+                server::watchlist_events(&[], &ids)
+            };
             let text = text.into();
             for h in watchers.values() {
                 h.send_text(Clone::clone(&text));
@@ -131,7 +147,10 @@ impl UserRegistry {
 
     /// Every connection signed in as `user_id`.
     pub fn connections(&self, user_id: &str) -> Vec<ConnectionHandle> {
-        self.sockets.get(user_id).map(|s| s.values().cloned().collect()).unwrap_or_default()
+        self.sockets
+            .get(user_id)
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -141,14 +160,33 @@ mod tests {
 
     #[test]
     fn user_data_rules() {
-        let u = SignedInUser::from_user_data(r#"{"id":"42","user_info":{"name":"Ada"},"watchlist":["7",9]}"#).unwrap();
-        assert_eq!((u.id.as_str(), u.watchlist.clone()), ("42", vec!["7".to_owned(), "9".to_owned()]));
-        assert_eq!(SignedInUser::from_user_data(r#"{"id":12}"#).unwrap().id, "12");
-        for bad in ["", "[]", r#"{"id":""}"#, r#"{"user_info":{}}"#, r#"{"id":null}"#, r#"{"id":"1","watchlist":"7"}"#] {
+        let u = SignedInUser::from_user_data(
+            r#"{"id":"42","user_info":{"name":"Ada"},"watchlist":["7",9]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (u.id.as_str(), u.watchlist.clone()),
+            ("42", vec!["7".to_owned(), "9".to_owned()])
+        );
+        assert_eq!(
+            SignedInUser::from_user_data(r#"{"id":12}"#).unwrap().id,
+            "12"
+        );
+        for bad in [
+            "",
+            "[]",
+            r#"{"id":""}"#,
+            r#"{"user_info":{}}"#,
+            r#"{"id":null}"#,
+            r#"{"id":"1","watchlist":"7"}"#,
+        ] {
             assert!(SignedInUser::from_user_data(bad).is_err(), "{bad}");
         }
         let many: Vec<String> = (0..150).map(|i| i.to_string()).collect();
-        let u = SignedInUser::from_user_data(&serde_json::json!({"id":"1","watchlist":many}).to_string()).unwrap();
+        let u = SignedInUser::from_user_data(
+            &serde_json::json!({"id":"1","watchlist":many}).to_string(),
+        )
+        .unwrap();
         assert_eq!((u.watchlist.len(), u.watchlist_truncated), (100, true));
         assert_eq!(u.watchlist[99], "99");
     }

@@ -23,7 +23,13 @@ pub struct ChannelKind {
 impl ChannelKind {
     /// The one classifier: every other module asks it.
     pub fn from_name(name: &str) -> ChannelKind {
-        let mut k = ChannelKind { private: false, presence: false, encrypted: false, cache: false, server_to_user: false };
+        let mut k = ChannelKind {
+            private: false,
+            presence: false,
+            encrypted: false,
+            cache: false,
+            server_to_user: false,
+        };
         if let Some(rest) = name.strip_prefix("private-encrypted-") {
             k.private = true;
             k.encrypted = true;

@@ -27,19 +27,28 @@ impl PresenceMember {
             #[serde(default)]
             user_info: Option<Box<RawValue>>,
         }
-        let cd: ChannelData = serde_json::from_str(data).map_err(|_| PusherError::InvalidMessage)?;
+        let cd: ChannelData =
+            serde_json::from_str(data).map_err(|_| PusherError::InvalidMessage)?;
         let id = match serde_json::from_str::<serde_json::Value>(cd.user_id.get()) {
             Ok(serde_json::Value::String(s)) if !s.is_empty() => s,
             Ok(serde_json::Value::Number(n)) => n.to_string(),
             _ => return Err(PusherError::InvalidMessage),
         };
-        Ok(PresenceMember { id, user_id: cd.user_id, user_info: cd.user_info })
+        Ok(PresenceMember {
+            id,
+            user_id: cd.user_id,
+            user_info: cd.user_info,
+        })
     }
 
     /// A member taken from a signed-in user (presence joined without `channel_data`).
     pub fn from_user(id: &str, user_info: Option<Box<RawValue>>) -> PresenceMember {
         let user_id = serde_json::value::to_raw_value(id).expect("a string serializes");
-        PresenceMember { id: id.to_owned(), user_id, user_info }
+        PresenceMember {
+            id: id.to_owned(),
+            user_id,
+            user_info,
+        }
     }
 }
 
@@ -86,7 +95,10 @@ impl Presence {
         let mut hash = serde_json::Map::new();
         for (id, (m, _)) in &self.members {
             ids.push(&*m.user_id);
-            let info = m.user_info.as_deref().map(|r| serde_json::from_str(r.get()).unwrap_or_default());
+            let info = m
+                .user_info
+                .as_deref()
+                .map(|r| serde_json::from_str(r.get()).unwrap_or_default());
             hash.insert(id.clone(), info.unwrap_or(serde_json::Value::Null));
         }
         #[derive(serde::Serialize)]
@@ -99,8 +111,14 @@ impl Presence {
         struct Outer<'a> {
             presence: Inner<'a>,
         }
-        serde_json::to_string(&Outer { presence: Inner { count: self.members.len(), ids, hash } })
-            .expect("presence serializes")
+        serde_json::to_string(&Outer {
+            presence: Inner {
+                count: self.members.len(),
+                ids,
+                hash,
+            },
+        })
+        .expect("presence serializes")
     }
 }
 
@@ -116,24 +134,42 @@ mod tests {
     fn one_user_two_sockets_counts_once() {
         let mut p = Presence::default();
         assert!(p.join(member(r#"{"user_id":"1","user_info":{"name":"Taylor"}}"#)));
-        assert!(!p.join(member(r#"{"user_id":1}"#)), "1 and \"1\" are the same member");
+        assert!(
+            !p.join(member(r#"{"user_id":1}"#)),
+            "1 and \"1\" are the same member"
+        );
         assert_eq!(p.count(), 1);
         assert!(p.leave("1").is_none());
         assert_eq!(p.leave("1").unwrap().id, "1");
         assert_eq!(p.count(), 0);
-        assert_eq!(p.snapshot_json(), r#"{"presence":{"count":0,"ids":[],"hash":{}}}"#);
+        assert_eq!(
+            p.snapshot_json(),
+            r#"{"presence":{"count":0,"ids":[],"hash":{}}}"#
+        );
     }
 
     #[test]
     fn snapshot_echoes_ids_and_info() {
         let mut p = Presence::default();
-        p.join(member(r#"{"user_id":"7","user_info":{"avatar":"https:\/\/x"}}"#));
-        assert_eq!(p.snapshot_json(), r#"{"presence":{"count":1,"ids":["7"],"hash":{"7":{"avatar":"https://x"}}}}"#);
+        p.join(member(
+            r#"{"user_id":"7","user_info":{"avatar":"https:\/\/x"}}"#,
+        ));
+        assert_eq!(
+            p.snapshot_json(),
+            r#"{"presence":{"count":1,"ids":["7"],"hash":{"7":{"avatar":"https://x"}}}}"#
+        );
     }
 
     #[test]
     fn bad_channel_data() {
-        for bad in ["", "[]", r#"{"user_info":{}}"#, r#"{"user_id":""}"#, r#"{"user_id":null}"#, r#"{"user_id":{}}"#] {
+        for bad in [
+            "",
+            "[]",
+            r#"{"user_info":{}}"#,
+            r#"{"user_id":""}"#,
+            r#"{"user_id":null}"#,
+            r#"{"user_id":{}}"#,
+        ] {
             assert!(PresenceMember::from_channel_data(bad).is_err(), "{bad}");
         }
     }

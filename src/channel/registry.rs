@@ -43,7 +43,11 @@ impl Channel {
     }
 
     fn is_idle(&self, now: Instant, ttl: Duration) -> bool {
-        self.subscribers.is_empty() && self.cached.as_ref().is_none_or(|(_, at)| now.duration_since(*at) >= ttl)
+        self.subscribers.is_empty()
+            && self
+                .cached
+                .as_ref()
+                .is_none_or(|(_, at)| now.duration_since(*at) >= ttl)
     }
 }
 
@@ -72,7 +76,12 @@ pub struct ChannelRegistry {
 
 impl ChannelRegistry {
     pub fn new(cache_ttl: Duration, subscription_count: bool) -> ChannelRegistry {
-        ChannelRegistry { channels: DashMap::new(), cache_ttl, subscription_count, counts_pending: Default::default() }
+        ChannelRegistry {
+            channels: DashMap::new(),
+            cache_ttl,
+            subscription_count,
+            counts_pending: Default::default(),
+        }
     }
 
     /// Sends `subscription_count` after a change, unless the channel is busy and heard one
@@ -105,7 +114,13 @@ impl ChannelRegistry {
     /// user's first socket), `subscription_succeeded` to the subscriber, then the cached event
     /// or `pusher:cache_miss` on cache channels. Re-subscribing only repeats the reply.
     /// Returns false when the socket was subscribed already.
-    pub fn subscribe(&self, name: &str, kind: ChannelKind, handle: &ConnectionHandle, member: Option<PresenceMember>) -> bool {
+    pub fn subscribe(
+        &self,
+        name: &str,
+        kind: ChannelKind,
+        handle: &ConnectionHandle,
+        member: Option<PresenceMember>,
+    ) -> bool {
         let mut ch = self.channels.entry(name.to_owned()).or_default();
         let id = handle.id();
         let fresh = !ch.subscribers.contains_key(&id);
@@ -117,7 +132,13 @@ impl ChannelRegistry {
                     ch.send_all(&Utf8Bytes::from(announce), Some(id));
                 }
             }
-            ch.subscribers.insert(id, Subscriber { handle: handle.clone(), member_id });
+            ch.subscribers.insert(
+                id,
+                Subscriber {
+                    handle: handle.clone(),
+                    member_id,
+                },
+            );
         }
         let data = match &ch.presence {
             Some(p) if kind.presence => p.snapshot_json(),
@@ -157,13 +178,20 @@ impl ChannelRegistry {
                 }
             },
         };
-        self.channels.remove_if(name, |_, ch| ch.is_idle(now, self.cache_ttl));
+        self.channels
+            .remove_if(name, |_, ch| ch.is_idle(now, self.cache_ttl));
         removed
     }
 
     /// Delivers one serialized frame to every subscriber but `except`, and keeps it as the
     /// last event of a cache channel (even with nobody subscribed). Returns recipients.
-    pub fn publish(&self, name: &str, cache: bool, text: &Utf8Bytes, except: Option<SocketId>) -> usize {
+    pub fn publish(
+        &self,
+        name: &str,
+        cache: bool,
+        text: &Utf8Bytes,
+        except: Option<SocketId>,
+    ) -> usize {
         if cache {
             let mut ch = self.channels.entry(name.to_owned()).or_default();
             ch.cached = Some((text.clone(), Instant::now()));
@@ -184,7 +212,10 @@ impl ChannelRegistry {
         let mut out = Vec::new();
         for ch in self.channels.iter().filter(|c| c.presence.is_some()) {
             out.extend(
-                ch.subscribers.values().filter(|s| s.member_id.as_deref() == Some(user_id)).map(|s| s.handle.clone()),
+                ch.subscribers
+                    .values()
+                    .filter(|s| s.member_id.as_deref() == Some(user_id))
+                    .map(|s| s.handle.clone()),
             );
         }
         out
@@ -197,14 +228,21 @@ impl ChannelRegistry {
 
     /// Unique users of a presence channel (0 when unoccupied).
     pub fn user_count(&self, name: &str) -> usize {
-        self.channels.get(name).and_then(|c| c.presence.as_ref().map(Presence::count)).unwrap_or(0)
+        self.channels
+            .get(name)
+            .and_then(|c| c.presence.as_ref().map(Presence::count))
+            .unwrap_or(0)
     }
 
     /// String ids of a presence channel's users.
     pub fn user_ids(&self, name: &str) -> Vec<String> {
         self.channels
             .get(name)
-            .and_then(|c| c.presence.as_ref().map(|p| p.ids().map(str::to_owned).collect()))
+            .and_then(|c| {
+                c.presence
+                    .as_ref()
+                    .map(|p| p.ids().map(str::to_owned).collect())
+            })
             .unwrap_or_default()
     }
 
@@ -212,7 +250,10 @@ impl ChannelRegistry {
     pub fn cached(&self, name: &str) -> Option<(Utf8Bytes, Duration)> {
         let ch = self.channels.get(name)?;
         let (text, at) = ch.cached.as_ref()?;
-        self.cache_ttl.checked_sub(at.elapsed()).filter(|d| !d.is_zero()).map(|left| (text.clone(), left))
+        self.cache_ttl
+            .checked_sub(at.elapsed())
+            .filter(|d| !d.is_zero())
+            .map(|left| (text.clone(), left))
     }
 
     /// Occupied channels whose name starts with `prefix`.
@@ -233,7 +274,11 @@ impl ChannelRegistry {
         let now = Instant::now();
         let ttl = self.cache_ttl;
         self.channels.retain(|_, ch| {
-            if ch.cached.as_ref().is_some_and(|(_, at)| now.duration_since(*at) >= ttl) {
+            if ch
+                .cached
+                .as_ref()
+                .is_some_and(|(_, at)| now.duration_since(*at) >= ttl)
+            {
                 ch.cached = None;
             }
             !ch.is_idle(now, ttl)

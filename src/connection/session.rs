@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
-use tracing::{debug, info_span, Instrument};
+use tracing::{debug, debug_span, Instrument};
 
 use super::handle::{CloseReason, ConnectionHandle};
 use super::writer;
@@ -40,7 +40,11 @@ where
     let code = err.close_code().unwrap_or(err.code());
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         ws.feed(Message::text(server::error(&err))).await?;
-        ws.send(Message::Close(Some(CloseFrame { code: code.into(), reason: err.to_string().into() }))).await?;
+        ws.send(Message::Close(Some(CloseFrame {
+            code: code.into(),
+            reason: err.to_string().into(),
+        })))
+        .await?;
         // Wait for the client's close reply so the close handshake completes.
         while ws.next().await.is_some_and(|r| r.is_ok()) {}
         Ok::<_, WsError>(())
@@ -49,22 +53,29 @@ where
 }
 
 /// Runs an accepted connection to its end.
-pub async fn run<S>(ws: WebSocketStream<S>, state: Arc<State>, app: Arc<AppRuntime>, slot: ConnectionSlot)
-where
+pub async fn run<S>(
+    ws: WebSocketStream<S>,
+    state: Arc<State>,
+    app: Arc<AppRuntime>,
+    slot: ConnectionSlot,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (sink, stream) = ws.split();
     let capacity = state.config.outbound_queue;
-    let mut rx = None;
-    let handle = app.register(|id| {
-        let (h, r) = ConnectionHandle::new(id, capacity);
-        rx = Some(r);
-        h
-    });
-    let rx = rx.expect("register calls make exactly once");
-    let span = info_span!("conn", socket_id = %handle.id(), app_id = %app.app.id);
-    let writer = tokio::spawn(writer::run(sink, rx, handle.clone()).instrument(span.clone()));
-    let mut session = Session { state, app, handle, channels: HashMap::new(), rate: None, user: None, authorized: false };
+    let handle = app.register(|id| ConnectionHandle::new(id, capacity));
+    // A debug span: disabled (and free) unless debug logging is on.
+    let span = debug_span!("conn", socket_id = %handle.id(), app_id = %app.app.id);
+    let writer = tokio::spawn(writer::run(sink, handle.clone()));
+    let mut session = Session {
+        state,
+        app,
+        handle,
+        channels: HashMap::new(),
+        rate: None,
+        user: None,
+        authorized: false,
+    };
     async move {
         debug!("connection open");
         session.read_loop(stream).await;
@@ -113,7 +124,10 @@ impl Session {
         St: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
     {
         let app = &self.app.app;
-        self.send(server::connection_established(&self.handle.id().to_string(), app.activity_timeout));
+        self.send(server::connection_established(
+            &self.handle.id().to_string(),
+            app.activity_timeout,
+        ));
         let (ping_interval, pong_timeout) = (app.ping_interval, app.pong_timeout);
         let mut last_seen = Instant::now();
         let mut ping_sent: Option<Instant> = None;
@@ -121,19 +135,28 @@ impl Session {
         let timer = tokio::time::sleep(ping_interval);
         tokio::pin!(timer);
         // Far in the future when the app does not require authorized connections.
-        let auth_deadline = Instant::now() + app.authorized_timeout.unwrap_or(Duration::from_secs(86400 * 365));
+        let auth_deadline = Instant::now()
+            + app
+                .authorized_timeout
+                .unwrap_or(Duration::from_secs(86400 * 365));
         let auth_timer = tokio::time::sleep_until(auth_deadline);
         tokio::pin!(auth_timer);
-        let shutdown = self.state.shutdown.clone();
+        // Created once rather than per frame: each creation registers a waiter.
+        let shutdown_token = self.state.shutdown.clone();
+        let shutdown = shutdown_token.cancelled();
+        tokio::pin!(shutdown);
+        let handle = self.handle.clone();
+        let closed = handle.closed();
+        tokio::pin!(closed);
         loop {
             // Every branch is cancel-safe: a token wait, a timer, and `StreamExt::next`.
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => {
+                _ = &mut shutdown => {
                     self.close_with(&PusherError::ShuttingDown, 4200);
                     return;
                 }
-                _ = self.handle.closed() => return,
+                _ = &mut closed => return,
                 _ = &mut auth_timer, if !self.authorized => {
                     debug!("not authorized within timeout");
                     self.close_with(&PusherError::NotAuthorizedInTime, 4009);
@@ -228,7 +251,11 @@ impl Session {
                 }
             }
             ClientMessage::Signin { auth, user_data } => self.signin(&auth, &user_data)?,
-            ClientMessage::ClientEvent { event, channel, data } => self.client_event(&event, &channel, data.as_deref())?,
+            ClientMessage::ClientEvent {
+                event,
+                channel,
+                data,
+            } => self.client_event(&event, &channel, data.as_deref())?,
         }
         Ok(())
     }
@@ -244,7 +271,11 @@ impl Session {
         let user = SignedInUser::from_user_data(user_data)?;
         match &self.user {
             Some(current) if current.id != user.id => {
-                debug!(current = current.id, requested = user.id, "signin refused: already signed in as another user");
+                debug!(
+                    current = current.id,
+                    requested = user.id,
+                    "signin refused: already signed in as another user"
+                );
                 return Err(PusherError::Unauthorized);
             }
             Some(_) => {
@@ -267,13 +298,17 @@ impl Session {
 
     fn subscribe(&mut self, sub: Subscribe) -> Result<(), PusherError> {
         let name = sub.channel;
-        validate_channel_name(&name).map_err(|e| PusherError::InvalidChannelName(format!("{name:?}: {e}")))?;
+        validate_channel_name(&name)
+            .map_err(|e| PusherError::InvalidChannelName(format!("{name:?}: {e}")))?;
         let kind = ChannelKind::from_name(&name);
         let app = &self.app.app;
         if kind.server_to_user {
             let owner = &name[crate::protocol::names::SERVER_TO_USER_PREFIX.len()..];
             if self.user.as_ref().map(|u| u.id.as_str()) != Some(owner) {
-                debug!(channel = name, "subscription refused: not signed in as this user");
+                debug!(
+                    channel = name,
+                    "subscription refused: not signed in as this user"
+                );
                 return Err(PusherError::Unauthorized);
             }
         }
@@ -284,7 +319,8 @@ impl Session {
             if kind.presence && data.is_none() && self.user.is_none() {
                 return Err(PusherError::Unauthorized);
             }
-            let to_sign = auth::channel_string_to_sign(&socket_id, &name, data.filter(|_| kind.presence));
+            let to_sign =
+                auth::channel_string_to_sign(&socket_id, &name, data.filter(|_| kind.presence));
             let token = sub.auth.as_deref().unwrap_or("");
             if !auth::verify_auth_token(&app.key, &app.secret, &to_sign, token) {
                 debug!(channel = name, "subscription refused: bad signature");
@@ -293,13 +329,19 @@ impl Session {
             if kind.presence {
                 member = Some(match (data, &self.user) {
                     (Some(data), _) => PresenceMember::from_channel_data(data)?,
-                    (None, Some(user)) => PresenceMember::from_user(&user.id, user.user_info.clone()),
+                    (None, Some(user)) => {
+                        PresenceMember::from_user(&user.id, user.user_info.clone())
+                    }
                     (None, None) => return Err(PusherError::Unauthorized),
                 });
             }
         }
         let user_id = member.as_ref().map(|m| m.user_id.clone());
-        if self.app.channels.subscribe(&name, kind, &self.handle, member) {
+        if self
+            .app
+            .channels
+            .subscribe(&name, kind, &self.handle, member)
+        {
             debug!(channel = name, "subscribed");
             self.channels.insert(name, user_id);
         }
@@ -307,7 +349,12 @@ impl Session {
         Ok(())
     }
 
-    fn client_event(&mut self, event: &str, channel: &str, data: Option<&RawValue>) -> Result<(), PusherError> {
+    fn client_event(
+        &mut self,
+        event: &str,
+        channel: &str,
+        data: Option<&RawValue>,
+    ) -> Result<(), PusherError> {
         let mode = self.app.app.client_events;
         if mode == ClientEvents::None {
             return Err(PusherError::ClientEventsDisabled);
@@ -321,8 +368,16 @@ impl Session {
         }
         let user_id = membership.and_then(|m| m.as_deref());
         let text = server::client_event(event, channel, data, user_id).into();
-        let n = self.app.channels.publish(channel, false, &text, Some(self.handle.id()));
-        debug!(event, channel, recipients = n.saturating_sub(1), "client event relayed");
+        let n = self
+            .app
+            .channels
+            .publish(channel, false, &text, Some(self.handle.id()));
+        debug!(
+            event,
+            channel,
+            recipients = n.saturating_sub(1),
+            "client event relayed"
+        );
         Ok(())
     }
 
@@ -337,6 +392,10 @@ impl Session {
             self.app.users.sign_out(&user, id);
         }
         self.app.connections.remove(&id);
-        self.handle.close(CloseReason { last_frame: None, code: None, flush_queue: true });
+        self.handle.close(CloseReason {
+            last_frame: None,
+            code: None,
+            flush_queue: true,
+        });
     }
 }

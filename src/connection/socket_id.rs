@@ -20,11 +20,14 @@ impl SocketId {
     /// Parses `"{a}.{b}"`; anything else (including ids this server cannot have issued) is `None`.
     pub fn parse(s: &str) -> Option<SocketId> {
         let (a, b) = s.split_once('.')?;
-        let digits = |p: &str| !p.is_empty() && p.len() <= 10 && p.bytes().all(|c| c.is_ascii_digit());
+        let digits =
+            |p: &str| !p.is_empty() && p.len() <= 10 && p.bytes().all(|c| c.is_ascii_digit());
         if !digits(a) || !digits(b) {
             return None;
         }
-        Some(SocketId(((a.parse::<u32>().ok()? as u64) << 32) | b.parse::<u32>().ok()? as u64))
+        Some(SocketId(
+            ((a.parse::<u32>().ok()? as u64) << 32) | b.parse::<u32>().ok()? as u64,
+        ))
     }
 }
 

@@ -1,13 +1,13 @@
-//! The write half of a connection: drains the bounded queue into the socket, batching what is
-//! already queued into one flush, and ends the connection with the reason the handle carries.
-//! It is the only writer of the socket and makes no protocol decisions.
+//! The write half of a connection: drains the queue into the socket, everything queued in
+//! one flush, and ends the connection with the reason the handle carries. It is the only
+//! writer of the socket and makes no protocol decisions.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use futures_util::stream::SplitSink;
 use futures_util::SinkExt;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -16,46 +16,46 @@ use super::handle::ConnectionHandle;
 
 /// Time allowed for the last frames (error and close) to reach a client.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
-/// Most queued frames written before one flush.
-const MAX_BATCH: usize = 64;
 
 pub(super) async fn run<S>(
     mut sink: SplitSink<WebSocketStream<S>, Message>,
-    mut rx: mpsc::Receiver<Message>,
     handle: ConnectionHandle,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut batch = VecDeque::new();
+    // Created once: re-creating a cancellation future per loop would register and
+    // unregister a waiter every time.
+    let closed = handle.closed();
+    tokio::pin!(closed);
     loop {
-        // `recv` and `closed` are cancel-safe: nothing is lost when the other branch wins.
-        let first = tokio::select! {
-            biased;
-            _ = handle.closed() => break,
-            msg = rx.recv() => match msg {
-                Some(m) => m,
-                None => break,
-            },
-        };
+        handle.take_queued(&mut batch);
+        if batch.is_empty() {
+            // Both futures are cancel-safe: a lost `ready` only means one more empty check.
+            tokio::select! {
+                biased;
+                _ = &mut closed => break,
+                _ = handle.ready() => continue,
+            }
+        }
         let write = async {
-            sink.feed(first).await?;
-            for _ in 1..MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(m) => sink.feed(m).await?,
-                    Err(_) => break,
-                }
+            for m in batch.drain(..) {
+                sink.feed(m).await?;
             }
             sink.flush().await
         };
         // A client that stops reading blocks the write; closing must still win.
         tokio::select! {
             r = write => if r.is_err() { return },
-            _ = handle.closed() => break,
+            _ = &mut closed => break,
         }
     }
     let reason = handle.close_reason().cloned();
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
         if reason.as_ref().is_some_and(|r| r.flush_queue) {
-            while let Ok(m) = rx.try_recv() {
+            batch.clear();
+            handle.take_queued(&mut batch);
+            for m in batch.drain(..) {
                 sink.feed(m).await?;
             }
         }
@@ -64,7 +64,10 @@ pub(super) async fn run<S>(
         }
         match reason.and_then(|r| r.code) {
             Some((code, text)) => {
-                let frame = CloseFrame { code: code.into(), reason: text.into() };
+                let frame = CloseFrame {
+                    code: code.into(),
+                    reason: text.into(),
+                };
                 sink.send(Message::Close(Some(frame))).await
             }
             None => sink.close().await,

@@ -15,7 +15,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into(), allow: None }
+        ApiError {
+            status,
+            message: message.into(),
+            allow: None,
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -35,14 +39,19 @@ impl ApiError {
     }
 
     pub fn method_not_allowed(allow: &'static str) -> ApiError {
-        ApiError { status: StatusCode::METHOD_NOT_ALLOWED, message: "Method not allowed.".into(), allow: Some(allow) }
+        ApiError {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            message: "Method not allowed.".into(),
+            allow: Some(allow),
+        }
     }
 
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let body = serde_json::json!({ "error": self.message }).to_string();
         let mut resp = json_response(self.status, body);
         if let Some(allow) = self.allow {
-            resp.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static(allow));
+            resp.headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static(allow));
         }
         resp
     }

@@ -25,7 +25,10 @@ use signature::parse_query;
 use crate::state::{AppRuntime, State};
 
 /// Entry point for every HTTP request on the listener.
-pub async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Full<Bytes>>, Infallible> {
+pub async fn handle(
+    req: Request<Incoming>,
+    state: Arc<State>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let resp = route(req, &state).await.unwrap_or_else(|e| {
@@ -58,8 +61,12 @@ async fn api_call(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let method = req.method().clone();
     let (allowed, allow) = match tail {
-        ["events"] | ["batch_events"] | ["users", _, "terminate_connections"] => (Method::POST, "POST"),
-        ["channels"] | ["channels", _] | ["channels", _, "users"] | ["connections"] => (Method::GET, "GET"),
+        ["events"] | ["batch_events"] | ["users", _, "terminate_connections"] => {
+            (Method::POST, "POST")
+        }
+        ["channels"] | ["channels", _] | ["channels", _, "users"] | ["connections"] => {
+            (Method::GET, "GET")
+        }
         _ => return Err(ApiError::not_found("Not found.")),
     };
     only(&method, allowed, allow)?;
@@ -67,13 +74,27 @@ async fn api_call(
     let body = read_body(req, state.config.max_request_size).await?;
     let params = parse_query(&query);
     let decoded_rest = percent_decode_str(rest).decode_utf8_lossy().into_owned();
-    let decoded_full = percent_decode_str(full_path).decode_utf8_lossy().into_owned();
+    let decoded_full = percent_decode_str(full_path)
+        .decode_utf8_lossy()
+        .into_owned();
     // Clients sign the decoded path without the prefix (PHP SDK) or with it; accept
     // the raw form too for clients that sign what they send.
-    let mut paths = vec![decoded_rest.as_str(), decoded_full.as_str(), rest, full_path];
+    let mut paths = vec![
+        decoded_rest.as_str(),
+        decoded_full.as_str(),
+        rest,
+        full_path,
+    ];
     paths.sort_unstable();
     paths.dedup();
-    signature::verify(&app.app, method.as_str(), &paths, &params, &body, state.config.api_timestamp_window)?;
+    signature::verify(
+        &app.app,
+        method.as_str(),
+        &paths,
+        &params,
+        &body,
+        state.config.api_timestamp_window,
+    )?;
     let config = &state.config;
     match tail {
         ["events"] => ok(events::trigger(app, config, &body)?),
@@ -86,7 +107,10 @@ async fn api_call(
     }
 }
 
-async fn route(req: Request<Incoming>, state: &Arc<State>) -> Result<Response<Full<Bytes>>, ApiError> {
+async fn route(
+    req: Request<Incoming>,
+    state: &Arc<State>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
     let prefix = state.config.path.as_str();
     let full_path = req.uri().path().to_owned();
     let rest = full_path
@@ -113,17 +137,22 @@ async fn route(req: Request<Incoming>, state: &Arc<State>) -> Result<Response<Fu
         ["apps", app_id, tail @ ..] => {
             let app = state
                 .app_by_id(app_id)
-                .ok_or_else(|| ApiError::not_found(format!("No matching application for ID [{app_id}].")))?
+                .ok_or_else(|| {
+                    ApiError::not_found(format!("No matching application for ID [{app_id}]."))
+                })?
                 .clone();
             api_call(state, &app, tail, req, &rest, &full_path).await
         }
         // The Python SDK's terminate path has no app id: the app is found by its key.
         ["users", _, "terminate_connections"] => {
             let params = parse_query(req.uri().query().unwrap_or(""));
-            let key = signature::param(&params, "auth_key").ok_or_else(|| ApiError::unauthorized("Missing auth_key"))?;
+            let key = signature::param(&params, "auth_key")
+                .ok_or_else(|| ApiError::unauthorized("Missing auth_key"))?;
             let app = state
                 .app_by_key(key)
-                .ok_or_else(|| ApiError::not_found(format!("No matching application for key [{key}].")))?
+                .ok_or_else(|| {
+                    ApiError::not_found(format!("No matching application for key [{key}]."))
+                })?
                 .clone();
             api_call(state, &app, &seg, req, &rest, &full_path).await
         }
@@ -134,9 +163,17 @@ async fn route(req: Request<Incoming>, state: &Arc<State>) -> Result<Response<Fu
 /// Reads the body, refusing requests whose head and body together exceed `limit` bytes.
 async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
     let head: usize = req.uri().to_string().len()
-        + req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>()
+        + req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>()
         + 16;
-    let too_large = || ApiError::too_large(format!("The request is larger than the {limit} bytes allowed (REVERB_MAX_REQUEST_SIZE)"));
+    let too_large = || {
+        ApiError::too_large(format!(
+            "The request is larger than the {limit} bytes allowed (REVERB_MAX_REQUEST_SIZE)"
+        ))
+    };
     let room = limit.checked_sub(head).ok_or_else(too_large)?;
     let declared = req
         .headers()
@@ -148,7 +185,12 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiErr
     }
     match Limited::new(req.into_body(), room).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large())
+        }
         Err(_) => Err(ApiError::bad_request("The request body could not be read")),
     }
 }

@@ -13,11 +13,16 @@ pub type Params = Vec<(String, String)>;
 
 /// Percent-decodes a query string (`+` is a space).
 pub fn parse_query(query: &str) -> Params {
-    form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 pub fn param<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
-    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Checks a request against `app`. `paths` are the decoded paths a client may have signed:
@@ -30,15 +35,23 @@ pub fn verify(
     body: &[u8],
     window: Option<Duration>,
 ) -> Result<(), ApiError> {
-    let key = param(params, "auth_key").ok_or_else(|| ApiError::unauthorized("Missing auth_key"))?;
+    let key =
+        param(params, "auth_key").ok_or_else(|| ApiError::unauthorized("Missing auth_key"))?;
     if key != app.key {
         return Err(ApiError::unauthorized("auth_key does not match the app"));
     }
-    let signature = param(params, "auth_signature").ok_or_else(|| ApiError::unauthorized("Missing auth_signature"))?;
-    let timestamp = param(params, "auth_timestamp").ok_or_else(|| ApiError::unauthorized("Missing auth_timestamp"))?;
+    let signature = param(params, "auth_signature")
+        .ok_or_else(|| ApiError::unauthorized("Missing auth_signature"))?;
+    let timestamp = param(params, "auth_timestamp")
+        .ok_or_else(|| ApiError::unauthorized("Missing auth_timestamp"))?;
     if let Some(window) = window {
-        let ts: i64 = timestamp.parse().map_err(|_| ApiError::unauthorized("auth_timestamp is not a number"))?;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let ts: i64 = timestamp
+            .parse()
+            .map_err(|_| ApiError::unauthorized("auth_timestamp is not a number"))?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
         if (now - ts).unsigned_abs() > window.as_secs() {
             return Err(ApiError::unauthorized(format!(
                 "auth_timestamp {ts} is more than {} s away from the server time {now}",
@@ -47,14 +60,19 @@ pub fn verify(
         }
     }
     if !body.is_empty() {
-        let md5 = param(params, "body_md5").ok_or_else(|| ApiError::unauthorized("Missing body_md5 for a request with a body"))?;
+        let md5 = param(params, "body_md5")
+            .ok_or_else(|| ApiError::unauthorized("Missing body_md5 for a request with a body"))?;
         if md5.to_ascii_lowercase() != auth::md5_hex(body) {
             return Err(ApiError::unauthorized("body_md5 does not match the body"));
         }
     }
-    let signed = paths
-        .iter()
-        .any(|path| auth::verify(&app.secret, &auth::api_string_to_sign(method, path, params), &signature.to_ascii_lowercase()));
+    let signed = paths.iter().any(|path| {
+        auth::verify(
+            &app.secret,
+            &auth::api_string_to_sign(method, path, params),
+            &signature.to_ascii_lowercase(),
+        )
+    });
     if signed {
         Ok(())
     } else {
@@ -76,8 +94,24 @@ mod tests {
     #[test]
     fn t9_accepted_with_or_without_prefix_signed() {
         let p = parse_query(T9_QUERY);
-        verify(&app(), "POST", &["/apps/558412/events"], &p, T9_BODY.as_bytes(), None).unwrap();
-        verify(&app(), "POST", &["/apps/558412/events", "/reverb/apps/558412/events"], &p, T9_BODY.as_bytes(), None).unwrap();
+        verify(
+            &app(),
+            "POST",
+            &["/apps/558412/events"],
+            &p,
+            T9_BODY.as_bytes(),
+            None,
+        )
+        .unwrap();
+        verify(
+            &app(),
+            "POST",
+            &["/apps/558412/events", "/reverb/apps/558412/events"],
+            &p,
+            T9_BODY.as_bytes(),
+            None,
+        )
+        .unwrap();
     }
 
     #[test]
@@ -85,32 +119,88 @@ mod tests {
         let p = parse_query(T9_QUERY);
         let e = verify(&app(), "POST", &["/apps/558412/events"], &p, b"{}", None).unwrap_err();
         assert_eq!(e.message, "body_md5 does not match the body");
-        let e = verify(&app(), "POST", &["/apps/558412/events"], &p, T9_BODY.as_bytes(), Some(Duration::from_secs(600))).unwrap_err();
+        let e = verify(
+            &app(),
+            "POST",
+            &["/apps/558412/events"],
+            &p,
+            T9_BODY.as_bytes(),
+            Some(Duration::from_secs(600)),
+        )
+        .unwrap_err();
         assert!(e.message.contains("auth_timestamp"), "{}", e.message);
-        let e = verify(&app(), "POST", &["/apps/558413/events"], &p, T9_BODY.as_bytes(), None).unwrap_err();
+        let e = verify(
+            &app(),
+            "POST",
+            &["/apps/558413/events"],
+            &p,
+            T9_BODY.as_bytes(),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(e.status, 401);
         let mut other = app();
         other.key = "other".into();
-        assert!(verify(&other, "POST", &["/apps/558412/events"], &p, T9_BODY.as_bytes(), None).is_err());
+        assert!(verify(
+            &other,
+            "POST",
+            &["/apps/558412/events"],
+            &p,
+            T9_BODY.as_bytes(),
+            None
+        )
+        .is_err());
     }
 
     #[test]
     fn t11_python_get_with_empty_body_md5() {
         let q = "auth_key=q7h2x9v4m1n8b3c6z5k0&auth_timestamp=1700000000&auth_version=1.0&body_md5=d41d8cd98f00b204e9800998ecf8427e&filter_by_prefix=presence-&info=user_count&auth_signature=2791ad14585c33af39b5fd19ec6161216b7ca0f969b1f93fca1ad7d85a1bfde2";
-        verify(&app(), "GET", &["/apps/558412/channels"], &parse_query(q), b"", None).unwrap();
+        verify(
+            &app(),
+            "GET",
+            &["/apps/558412/channels"],
+            &parse_query(q),
+            b"",
+            None,
+        )
+        .unwrap();
     }
 
     #[test]
     fn t12_t13_gets() {
         let q = "auth_key=q7h2x9v4m1n8b3c6z5k0&auth_timestamp=1700000000&auth_version=1.0&body_md5=d41d8cd98f00b204e9800998ecf8427e&info=subscription_count&auth_signature=12c0c6c360c24020fa81a0c66bf22724cbcb44fba68ba48c4d20ee4c0656ea03";
-        verify(&app(), "GET", &["/apps/558412/channels/private-Rooms.my-room"], &parse_query(q), b"", None).unwrap();
+        verify(
+            &app(),
+            "GET",
+            &["/apps/558412/channels/private-Rooms.my-room"],
+            &parse_query(q),
+            b"",
+            None,
+        )
+        .unwrap();
         let q = "auth_signature=f5b0baf4f7d08c679283e9080de92a56854d9c75d58ee17f81cce1aa7cb9c1e5&auth_key=q7h2x9v4m1n8b3c6z5k0&auth_timestamp=1700000000&auth_version=1.0";
-        verify(&app(), "GET", &["/apps/558412/channels/presence-Rooms.lobby/users"], &parse_query(q), b"", None).unwrap();
+        verify(
+            &app(),
+            "GET",
+            &["/apps/558412/channels/presence-Rooms.lobby/users"],
+            &parse_query(q),
+            b"",
+            None,
+        )
+        .unwrap();
     }
 
     #[test]
     fn t10_url_encoded_query_is_decoded_before_signing() {
         let q = "auth_key=q7h2x9v4m1n8b3c6z5k0&auth_timestamp=1700000000&auth_version=1.0&filter_by_prefix=presence%2D&info=user%5Fcount&auth_signature=bcaf196e43713162bf30223cb49a670e055d987bc60ecbc66909b9981a22c994";
-        verify(&app(), "GET", &["/apps/558412/channels"], &parse_query(q), b"", None).unwrap();
+        verify(
+            &app(),
+            "GET",
+            &["/apps/558412/channels"],
+            &parse_query(q),
+            b"",
+            None,
+        )
+        .unwrap();
     }
 }

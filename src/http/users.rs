@@ -17,7 +17,11 @@ pub const CLOSE_TERMINATED: u16 = 4009;
 pub fn terminate(app: &AppRuntime, user_id: &str) -> Value {
     let mut handles = app.users.connections(user_id);
     handles.extend(app.channels.presence_connections(user_id));
-    debug!(user_id, connections = handles.len(), "terminating user connections");
+    debug!(
+        user_id,
+        connections = handles.len(),
+        "terminating user connections"
+    );
     let err = PusherError::Terminated;
     for h in handles {
         h.close(CloseReason {

@@ -23,7 +23,7 @@ use crate::state::{AppRuntime, ConnectionSlot, State};
 /// Protocol versions accepted in `?protocol=`.
 const PROTOCOLS: &[&str] = &["5", "6", "7"];
 /// Initial read buffer per connection; it grows up to `max_message_size` when needed.
-const READ_BUFFER: usize = 4096;
+const READ_BUFFER: usize = 1024;
 
 fn header_has(req: &Request<Incoming>, name: header::HeaderName, token: &str) -> bool {
     req.headers()
@@ -54,7 +54,10 @@ fn decide(state: &State, key: &str, req: &Request<Incoming>) -> Outcome {
             return Outcome::Reject(PusherError::UnsupportedProtocol, size);
         }
     }
-    let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
     if !app.app.is_origin_allowed(origin) {
         return Outcome::Reject(PusherError::OriginNotAllowed, size);
     }
@@ -65,14 +68,29 @@ fn decide(state: &State, key: &str, req: &Request<Incoming>) -> Outcome {
 }
 
 /// Answers an upgrade request for app `key`.
-pub fn upgrade(state: &Arc<State>, key: &str, mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+pub fn upgrade(
+    state: &Arc<State>,
+    key: &str,
+    mut req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
     let ws_key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
-    let is_upgrade = header_has(&req, header::CONNECTION, "upgrade") && header_has(&req, header::UPGRADE, "websocket");
+    let is_upgrade = header_has(&req, header::CONNECTION, "upgrade")
+        && header_has(&req, header::UPGRADE, "websocket");
     let (true, Some(ws_key)) = (is_upgrade, ws_key) else {
-        return Err(ApiError::new(StatusCode::UPGRADE_REQUIRED, "This endpoint only accepts WebSocket connections"));
+        return Err(ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "This endpoint only accepts WebSocket connections",
+        ));
     };
-    if req.headers().get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
-        return Err(ApiError::bad_request("Unsupported WebSocket version (13 required)"));
+    if req
+        .headers()
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
+        return Err(ApiError::bad_request(
+            "Unsupported WebSocket version (13 required)",
+        ));
     }
     let outcome = decide(state, key, &req);
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -93,7 +111,9 @@ pub fn upgrade(state: &Arc<State>, key: &str, mut req: Request<Incoming>) -> Res
             .read_buffer_size(READ_BUFFER)
             .max_message_size(Some(max))
             .max_frame_size(Some(max));
-        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await;
         match outcome {
             Outcome::Accept(app, slot) => session::run(ws, st, app, slot).await,
             Outcome::Reject(err, _) => {
@@ -106,7 +126,10 @@ pub fn upgrade(state: &Arc<State>, key: &str, mut req: Request<Incoming>) -> Res
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "Upgrade")
         .header(header::UPGRADE, "websocket")
-        .header(header::SEC_WEBSOCKET_ACCEPT, derive_accept_key(ws_key.as_bytes()))
+        .header(
+            header::SEC_WEBSOCKET_ACCEPT,
+            derive_accept_key(ws_key.as_bytes()),
+        )
         .header("X-Powered-By", "resound")
         .body(Full::new(Bytes::new()))
         .expect("static headers are valid"))

@@ -71,7 +71,12 @@ impl PusherError {
             AppDisabled => 4003,
             OverQuota => 4004,
             UnsupportedProtocol => 4007,
-            OriginNotAllowed | Unauthorized | NotMember | InvalidChannelName(_) | Terminated | NotAuthorizedInTime => 4009,
+            OriginNotAllowed
+            | Unauthorized
+            | NotMember
+            | InvalidChannelName(_)
+            | Terminated
+            | NotAuthorizedInTime => 4009,
             InvalidMessage | ShuttingDown => 4200,
             PongTimeout => 4201,
             ClientEventsDisabled | RateLimited | ClientEventForbidden(_) => 4301,

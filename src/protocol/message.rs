@@ -15,10 +15,19 @@ pub enum ClientMessage {
     Ping,
     Pong,
     Subscribe(Subscribe),
-    Unsubscribe { channel: String },
-    Signin { auth: String, user_data: String },
+    Unsubscribe {
+        channel: String,
+    },
+    Signin {
+        auth: String,
+        user_data: String,
+    },
     /// A `client-*` event to relay to the other subscribers of `channel`.
-    ClientEvent { event: String, channel: String, data: Option<Box<RawValue>> },
+    ClientEvent {
+        event: String,
+        channel: String,
+        data: Option<Box<RawValue>>,
+    },
     /// An event that is neither `pusher:` nor `client-`: ignored, as Reverb does.
     Ignored,
 }
@@ -58,8 +67,7 @@ impl ClientMessage {
     /// Parses one text frame. Anything malformed is `InvalidMessage` (4200), which never
     /// closes the connection.
     pub fn parse(text: &str) -> Result<ClientMessage, PusherError> {
-        let env: Envelope =
-            serde_json::from_str(text).map_err(|_| PusherError::InvalidMessage)?;
+        let env: Envelope = serde_json::from_str(text).map_err(|_| PusherError::InvalidMessage)?;
         match env.event.as_str() {
             "pusher:ping" => Ok(ClientMessage::Ping),
             "pusher:pong" => Ok(ClientMessage::Pong),
@@ -70,7 +78,10 @@ impl ClientMessage {
             }
             "pusher:signin" => {
                 let s: Signin = decode_data(env.data)?;
-                Ok(ClientMessage::Signin { auth: s.auth, user_data: s.user_data })
+                Ok(ClientMessage::Signin {
+                    auth: s.auth,
+                    user_data: s.user_data,
+                })
             }
             e if e.starts_with("pusher:") || e.starts_with("pusher_internal:") => {
                 Err(PusherError::InvalidMessage)
@@ -90,7 +101,9 @@ impl ClientMessage {
 
 /// Decodes a `data` field that peers send either as an object (pusher-js) or as a string
 /// holding JSON (other clients).
-fn decode_data<T: for<'de> Deserialize<'de>>(data: Option<Box<RawValue>>) -> Result<T, PusherError> {
+fn decode_data<T: for<'de> Deserialize<'de>>(
+    data: Option<Box<RawValue>>,
+) -> Result<T, PusherError> {
     let raw = data.ok_or(PusherError::InvalidMessage)?;
     let text = raw.get();
     let parsed = if text.starts_with('"') {
@@ -114,7 +127,12 @@ struct Frame<'a, D: Serialize> {
 }
 
 fn frame<D: Serialize>(event: &str, channel: Option<&str>, data: Option<D>) -> String {
-    let f = Frame { event, channel, data, user_id: None };
+    let f = Frame {
+        event,
+        channel,
+        data,
+        user_id: None,
+    };
     serde_json::to_string(&f).expect("frames always serialize")
 }
 
@@ -132,7 +150,14 @@ pub mod server {
             socket_id: &'a str,
             activity_timeout: u64,
         }
-        frame("pusher:connection_established", None, Some(json(&D { socket_id, activity_timeout })))
+        frame(
+            "pusher:connection_established",
+            None,
+            Some(json(&D {
+                socket_id,
+                activity_timeout,
+            })),
+        )
     }
 
     pub fn error(err: &PusherError) -> String {
@@ -141,7 +166,14 @@ pub mod server {
             code: u16,
             message: String,
         }
-        frame("pusher:error", None, Some(json(&D { code: err.code(), message: err.to_string() })))
+        frame(
+            "pusher:error",
+            None,
+            Some(json(&D {
+                code: err.code(),
+                message: err.to_string(),
+            })),
+        )
     }
 
     pub const PONG: &str = r#"{"event":"pusher:pong"}"#;
@@ -156,7 +188,11 @@ pub mod server {
             data: &'a str,
             channel: &'a str,
         }
-        json(&F { event: "pusher_internal:subscription_succeeded", data, channel })
+        json(&F {
+            event: "pusher_internal:subscription_succeeded",
+            data,
+            channel,
+        })
     }
 
     pub fn member_added(channel: &str, user_id: &RawValue, user_info: Option<&RawValue>) -> String {
@@ -165,7 +201,11 @@ pub mod server {
             user_id: &'a RawValue,
             user_info: Option<&'a RawValue>,
         }
-        frame("pusher_internal:member_added", Some(channel), Some(json(&D { user_id, user_info })))
+        frame(
+            "pusher_internal:member_added",
+            Some(channel),
+            Some(json(&D { user_id, user_info })),
+        )
     }
 
     pub fn member_removed(channel: &str, user_id: &RawValue) -> String {
@@ -173,7 +213,11 @@ pub mod server {
         struct D<'a> {
             user_id: &'a RawValue,
         }
-        frame("pusher_internal:member_removed", Some(channel), Some(json(&D { user_id })))
+        frame(
+            "pusher_internal:member_removed",
+            Some(channel),
+            Some(json(&D { user_id })),
+        )
     }
 
     /// `signin_success`: echoes the signed `user_data` string.
@@ -198,12 +242,22 @@ pub mod server {
         }
         let mut events = Vec::new();
         if !online.is_empty() {
-            events.push(E { name: "online", user_ids: online });
+            events.push(E {
+                name: "online",
+                user_ids: online,
+            });
         }
         if !offline.is_empty() {
-            events.push(E { name: "offline", user_ids: offline });
+            events.push(E {
+                name: "offline",
+                user_ids: offline,
+            });
         }
-        frame("pusher_internal:watchlist_events", None, Some(json(&D { events })))
+        frame(
+            "pusher_internal:watchlist_events",
+            None,
+            Some(json(&D { events })),
+        )
     }
 
     /// `subscription_count` for non-presence channels.
@@ -212,7 +266,13 @@ pub mod server {
         struct D {
             subscription_count: usize,
         }
-        frame("pusher_internal:subscription_count", Some(channel), Some(json(&D { subscription_count: count })))
+        frame(
+            "pusher_internal:subscription_count",
+            Some(channel),
+            Some(json(&D {
+                subscription_count: count,
+            })),
+        )
     }
 
     pub fn cache_miss(channel: &str) -> String {
@@ -232,7 +292,12 @@ pub mod server {
         data: Option<&RawValue>,
         user_id: Option<&RawValue>,
     ) -> String {
-        let f = Frame { event, channel: Some(channel), data, user_id };
+        let f = Frame {
+            event,
+            channel: Some(channel),
+            data,
+            user_id,
+        };
         json(&f)
     }
 }
@@ -243,8 +308,11 @@ mod tests {
 
     #[test]
     fn subscribe_accepts_object_and_string_data() {
-        let a = ClientMessage::parse(r#"{"event":"pusher:subscribe","data":{"auth":"","channel":"a"}}"#);
-        let b = ClientMessage::parse(r#"{"event":"pusher:subscribe","data":"{\"channel\":\"a\"}"}"#);
+        let a = ClientMessage::parse(
+            r#"{"event":"pusher:subscribe","data":{"auth":"","channel":"a"}}"#,
+        );
+        let b =
+            ClientMessage::parse(r#"{"event":"pusher:subscribe","data":"{\"channel\":\"a\"}"}"#);
         for m in [a, b] {
             match m.unwrap() {
                 ClientMessage::Subscribe(s) => assert_eq!(s.channel, "a"),
@@ -259,7 +327,9 @@ mod tests {
             r#"{"event":"pusher:subscribe","data":{"channel":"presence-x","auth":"k:s","channel_data":"{\"user_id\": \"1\"}"}}"#,
         )
         .unwrap();
-        let ClientMessage::Subscribe(s) = m else { panic!() };
+        let ClientMessage::Subscribe(s) = m else {
+            panic!()
+        };
         assert_eq!(s.channel_data.as_deref(), Some(r#"{"user_id": "1"}"#));
     }
 
@@ -277,13 +347,20 @@ mod tests {
             r#"{"event":"client-x","data":{}}"#,
             r#"{"event":"client-x","channel":7,"data":{}}"#,
         ] {
-            assert_eq!(ClientMessage::parse(text).unwrap_err(), PusherError::InvalidMessage, "{text}");
+            assert_eq!(
+                ClientMessage::parse(text).unwrap_err(),
+                PusherError::InvalidMessage,
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn other_events_are_ignored() {
-        assert!(matches!(ClientMessage::parse(r#"{"event":"hello"}"#), Ok(ClientMessage::Ignored)));
+        assert!(matches!(
+            ClientMessage::parse(r#"{"event":"hello"}"#),
+            Ok(ClientMessage::Ignored)
+        ));
     }
 
     #[test]
@@ -312,9 +389,16 @@ mod tests {
             server::subscription_count("c", 3),
             r#"{"event":"pusher_internal:subscription_count","channel":"c","data":"{\"subscription_count\":3}"}"#
         );
-        assert_eq!(server::cache_miss("cache-a"), r#"{"event":"pusher:cache_miss","channel":"cache-a"}"#);
         assert_eq!(
-            server::channel_event("App\\Events\\RoomMessageEvent", "private-Rooms.my-room", r#"{"message":"Hello"}"#),
+            server::cache_miss("cache-a"),
+            r#"{"event":"pusher:cache_miss","channel":"cache-a"}"#
+        );
+        assert_eq!(
+            server::channel_event(
+                "App\\Events\\RoomMessageEvent",
+                "private-Rooms.my-room",
+                r#"{"message":"Hello"}"#
+            ),
             r#"{"event":"App\\Events\\RoomMessageEvent","channel":"private-Rooms.my-room","data":"{\"message\":\"Hello\"}"}"#
         );
     }

@@ -64,13 +64,26 @@ mod tests {
 
     #[test]
     fn channel_names() {
-        for ok in ["a", "private-Rooms.my-room", "presence-x_y=z@a,b;c", "#server-to-user-42", &"a".repeat(200)] {
+        for ok in [
+            "a",
+            "private-Rooms.my-room",
+            "presence-x_y=z@a,b;c",
+            "#server-to-user-42",
+            &"a".repeat(200),
+        ] {
             assert_eq!(validate_channel_name(ok), Ok(()), "{ok}");
         }
         assert_eq!(validate_channel_name(""), Err(NameError::Empty));
-        assert_eq!(validate_channel_name(&"a".repeat(201)), Err(NameError::TooLong));
+        assert_eq!(
+            validate_channel_name(&"a".repeat(201)),
+            Err(NameError::TooLong)
+        );
         for bad in ["a b", "a/b", "#foo", "ü", "a:b", "#server-to-user-"] {
-            assert_eq!(validate_channel_name(bad), Err(NameError::BadCharacter), "{bad}");
+            assert_eq!(
+                validate_channel_name(bad),
+                Err(NameError::BadCharacter),
+                "{bad}"
+            );
         }
     }
 

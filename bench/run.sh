@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Benchmarks resound on this machine: builds the release binaries, then for every scenario and
+# run starts a fresh resound on a free loopback port and drives it with resound-bench, which
+# prints one JSON line per run. Bounded: each scenario runs for a fixed number of seconds.
+#
+#   bench/run.sh                  # every scenario, 3 runs each
+#   RUNS=1 bench/run.sh fanout-100 trigger
+#
+# Scenarios: idle fanout-100 fanout-flat channels trigger whisper
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-10}
+scenarios=("$@")
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(idle fanout-100 fanout-flat channels trigger whisper)
+
+cargo build --release --locked --bins >&2
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+log=$(mktemp -d)/resound.log
+start_server() {
+  port=$(free_port)
+  env -i PATH="$PATH" REVERB_SERVER_HOST=127.0.0.1 REVERB_SERVER_PORT="$port" \
+    REVERB_APP_ID=558412 REVERB_APP_KEY=q7h2x9v4m1n8b3c6z5k0 REVERB_APP_SECRET=w3e8r1t6y9u4i2o7p5a0 \
+    REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM=members REVERB_MAX_REQUEST_SIZE=100000 \
+    target/release/resound >"$log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$port/up" >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  echo "resound did not start; log:" >&2; cat "$log" >&2; exit 1
+}
+stop_server() { kill -TERM "$pid"; wait "$pid" || true; }
+
+bench() { target/release/resound-bench --addr "127.0.0.1:$port" --server-pid "$pid" --label "run $run" "$@"; }
+
+echo "# $(date -u +%FT%TZ) $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+for scenario in "${scenarios[@]}"; do
+  for run in $(seq "$RUNS"); do
+    start_server
+    case "$scenario" in
+      idle) bench idle --connections 19000 ;;
+      fanout-100) bench fanout --subscribers 1000 --rate 100 --size 100 --duration "$DURATION" ;;
+      fanout-flat) bench fanout --subscribers 1000 --rate 0 --size 100 --duration "$DURATION" ;;
+      channels) bench channels --channels 1000 --per-channel 5 --size 100 --duration "$DURATION" ;;
+      trigger) bench trigger --concurrency 16 --duration "$DURATION" ;;
+      whisper) bench whisper --pairs 200 --rate 5 --duration "$DURATION" ;;
+      *) echo "unknown scenario $scenario" >&2; exit 2 ;;
+    esac
+    stop_server
+  done
+done
