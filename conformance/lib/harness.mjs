@@ -334,7 +334,15 @@ export class PusherClient extends Recorder {
       this.push({ kind: 'raw', text: m.data, frame: parsed });
     });
     // The WebSocket close code and reason, as pusher-js's transport saw them.
-    transport.bind('closed', (c) => this.push({ kind: 'closed', code: c?.code, reason: c?.reason }));
+    const socket = transport.socket;
+    transport.bind('closed', (c) => {
+      this.push({ kind: 'closed', code: c?.code, reason: c?.reason });
+      // On a server close with 4000-4099 ("refused") pusher-js calls close() on
+      // the already closed socket of its bundled faye-websocket, which then
+      // arms a 30 s close timer that does nothing but keeps Node alive. Unref
+      // it so the test process can exit (no effect on what the client does).
+      socket?._closeTimer?.unref?.();
+    });
   }
 
   get socketId() {

@@ -47,6 +47,14 @@ def run(command, args):
     if command == "authorize":
         # What a Python backend's auth endpoint would answer.
         return p.authenticate(args["channel"], args["socket_id"], args.get("custom_data"))
+    if command == "authenticate_user":
+        # What a Python backend's user-authentication endpoint would answer.
+        return p.authenticate_user(args["socket_id"], args["user_data"])
+    if command == "send_to_user":
+        return p.send_to_user(args["user_id"], args["event"], args["data"])
+    if command == "terminate_user_connections":
+        # Posts to /users/{id}/terminate_connections (no /apps/{id} prefix).
+        return p.terminate_user_connections(args["user_id"])
     raise ValueError("unknown command: %s" % command)
 
 
