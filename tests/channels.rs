@@ -9,29 +9,51 @@ use support::*;
 async fn public_subscribe_golden_and_delivery() {
     let server = TestServer::start().await;
     let mut c = server.connected().await;
-    c.send(json!({"event":"pusher:subscribe","data":{"auth":"","channel":"my-channel"}})).await;
+    c.send(json!({"event":"pusher:subscribe","data":{"auth":"","channel":"my-channel"}}))
+        .await;
     assert_eq!(
         c.recv_raw().await,
         r#"{"event":"pusher_internal:subscription_succeeded","data":"{}","channel":"my-channel"}"#
     );
-    server.http().trigger(&["my-channel"], "greet", r#"{"a":"\/b"}"#, None).await;
-    assert_eq!(c.recv_raw().await, r#"{"event":"greet","channel":"my-channel","data":"{\"a\":\"\\/b\"}"}"#);
+    server
+        .http()
+        .trigger(&["my-channel"], "greet", r#"{"a":"\/b"}"#, None)
+        .await;
+    assert_eq!(
+        c.recv_raw().await,
+        r#"{"event":"greet","channel":"my-channel","data":"{\"a\":\"\\/b\"}"}"#
+    );
 }
 
 #[tokio::test]
 async fn subscribe_data_as_json_string_is_accepted() {
     let server = TestServer::start().await;
     let mut c = server.connected().await;
-    c.send(json!({"event":"pusher:subscribe","data":"{\"channel\":\"s\"}"})).await;
-    assert_eq!(c.recv().await["event"], "pusher_internal:subscription_succeeded");
+    c.send(json!({"event":"pusher:subscribe","data":"{\"channel\":\"s\"}"}))
+        .await;
+    assert_eq!(
+        c.recv().await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
 }
 
 #[tokio::test]
 async fn private_channel_with_valid_signature() {
     let server = TestServer::start().await;
     let mut c = server.connected().await;
-    assert_eq!(c.subscribe_signed("private-Rooms.my-room", None).await, json!({}));
-    server.http().trigger(&["private-Rooms.my-room"], "App\\Events\\RoomMessageEvent", r#"{"message":"Hello"}"#, None).await;
+    assert_eq!(
+        c.subscribe_signed("private-Rooms.my-room", None).await,
+        json!({})
+    );
+    server
+        .http()
+        .trigger(
+            &["private-Rooms.my-room"],
+            "App\\Events\\RoomMessageEvent",
+            r#"{"message":"Hello"}"#,
+            None,
+        )
+        .await;
     assert_eq!(
         c.recv_raw().await,
         r#"{"event":"App\\Events\\RoomMessageEvent","channel":"private-Rooms.my-room","data":"{\"message\":\"Hello\"}"}"#
@@ -46,11 +68,20 @@ async fn bad_private_auth_gets_4009_and_connection_is_kept() {
     let other_socket = channel_auth("1.2", "private-a", None);
     let wrong_channel = channel_auth(&c.socket_id, "private-b", None);
     let wrong_key = channel_auth(&c.socket_id, "private-a", None).replacen(KEY, "otherkey", 1);
-    for auth in [json!(""), json!(null), json!("garbage"), json!(other_socket), json!(wrong_channel), json!(wrong_key)] {
-        c.send(json!({"event":"pusher:subscribe","data":{"auth":auth,"channel":"private-a"}})).await;
+    for auth in [
+        json!(""),
+        json!(null),
+        json!("garbage"),
+        json!(other_socket),
+        json!(wrong_channel),
+        json!(wrong_key),
+    ] {
+        c.send(json!({"event":"pusher:subscribe","data":{"auth":auth,"channel":"private-a"}}))
+            .await;
         assert_eq!(c.recv_raw().await, golden, "auth {auth}");
     }
-    c.send(json!({"event":"pusher:subscribe","data":{"channel":"private-a"}})).await;
+    c.send(json!({"event":"pusher:subscribe","data":{"channel":"private-a"}}))
+        .await;
     assert_eq!(c.recv_raw().await, golden);
     // Never subscribed: an event on the channel does not arrive.
     server.http().trigger(&["private-a"], "e", "{}", None).await;
@@ -63,9 +94,13 @@ async fn bad_private_auth_gets_4009_and_connection_is_kept() {
 async fn encrypted_channel_uses_private_signature_and_relays_opaque_data() {
     let server = TestServer::start().await;
     let mut c = server.connected().await;
-    c.subscribe_signed("private-encrypted-Rooms.vault", None).await;
+    c.subscribe_signed("private-encrypted-Rooms.vault", None)
+        .await;
     let data = r#"{"nonce":"ZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXp7","ciphertext":"2Seon6TWx36Ec/A+AgYyGLvSx63ph1k1pe/gJ0YIH/C6u1R6"}"#;
-    server.http().trigger(&["private-encrypted-Rooms.vault"], "secret", data, None).await;
+    server
+        .http()
+        .trigger(&["private-encrypted-Rooms.vault"], "secret", data, None)
+        .await;
     let v = c.recv().await;
     assert_eq!(v["data"], data);
 }
@@ -75,21 +110,37 @@ async fn cache_channel_misses_then_replays_last_event_exactly() {
     let server = TestServer::start().await;
     let mut a = server.connected().await;
     a.subscribe_public("cache-ticker").await;
-    assert_eq!(a.recv_raw().await, r#"{"event":"pusher:cache_miss","channel":"cache-ticker"}"#);
-    server.http().trigger(&["cache-ticker"], "tick", "1", None).await;
-    server.http().trigger(&["cache-ticker"], "tick", "2", None).await;
+    assert_eq!(
+        a.recv_raw().await,
+        r#"{"event":"pusher:cache_miss","channel":"cache-ticker"}"#
+    );
+    server
+        .http()
+        .trigger(&["cache-ticker"], "tick", "1", None)
+        .await;
+    server
+        .http()
+        .trigger(&["cache-ticker"], "tick", "2", None)
+        .await;
     let first = a.recv_raw().await;
     let last = a.recv_raw().await;
     assert!(first.contains(r#""data":"1""#));
     let mut b = server.connected().await;
     b.subscribe_public("cache-ticker").await;
-    assert_eq!(b.recv_raw().await, last, "replayed exactly as originally delivered");
+    assert_eq!(
+        b.recv_raw().await,
+        last,
+        "replayed exactly as originally delivered"
+    );
 }
 
 #[tokio::test]
 async fn cache_is_kept_without_subscribers_and_for_private_cache() {
     let server = TestServer::start().await;
-    server.http().trigger(&["cache-empty"], "tick", "9", None).await;
+    server
+        .http()
+        .trigger(&["cache-empty"], "tick", "9", None)
+        .await;
     let mut c = server.connected().await;
     c.subscribe_public("cache-empty").await;
     assert_eq!(c.recv().await["data"], "9");
@@ -125,8 +176,10 @@ async fn unsubscribe_stops_delivery_and_unknown_unsubscribe_is_silent() {
     let server = TestServer::start().await;
     let mut c = server.connected().await;
     c.subscribe_public("u").await;
-    c.send(json!({"event":"pusher:unsubscribe","data":{"channel":"u"}})).await;
-    c.send(json!({"event":"pusher:unsubscribe","data":{"channel":"never"}})).await;
+    c.send(json!({"event":"pusher:unsubscribe","data":{"channel":"u"}}))
+        .await;
+    c.send(json!({"event":"pusher:unsubscribe","data":{"channel":"never"}}))
+        .await;
     c.expect_nothing().await;
     server.http().trigger(&["u"], "e", "x", None).await;
     c.expect_nothing().await;
@@ -138,8 +191,16 @@ async fn unsubscribe_stops_delivery_and_unknown_unsubscribe_is_silent() {
 async fn invalid_channel_names_get_4009_error() {
     let server = TestServer::start().await;
     let mut c = server.connected().await;
-    for name in ["", "has space", "slash/y", &"a".repeat(201), "#other", "#server-to-user-1"] {
-        c.send(json!({"event":"pusher:subscribe","data":{"auth":"","channel":name}})).await;
+    for name in [
+        "",
+        "has space",
+        "slash/y",
+        &"a".repeat(201),
+        "#other",
+        "#server-to-user-1",
+    ] {
+        c.send(json!({"event":"pusher:subscribe","data":{"auth":"","channel":name}}))
+            .await;
         let (code, _) = error_of(&c.recv().await);
         assert_eq!(code, 4009, "channel {name:?}");
     }

@@ -26,7 +26,11 @@ fn tmpdir(name: &str) -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Reads stdout lines until one contains `needle`; returns all lines read.
@@ -52,7 +56,11 @@ fn wait_for_line(child: &mut Child, needle: &str) -> Vec<String> {
 fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
@@ -73,16 +81,35 @@ fn terminate(child: &mut Child) -> i32 {
 
 #[test]
 fn help_documents_every_setting() {
-    let out = clean_command(&tmpdir("help")).arg("--help").output().unwrap();
+    let out = clean_command(&tmpdir("help"))
+        .arg("--help")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
     for needle in [
-        "--host", "REVERB_SERVER_HOST", "--port", "REVERB_SERVER_PORT", "--path", "REVERB_SERVER_PATH",
-        "REVERB_MAX_REQUEST_SIZE", "REVERB_APP_ID", "REVERB_APP_KEY", "REVERB_APP_SECRET",
-        "REVERB_APP_PING_INTERVAL", "REVERB_APP_ACTIVITY_TIMEOUT", "REVERB_APP_MAX_CONNECTIONS",
-        "REVERB_APP_MAX_MESSAGE_SIZE", "REVERB_APP_ALLOWED_ORIGINS", "REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM",
-        "REVERB_APP_RATE_LIMITING_ENABLED", "REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS",
-        "REVERB_APP_RATE_LIMIT_DECAY_SECONDS", "REVERB_APP_RATE_LIMIT_TERMINATE", "--config", "--debug",
+        "--host",
+        "REVERB_SERVER_HOST",
+        "--port",
+        "REVERB_SERVER_PORT",
+        "--path",
+        "REVERB_SERVER_PATH",
+        "REVERB_MAX_REQUEST_SIZE",
+        "REVERB_APP_ID",
+        "REVERB_APP_KEY",
+        "REVERB_APP_SECRET",
+        "REVERB_APP_PING_INTERVAL",
+        "REVERB_APP_ACTIVITY_TIMEOUT",
+        "REVERB_APP_MAX_CONNECTIONS",
+        "REVERB_APP_MAX_MESSAGE_SIZE",
+        "REVERB_APP_ALLOWED_ORIGINS",
+        "REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM",
+        "REVERB_APP_RATE_LIMITING_ENABLED",
+        "REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS",
+        "REVERB_APP_RATE_LIMIT_DECAY_SECONDS",
+        "REVERB_APP_RATE_LIMIT_TERMINATE",
+        "--config",
+        "--debug",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}");
     }
@@ -109,7 +136,10 @@ fn bad_setting_is_one_line_exit_2_before_binding() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("REVERB_APP_ACTIVITY_TIMEOUT") && err.contains("'soon'"), "{err}");
+    assert!(
+        err.contains("REVERB_APP_ACTIVITY_TIMEOUT") && err.contains("'soon'"),
+        "{err}"
+    );
     assert!(out.stdout.is_empty(), "nothing printed as listening");
 }
 
@@ -137,10 +167,17 @@ fn runs_from_a_laravel_dotenv_and_stops_on_sigterm() {
 fn dev_app_is_printed_with_a_warning_on_loopback() {
     let dir = tmpdir("dev");
     let port = free_port();
-    let mut child = clean_command(&dir).args(["--port", &port.to_string()]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = clean_command(&dir)
+        .args(["--port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let lines = wait_for_line(&mut child, "REVERB_APP_SECRET=");
     let all = lines.join("\n");
     assert!(all.contains(&format!("http://127.0.0.1:{port}")), "{all}");
-    assert!(all.contains("WARNING") && all.contains("REVERB_APP_KEY=resound-dev-key"), "{all}");
+    assert!(
+        all.contains("WARNING") && all.contains("REVERB_APP_KEY=resound-dev-key"),
+        "{all}"
+    );
     assert_eq!(terminate(&mut child), 0);
 }

@@ -18,7 +18,8 @@ async fn whisper_reaches_others_but_not_the_sender() {
         x.subscribe_signed("private-Rooms.my-room", None).await;
     }
     a.send(json!({"event":"client-typing","data":{"name":"Taylor"},"channel":"private-Rooms.my-room","user_id":"forged","extra":1})).await;
-    let expected = r#"{"event":"client-typing","channel":"private-Rooms.my-room","data":{"name":"Taylor"}}"#;
+    let expected =
+        r#"{"event":"client-typing","channel":"private-Rooms.my-room","data":{"name":"Taylor"}}"#;
     assert_eq!(b.recv_raw().await, expected);
     assert_eq!(c.recv_raw().await, expected);
     a.expect_nothing().await;
@@ -32,7 +33,8 @@ async fn presence_whisper_carries_sender_user_id() {
     a.join("presence-Rooms.lobby", "1").await;
     b.join("presence-Rooms.lobby", "2").await;
     assert_eq!(a.recv().await["event"], "pusher_internal:member_added");
-    a.send(json!({"event":"client-typing","data":"plain string","channel":"presence-Rooms.lobby"})).await;
+    a.send(json!({"event":"client-typing","data":"plain string","channel":"presence-Rooms.lobby"}))
+        .await;
     assert_eq!(
         b.recv_raw().await,
         r#"{"event":"client-typing","channel":"presence-Rooms.lobby","data":"plain string","user_id":"1"}"#
@@ -45,8 +47,15 @@ async fn sender_must_be_subscribed() {
     let mut a = server.connected().await;
     let mut b = server.connected().await;
     b.subscribe_signed("private-x", None).await;
-    a.send(json!({"event":"client-typing","data":{},"channel":"private-x"})).await;
-    assert_eq!(error_of(&a.recv().await), (4009, "The client is not a member of the specified channel.".into()));
+    a.send(json!({"event":"client-typing","data":{},"channel":"private-x"}))
+        .await;
+    assert_eq!(
+        error_of(&a.recv().await),
+        (
+            4009,
+            "The client is not a member of the specified channel.".into()
+        )
+    );
     b.expect_nothing().await;
 }
 
@@ -60,7 +69,8 @@ async fn public_and_encrypted_channels_refuse_client_events() {
         x.subscribe_signed("private-encrypted-v", None).await;
     }
     for ch in ["public", "private-encrypted-v"] {
-        a.send(json!({"event":"client-x","data":{},"channel":ch})).await;
+        a.send(json!({"event":"client-x","data":{},"channel":ch}))
+            .await;
         assert_eq!(error_of(&a.recv().await).0, 4301, "{ch}");
     }
     b.expect_nothing().await;
@@ -73,8 +83,15 @@ async fn disabled_client_events_get_4301() {
     let server = TestServer::start_with(config_with(app)).await;
     let mut a = server.connected().await;
     a.subscribe_signed("private-x", None).await;
-    a.send(json!({"event":"client-x","data":{},"channel":"private-x"})).await;
-    assert_eq!(error_of(&a.recv().await), (4301, "The app does not have client messaging enabled.".into()));
+    a.send(json!({"event":"client-x","data":{},"channel":"private-x"}))
+        .await;
+    assert_eq!(
+        error_of(&a.recv().await),
+        (
+            4301,
+            "The app does not have client messaging enabled.".into()
+        )
+    );
 }
 
 #[tokio::test]
@@ -85,13 +102,18 @@ async fn all_mode_lets_non_members_send() {
     let mut a = server.connected().await;
     let mut b = server.connected().await;
     b.subscribe_signed("private-x", None).await;
-    a.send(json!({"event":"client-x","data":{"k":1},"channel":"private-x"})).await;
+    a.send(json!({"event":"client-x","data":{"k":1},"channel":"private-x"}))
+        .await;
     assert_eq!(b.recv().await["data"], json!({"k":1}));
 }
 
 fn limited(terminate: bool) -> resound::Config {
     let mut app = app();
-    app.rate_limit = Some(RateLimit { max_attempts: 3, decay: Duration::from_secs(60), terminate });
+    app.rate_limit = Some(RateLimit {
+        max_attempts: 3,
+        decay: Duration::from_secs(60),
+        terminate,
+    });
     config_with(app)
 }
 
@@ -104,7 +126,10 @@ async fn rate_limit_answers_4301_and_keeps_connection() {
         assert_eq!(a.recv().await["event"], "pusher:pong");
     }
     a.send(json!({"event":"pusher:ping"})).await;
-    assert_eq!(error_of(&a.recv().await), (4301, "Rate limit exceeded".into()));
+    assert_eq!(
+        error_of(&a.recv().await),
+        (4301, "Rate limit exceeded".into())
+    );
     a.expect_nothing().await;
 }
 

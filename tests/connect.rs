@@ -33,7 +33,10 @@ async fn unknown_key_gets_4001_error_then_close_4001() {
         c.recv_raw().await,
         r#"{"event":"pusher:error","data":"{\"code\":4001,\"message\":\"Application does not exist\"}"}"#
     );
-    assert_eq!(c.expect_close().await, (Some(4001), "Application does not exist".into()));
+    assert_eq!(
+        c.expect_close().await,
+        (Some(4001), "Application does not exist".into())
+    );
 }
 
 #[tokio::test]
@@ -76,7 +79,10 @@ async fn over_quota_gets_4004_and_a_slot_frees_on_close() {
 async fn unsupported_protocol_gets_4007_but_missing_protocol_is_accepted() {
     let server = TestServer::start().await;
     let mut c = server.connect_raw(&format!("/app/{KEY}?protocol=99")).await;
-    assert_eq!(error_of(&c.recv().await), (4007, "Unsupported protocol version".into()));
+    assert_eq!(
+        error_of(&c.recv().await),
+        (4007, "Unsupported protocol version".into())
+    );
     assert_eq!(c.expect_close().await.0, Some(4007));
     let mut c = server.connect_raw(&format!("/app/{KEY}")).await;
     assert_eq!(c.recv().await["event"], "pusher:connection_established");
@@ -88,11 +94,19 @@ async fn disallowed_origin_gets_4009() {
     let mut app = app();
     app.allowed_origins = vec!["*.example.com".into()];
     let server = TestServer::start_with(config_with(app)).await;
-    for (origin, allowed) in [("https://evil.org", false), ("https://chat.example.com", true)] {
-        let mut req = format!("ws://{}/app/{KEY}?protocol=7", server.addr).into_client_request().unwrap();
+    for (origin, allowed) in [
+        ("https://evil.org", false),
+        ("https://chat.example.com", true),
+    ] {
+        let mut req = format!("ws://{}/app/{KEY}?protocol=7", server.addr)
+            .into_client_request()
+            .unwrap();
         req.headers_mut().insert("Origin", origin.parse().unwrap());
         let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-        let mut c = Client { ws, socket_id: String::new() };
+        let mut c = Client {
+            ws,
+            socket_id: String::new(),
+        };
         let v = c.recv().await;
         if allowed {
             assert_eq!(v["event"], "pusher:connection_established", "{origin}");
@@ -116,8 +130,14 @@ async fn ws_ping_frame_gets_pong_frame() {
     use futures_util::StreamExt;
     let server = TestServer::start().await;
     let mut c = server.connected().await;
-    c.ws.send(Message::Ping(b"hi".to_vec().into())).await.unwrap();
-    let msg = tokio::time::timeout(WAIT, c.ws.next()).await.unwrap().unwrap().unwrap();
+    c.ws.send(Message::Ping(b"hi".to_vec().into()))
+        .await
+        .unwrap();
+    let msg = tokio::time::timeout(WAIT, c.ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(msg, Message::Pong(b"hi".to_vec().into()));
 }
 
@@ -142,7 +162,9 @@ async fn invalid_frames_get_4200_and_connection_stays_open() {
             "after {bad}"
         );
     }
-    c.ws.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
+    c.ws.send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
     assert_eq!(error_of(&c.recv().await).0, 4200);
     // Non-pusher, non-client events are ignored silently.
     c.send(json!({"event":"hello","data":{}})).await;
@@ -154,9 +176,15 @@ async fn invalid_frames_get_4200_and_connection_stays_open() {
 async fn oversized_frame_closes_with_1009() {
     let server = TestServer::start().await;
     let mut c = server.connected().await;
-    let big = format!(r#"{{"event":"client-x","channel":"private-a","data":"{}"}}"#, "x".repeat(10_001));
+    let big = format!(
+        r#"{{"event":"client-x","channel":"private-a","data":"{}"}}"#,
+        "x".repeat(10_001)
+    );
     let _ = c.ws.send(Message::text(big)).await;
-    assert_eq!(c.expect_close().await, (Some(1009), "Maximum message size exceeded".into()));
+    assert_eq!(
+        c.expect_close().await,
+        (Some(1009), "Maximum message size exceeded".into())
+    );
 }
 
 #[tokio::test]

@@ -16,7 +16,10 @@ async fn laravel_trigger_with_to_others_excludes_sender() {
     let body = json!({"name":"App\\Events\\RoomMessageEvent","data":"{\"message\":\"Hello\",\"slug\":\"my-room\"}","channel":"private-Rooms.my-room","socket_id":sender.socket_id});
     let r = server.http().post("/events", body).await;
     assert_eq!((r.status, r.body.as_str()), (200, "{}"));
-    assert!(r.headers.to_ascii_lowercase().contains("content-type: application/json"));
+    assert!(r
+        .headers
+        .to_ascii_lowercase()
+        .contains("content-type: application/json"));
     assert_eq!(
         other.recv_raw().await,
         r#"{"event":"App\\Events\\RoomMessageEvent","channel":"private-Rooms.my-room","data":"{\"message\":\"Hello\",\"slug\":\"my-room\"}"}"#
@@ -37,7 +40,10 @@ async fn trigger_to_several_channels_and_info() {
         r.json(),
         json!({"channels":{"one":{"subscription_count":1},"presence-two":{"user_count":1},"empty":{}}})
     );
-    let mut got = vec![a.recv().await["channel"].clone(), a.recv().await["channel"].clone()];
+    let mut got = vec![
+        a.recv().await["channel"].clone(),
+        a.recv().await["channel"].clone(),
+    ];
     got.sort_by_key(|v| v.to_string());
     assert_eq!(got, vec![json!("one"), json!("presence-two")]);
 }
@@ -73,7 +79,8 @@ async fn batch_is_all_or_nothing() {
     let server = TestServer::start().await;
     let mut a = server.connected().await;
     a.subscribe_public("ok").await;
-    let body = json!({"batch":[{"channel":"ok","name":"a","data":"1"},{"channel":"ok","name":"b"}]});
+    let body =
+        json!({"batch":[{"channel":"ok","name":"a","data":"1"},{"channel":"ok","name":"b"}]});
     let r = server.http().post("/batch_events", body).await;
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"], "batch[1].data is required (a string)");
@@ -91,22 +98,51 @@ async fn channel_queries() {
     b.subscribe_signed("private-Rooms.my-room", None).await;
     a.join("presence-Rooms.lobby", "1").await;
     b.join("presence-Rooms.lobby", "2").await;
-    let r = api.get("/channels", &[("filter_by_prefix", "presence-"), ("info", "user_count")]).await;
-    assert_eq!(r.json(), json!({"channels":{"presence-Rooms.lobby":{"user_count":2}}}));
+    let r = api
+        .get(
+            "/channels",
+            &[("filter_by_prefix", "presence-"), ("info", "user_count")],
+        )
+        .await;
+    assert_eq!(
+        r.json(),
+        json!({"channels":{"presence-Rooms.lobby":{"user_count":2}}})
+    );
     let r = api.get("/channels", &[]).await;
-    assert_eq!(r.json(), json!({"channels":{"presence-Rooms.lobby":{},"private-Rooms.my-room":{}}}));
-    let r = api.get("/channels/private-Rooms.my-room", &[("info", "subscription_count,user_count")]).await;
+    assert_eq!(
+        r.json(),
+        json!({"channels":{"presence-Rooms.lobby":{},"private-Rooms.my-room":{}}})
+    );
+    let r = api
+        .get(
+            "/channels/private-Rooms.my-room",
+            &[("info", "subscription_count,user_count")],
+        )
+        .await;
     assert_eq!(r.json(), json!({"occupied":true,"subscription_count":2}));
-    let r = api.get("/channels/presence-Rooms.lobby", &[("info", "user_count")]).await;
+    let r = api
+        .get("/channels/presence-Rooms.lobby", &[("info", "user_count")])
+        .await;
     assert_eq!(r.json(), json!({"occupied":true,"user_count":2}));
-    assert_eq!(api.get("/channels/nobody", &[]).await.body, r#"{"occupied":false}"#);
+    assert_eq!(
+        api.get("/channels/nobody", &[]).await.body,
+        r#"{"occupied":false}"#
+    );
     let r = api.get("/channels/presence-Rooms.lobby/users", &[]).await;
-    let mut ids: Vec<String> = r.json()["users"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap().to_owned()).collect();
+    let mut ids: Vec<String> = r.json()["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap().to_owned())
+        .collect();
     ids.sort();
     assert_eq!(ids, vec!["1", "2"]);
     let r = api.get("/channels/private-Rooms.my-room/users", &[]).await;
     assert_eq!(r.status, 400);
-    assert_eq!(api.get("/connections", &[]).await.json(), json!({"connections":2}));
+    assert_eq!(
+        api.get("/connections", &[]).await.json(),
+        json!({"connections":2})
+    );
 }
 
 #[tokio::test]
@@ -125,7 +161,12 @@ async fn cache_info_on_channel() {
 async fn python_sdk_get_with_empty_body_md5_is_accepted() {
     let server = TestServer::start().await;
     let api = server.http();
-    let r = api.get("/channels", &[("body_md5", "d41d8cd98f00b204e9800998ecf8427e")]).await;
+    let r = api
+        .get(
+            "/channels",
+            &[("body_md5", "d41d8cd98f00b204e9800998ecf8427e")],
+        )
+        .await;
     assert_eq!((r.status, r.body.as_str()), (200, r#"{"channels":{}}"#));
 }
 
@@ -136,7 +177,9 @@ async fn authentication_failures_are_401_with_reason() {
     let body = r#"{"name":"e","data":"d","channel":"c"}"#;
     let path = format!("/apps/{APP_ID}/events");
     // Bad signature.
-    let q = api.signed_query("POST", &path, &[], body, now()).replace("auth_signature=", "auth_signature=00");
+    let q = api
+        .signed_query("POST", &path, &[], body, now())
+        .replace("auth_signature=", "auth_signature=00");
     let r = api.raw("POST", &format!("{path}?{q}"), body).await;
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["error"], "Authentication signature invalid.");
@@ -144,24 +187,46 @@ async fn authentication_failures_are_401_with_reason() {
     let q = api.signed_query("POST", &path, &[], body, now() - 601);
     let r = api.raw("POST", &format!("{path}?{q}"), body).await;
     assert_eq!(r.status, 401);
-    assert!(r.json()["error"].as_str().unwrap().contains("auth_timestamp"));
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("auth_timestamp"));
     // Body changed after signing.
     let q = api.signed_query("POST", &path, &[], body, now());
-    let r = api.raw("POST", &format!("{path}?{q}"), r#"{"name":"e","data":"X","channel":"c"}"#).await;
+    let r = api
+        .raw(
+            "POST",
+            &format!("{path}?{q}"),
+            r#"{"name":"e","data":"X","channel":"c"}"#,
+        )
+        .await;
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["error"], "body_md5 does not match the body");
     // Replayed signature on another path.
     let q = api.signed_query("GET", &format!("/apps/{APP_ID}/channels"), &[], "", now());
-    let r = api.raw("GET", &format!("/apps/{APP_ID}/connections?{q}"), "").await;
+    let r = api
+        .raw("GET", &format!("/apps/{APP_ID}/connections?{q}"), "")
+        .await;
     assert_eq!(r.status, 401);
     // Wrong key.
-    let other = Api { key: "other".into(), ..server.http() };
+    let other = Api {
+        key: "other".into(),
+        ..server.http()
+    };
     assert_eq!(other.get("/channels", &[]).await.status, 401);
     // Wrong secret.
-    let other = Api { secret: "other".into(), ..server.http() };
+    let other = Api {
+        secret: "other".into(),
+        ..server.http()
+    };
     assert_eq!(other.get("/channels", &[]).await.status, 401);
     // No auth at all.
-    assert_eq!(api.raw("GET", &format!("/apps/{APP_ID}/channels"), "").await.status, 401);
+    assert_eq!(
+        api.raw("GET", &format!("/apps/{APP_ID}/channels"), "")
+            .await
+            .status,
+        401
+    );
 }
 
 #[tokio::test]
@@ -182,18 +247,66 @@ async fn validation_errors() {
     let many: Vec<String> = (0..101).map(|i| format!("c{i}")).collect();
     let cases = [
         (json!({"data":"d","channel":"c"}), 400, "name is required"),
-        (json!({"name":"e","channel":"c"}), 400, "data is required (a string)"),
-        (json!({"name":"e","data":{"a":1},"channel":"c"}), 400, "data must be a string"),
-        (json!({"name":"e","data":"d"}), 400, "channels or channel is required"),
-        (json!({"name":"e","data":"d","channels":"c"}), 400, "channels must be an array of strings"),
-        (json!({"name":"e","data":"d","channels":[]}), 400, "channels must name 1 to 100 channels, not 0"),
-        (json!({"name":"e","data":"d","channels":many}), 400, "channels must name 1 to 100 channels, not 101"),
-        (json!({"name":"e","data":"d","channel":"a".repeat(201)}), 400, "is longer than 200 characters"),
-        (json!({"name":"e","data":"d","channel":"bad name"}), 400, "may only contain"),
-        (json!({"name":"x".repeat(201),"data":"d","channel":"c"}), 400, "name must be 1 to 200 characters"),
-        (json!({"name":"e","data":"d","channel":"c","socket_id":"abc"}), 400, "socket_id \"abc\" is not of the form 123.456"),
-        (json!({"name":"e","data":"d","channels":["private-encrypted-a","b"]}), 400, "cannot be mixed"),
-        (json!({"name":"e","data":"x".repeat(9000),"channel":"c"}), 200, ""),
+        (
+            json!({"name":"e","channel":"c"}),
+            400,
+            "data is required (a string)",
+        ),
+        (
+            json!({"name":"e","data":{"a":1},"channel":"c"}),
+            400,
+            "data must be a string",
+        ),
+        (
+            json!({"name":"e","data":"d"}),
+            400,
+            "channels or channel is required",
+        ),
+        (
+            json!({"name":"e","data":"d","channels":"c"}),
+            400,
+            "channels must be an array of strings",
+        ),
+        (
+            json!({"name":"e","data":"d","channels":[]}),
+            400,
+            "channels must name 1 to 100 channels, not 0",
+        ),
+        (
+            json!({"name":"e","data":"d","channels":many}),
+            400,
+            "channels must name 1 to 100 channels, not 101",
+        ),
+        (
+            json!({"name":"e","data":"d","channel":"a".repeat(201)}),
+            400,
+            "is longer than 200 characters",
+        ),
+        (
+            json!({"name":"e","data":"d","channel":"bad name"}),
+            400,
+            "may only contain",
+        ),
+        (
+            json!({"name":"x".repeat(201),"data":"d","channel":"c"}),
+            400,
+            "name must be 1 to 200 characters",
+        ),
+        (
+            json!({"name":"e","data":"d","channel":"c","socket_id":"abc"}),
+            400,
+            "socket_id \"abc\" is not of the form 123.456",
+        ),
+        (
+            json!({"name":"e","data":"d","channels":["private-encrypted-a","b"]}),
+            400,
+            "cannot be mixed",
+        ),
+        (
+            json!({"name":"e","data":"x".repeat(9000),"channel":"c"}),
+            200,
+            "",
+        ),
     ];
     for (body, status, msg) in cases {
         let r = api.post("/events", body.clone()).await;
@@ -205,7 +318,10 @@ async fn validation_errors() {
     }
     let r = api.signed("POST", "/events", &[], "{not json").await;
     assert_eq!(r.status, 400);
-    assert!(r.json()["error"].as_str().unwrap().starts_with("The body is not valid JSON"));
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("The body is not valid JSON"));
 }
 
 #[tokio::test]
@@ -213,17 +329,35 @@ async fn event_data_over_10kb_is_413() {
     let mut config = config_with(app());
     config.max_request_size = 100_000;
     let server = TestServer::start_with(config).await;
-    let r = server.http().post("/events", json!({"name":"e","data":"x".repeat(10_241),"channel":"c"})).await;
+    let r = server
+        .http()
+        .post(
+            "/events",
+            json!({"name":"e","data":"x".repeat(10_241),"channel":"c"}),
+        )
+        .await;
     assert_eq!(r.status, 413);
-    assert_eq!(r.json()["error"], "data is 10241 bytes; at most 10240 are allowed");
+    assert_eq!(
+        r.json()["error"],
+        "data is 10241 bytes; at most 10240 are allowed"
+    );
 }
 
 #[tokio::test]
 async fn request_over_max_request_size_is_413() {
     let server = TestServer::start().await;
-    let r = server.http().post("/events", json!({"name":"e","data":"x".repeat(10_000),"channel":"c"})).await;
+    let r = server
+        .http()
+        .post(
+            "/events",
+            json!({"name":"e","data":"x".repeat(10_000),"channel":"c"}),
+        )
+        .await;
     assert_eq!(r.status, 413);
-    assert!(r.json()["error"].as_str().unwrap().contains("REVERB_MAX_REQUEST_SIZE"));
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("REVERB_MAX_REQUEST_SIZE"));
 }
 
 #[tokio::test]
@@ -231,9 +365,15 @@ async fn routing_errors() {
     let server = TestServer::start().await;
     let api = server.http();
     let r = api.raw("GET", "/nowhere", "").await;
-    assert_eq!((r.status, r.json()["error"].as_str().unwrap()), (404, "Not found."));
+    assert_eq!(
+        (r.status, r.json()["error"].as_str().unwrap()),
+        (404, "Not found.")
+    );
     let r = api.raw("GET", "/apps/999/channels", "").await;
-    assert_eq!((r.status, r.json()["error"].as_str().unwrap()), (404, "No matching application for ID [999]."));
+    assert_eq!(
+        (r.status, r.json()["error"].as_str().unwrap()),
+        (404, "No matching application for ID [999].")
+    );
     let r = api.raw("GET", &format!("/apps/{APP_ID}/events"), "").await;
     assert_eq!(r.status, 405);
     assert!(r.headers.contains("allow: POST"), "{}", r.headers);
@@ -250,8 +390,13 @@ async fn path_prefix_moves_every_route() {
     let server = TestServer::start_with(config).await;
     let mut api = server.http();
     assert_eq!(api.raw("GET", "/up", "").await.status, 404);
-    assert_eq!(api.raw("GET", "/reverb/up", "").await.body, r#"{"health":"OK"}"#);
-    let mut c = server.connect_raw(&format!("/reverb/app/{KEY}?protocol=7")).await;
+    assert_eq!(
+        api.raw("GET", "/reverb/up", "").await.body,
+        r#"{"health":"OK"}"#
+    );
+    let mut c = server
+        .connect_raw(&format!("/reverb/app/{KEY}?protocol=7"))
+        .await;
     assert_eq!(c.recv().await["event"], "pusher:connection_established");
     c.subscribe_public("p").await;
     // PHP SDK style: request under the prefix, signature over the path without it.
@@ -267,6 +412,9 @@ async fn path_prefix_moves_every_route() {
 #[tokio::test]
 async fn server_to_user_channel_name_is_url_decoded_in_paths() {
     let server = TestServer::start().await;
-    let r = server.http().get("/channels/%23server-to-user-42", &[]).await;
+    let r = server
+        .http()
+        .get("/channels/%23server-to-user-42", &[])
+        .await;
     assert_eq!((r.status, r.body.as_str()), (200, r#"{"occupied":false}"#));
 }

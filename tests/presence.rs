@@ -10,7 +10,10 @@ async fn join_lists_self_and_announces_to_others_only() {
     let server = TestServer::start().await;
     let mut a = server.connected().await;
     let data = a.join("presence-Rooms.lobby", "1").await;
-    assert_eq!(data, json!({"presence":{"count":1,"ids":["1"],"hash":{"1":{"name":"user 1"}}}}));
+    assert_eq!(
+        data,
+        json!({"presence":{"count":1,"ids":["1"],"hash":{"1":{"name":"user 1"}}}})
+    );
     let mut b = server.connected().await;
     let data = b.join("presence-Rooms.lobby", "2").await;
     assert_eq!(data["presence"]["count"], 2);
@@ -30,15 +33,22 @@ async fn one_user_two_sockets_counts_once_and_leaves_when_both_gone() {
     watcher.join("presence-r", "w").await;
     let mut tab1 = server.connected().await;
     tab1.join("presence-r", "7").await;
-    assert_eq!(watcher.recv().await["event"], "pusher_internal:member_added");
+    assert_eq!(
+        watcher.recv().await["event"],
+        "pusher_internal:member_added"
+    );
     let mut tab2 = server.connected().await;
     let data = tab2.join("presence-r", "7").await;
     assert_eq!(data["presence"]["count"], 2);
     watcher.expect_nothing().await;
-    let r = server.http().get("/channels/presence-r", &[("info", "user_count")]).await;
+    let r = server
+        .http()
+        .get("/channels/presence-r", &[("info", "user_count")])
+        .await;
     assert_eq!(r.json(), json!({"occupied":true,"user_count":2}));
 
-    tab1.send(json!({"event":"pusher:unsubscribe","data":{"channel":"presence-r"}})).await;
+    tab1.send(json!({"event":"pusher:unsubscribe","data":{"channel":"presence-r"}}))
+        .await;
     watcher.expect_nothing().await;
     drop(tab2);
     assert_eq!(
@@ -54,7 +64,10 @@ async fn channel_data_is_verified_verbatim_php_and_python_shapes() {
     let mut c = server.connected().await;
     let php = r#"{"user_id":"7","user_info":{"avatar":"https:\/\/example.com\/a.png"}}"#;
     let data = c.subscribe_signed("presence-php", Some(php)).await;
-    assert_eq!(data["presence"]["hash"]["7"]["avatar"], "https://example.com/a.png");
+    assert_eq!(
+        data["presence"]["hash"]["7"]["avatar"],
+        "https://example.com/a.png"
+    );
     let python = r#"{"user_id": "1", "user_info": {"id": 1, "name": "Taylor"}}"#;
     let data = c.subscribe_signed("presence-py", Some(python)).await;
     assert_eq!(data["presence"]["ids"], json!(["1"]));
@@ -64,9 +77,15 @@ async fn channel_data_is_verified_verbatim_php_and_python_shapes() {
 async fn numeric_user_id_is_the_same_member_as_its_string() {
     let server = TestServer::start().await;
     let mut a = server.connected().await;
-    a.subscribe_signed("presence-n", Some(r#"{"user_id":10,"user_info":{"name":"Mr. Channels"}}"#)).await;
+    a.subscribe_signed(
+        "presence-n",
+        Some(r#"{"user_id":10,"user_info":{"name":"Mr. Channels"}}"#),
+    )
+    .await;
     let mut b = server.connected().await;
-    let data = b.subscribe_signed("presence-n", Some(r#"{"user_id":"10"}"#)).await;
+    let data = b
+        .subscribe_signed("presence-n", Some(r#"{"user_id":"10"}"#))
+        .await;
     assert_eq!(data["presence"]["count"], 1);
     a.expect_nothing().await;
 }
@@ -81,9 +100,13 @@ async fn presence_without_or_with_bad_channel_data_is_refused() {
     // Signed channel_data but not tampered: a different channel_data than signed.
     let auth = channel_auth(&c.socket_id, "presence-x", Some(r#"{"user_id":"1"}"#));
     c.send(json!({"event":"pusher:subscribe","data":{"auth":auth,"channel":"presence-x","channel_data":"{\"user_id\":\"2\"}"}})).await;
-    assert_eq!(error_of(&c.recv().await), (4009, "Connection is unauthorized".into()));
+    assert_eq!(
+        error_of(&c.recv().await),
+        (4009, "Connection is unauthorized".into())
+    );
     // Correctly signed, but no user_id inside.
-    c.send_signed_subscribe("presence-x", Some(r#"{"user_info":{}}"#)).await;
+    c.send_signed_subscribe("presence-x", Some(r#"{"user_info":{}}"#))
+        .await;
     assert_eq!(error_of(&c.recv().await).0, 4200);
     // channel_data as an object is malformed.
     c.send(json!({"event":"pusher:subscribe","data":{"auth":"k:s","channel":"presence-x","channel_data":{"user_id":"1"}}})).await;
@@ -108,5 +131,7 @@ async fn closing_connection_removes_member_from_every_channel() {
     removed.sort_by_key(|v| v["channel"].as_str().unwrap().to_owned());
     assert_eq!(removed[0]["channel"], "presence-a");
     assert_eq!(removed[1]["channel"], "presence-b");
-    assert!(removed.iter().all(|v| v["event"] == "pusher_internal:member_removed"));
+    assert!(removed
+        .iter()
+        .all(|v| v["event"] == "pusher_internal:member_removed"));
 }

@@ -27,8 +27,15 @@ async fn abuse_from_one_client_does_not_disturb_another() {
     ];
     for (i, frame) in abuse.iter().enumerate() {
         bad.send_text(frame).await;
-        server.http().trigger(&["private-Rooms.r"], "tick", &i.to_string(), None).await;
-        assert_eq!(good.recv().await["data"], i.to_string(), "good client after abuse frame {i}");
+        server
+            .http()
+            .trigger(&["private-Rooms.r"], "tick", &i.to_string(), None)
+            .await;
+        assert_eq!(
+            good.recv().await["data"],
+            i.to_string(),
+            "good client after abuse frame {i}"
+        );
     }
     for _ in 0..abuse.len() - 1 {
         assert_eq!(bad.recv().await["event"], "pusher:error");
@@ -36,7 +43,10 @@ async fn abuse_from_one_client_does_not_disturb_another() {
     // A frame over the size limit closes only the abuser.
     let _ = bad.ws.send(Message::text("x".repeat(50_000))).await;
     assert_eq!(bad.expect_close().await.0, Some(1009));
-    server.http().trigger(&["private-Rooms.r"], "tick", "after", None).await;
+    server
+        .http()
+        .trigger(&["private-Rooms.r"], "tick", "after", None)
+        .await;
     assert_eq!(good.recv().await["data"], "after");
 }
 
@@ -53,7 +63,9 @@ async fn slow_consumer_is_dropped_while_others_get_everything() {
     slow.subscribe_public("firehose").await;
     let payload = "y".repeat(8_000);
     let total = 3000;
-    let batch: Vec<_> = (0..10).map(|_| json!({"channel":"firehose","name":"e","data":payload})).collect();
+    let batch: Vec<_> = (0..10)
+        .map(|_| json!({"channel":"firehose","name":"e","data":payload}))
+        .collect();
     let api = server.http();
     let reader = tokio::spawn(async move {
         for i in 0..total {
@@ -64,13 +76,25 @@ async fn slow_consumer_is_dropped_while_others_get_everything() {
     });
     for _ in 0..total / 10 {
         let r = api.post("/batch_events", json!({ "batch": batch })).await;
-        assert_eq!(r.status, 200, "the HTTP caller is never slowed or failed by a slow client");
+        assert_eq!(
+            r.status, 200,
+            "the HTTP caller is never slowed or failed by a slow client"
+        );
     }
-    let _fast = tokio::time::timeout(Duration::from_secs(20), reader).await.expect("fast client got all").unwrap();
+    let _fast = tokio::time::timeout(Duration::from_secs(20), reader)
+        .await
+        .expect("fast client got all")
+        .unwrap();
     // The slow client was disconnected: the server no longer counts it.
     let mut subs = 2;
     for _ in 0..100 {
-        subs = server.http().get("/channels/firehose", &[("info", "subscription_count")]).await.json()["subscription_count"].as_u64().unwrap();
+        subs = server
+            .http()
+            .get("/channels/firehose", &[("info", "subscription_count")])
+            .await
+            .json()["subscription_count"]
+            .as_u64()
+            .unwrap();
         if subs == 1 {
             break;
         }

@@ -19,8 +19,14 @@ async fn shutdown_closes_clients_with_4200_and_finishes() {
         assert_eq!(error_of(&v).0, 4200);
         assert_eq!(c.expect_close().await.0, Some(4200));
     }
-    tokio::time::timeout(Duration::from_secs(12), task).await.expect("server stops within the deadline").unwrap();
-    assert!(tokio::net::TcpStream::connect(server.addr).await.is_err(), "listener closed");
+    tokio::time::timeout(Duration::from_secs(12), task)
+        .await
+        .expect("server stops within the deadline")
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(server.addr).await.is_err(),
+        "listener closed"
+    );
 }
 
 #[tokio::test]
@@ -33,16 +39,25 @@ async fn shutdown_waits_for_a_request_in_flight() {
     let q = api.signed_query("POST", &path, &[], body, now());
     let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     // Head sent, body not yet: the request is in flight when shutdown starts.
-    let head = format!("POST {path}?{q} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len());
+    let head = format!(
+        "POST {path}?{q} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
     s.write_all(head.as_bytes()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let task = server.shutdown();
     tokio::time::sleep(Duration::from_millis(100)).await;
     s.write_all(body.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     let text = String::from_utf8_lossy(&buf);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.ends_with("{}"), "{text}");
-    tokio::time::timeout(Duration::from_secs(12), task).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(12), task)
+        .await
+        .unwrap()
+        .unwrap();
 }

@@ -42,7 +42,10 @@ async fn signin_success_echoes_user_data_exactly() {
 
 fn server_frame_signin(ud: &str) -> String {
     let data = json!({ "user_data": ud }).to_string();
-    format!(r#"{{"event":"pusher:signin_success","data":{}}}"#, Value::String(data))
+    format!(
+        r#"{{"event":"pusher:signin_success","data":{}}}"#,
+        Value::String(data)
+    )
 }
 
 #[tokio::test]
@@ -57,9 +60,14 @@ async fn bad_signin_gets_4009_and_connection_is_kept() {
     let not_json = signin_frame(&c.socket_id, "nope");
     for f in [wrong_socket, tampered, no_id, not_json] {
         c.send(f.clone()).await;
-        assert_eq!(error_of(&c.recv().await), (4009, "Connection is unauthorized".into()), "{f}");
+        assert_eq!(
+            error_of(&c.recv().await),
+            (4009, "Connection is unauthorized".into()),
+            "{f}"
+        );
     }
-    c.send(json!({"event":"pusher:signin","data":{"auth":5}})).await;
+    c.send(json!({"event":"pusher:signin","data":{"auth":5}}))
+        .await;
     assert_eq!(error_of(&c.recv().await).0, 4200);
     c.subscribe_public("still-here").await;
 }
@@ -73,7 +81,8 @@ async fn second_signin_as_another_user_is_refused() {
     assert_eq!(error_of(&c.recv().await).0, 4009);
     // Still user 1: may subscribe to its own server-to-user channel only.
     c.subscribe_public("#server-to-user-1").await;
-    c.send(json!({"event":"pusher:subscribe","data":{"auth":"","channel":"#server-to-user-2"}})).await;
+    c.send(json!({"event":"pusher:subscribe","data":{"auth":"","channel":"#server-to-user-2"}}))
+        .await;
     assert_eq!(error_of(&c.recv().await).0, 4009);
 }
 
@@ -81,17 +90,29 @@ async fn second_signin_as_another_user_is_refused() {
 async fn server_to_user_needs_that_signed_in_user_and_reaches_all_their_connections() {
     let server = TestServer::start().await;
     let mut anon = server.connected().await;
-    anon.send(json!({"event":"pusher:subscribe","data":{"auth":"","channel":"#server-to-user-42"}})).await;
-    assert_eq!(error_of(&anon.recv().await), (4009, "Connection is unauthorized".into()));
+    anon.send(
+        json!({"event":"pusher:subscribe","data":{"auth":"","channel":"#server-to-user-42"}}),
+    )
+    .await;
+    assert_eq!(
+        error_of(&anon.recv().await),
+        (4009, "Connection is unauthorized".into())
+    );
     let mut tab1 = signed_in(&server, r#"{"id":"42"}"#).await;
     let mut tab2 = signed_in(&server, r#"{"id":"42"}"#).await;
     let mut other = signed_in(&server, r#"{"id":"7"}"#).await;
     tab1.subscribe_public("#server-to-user-42").await;
     tab2.subscribe_public("#server-to-user-42").await;
     other.subscribe_public("#server-to-user-7").await;
-    server.http().trigger(&["#server-to-user-42"], "notice", r#"{"n":1}"#, None).await;
+    server
+        .http()
+        .trigger(&["#server-to-user-42"], "notice", r#"{"n":1}"#, None)
+        .await;
     for c in [&mut tab1, &mut tab2] {
-        assert_eq!(c.recv_raw().await, r##"{"event":"notice","channel":"#server-to-user-42","data":"{\"n\":1}"}"##);
+        assert_eq!(
+            c.recv_raw().await,
+            r##"{"event":"notice","channel":"#server-to-user-42","data":"{\"n\":1}"}"##
+        );
     }
     other.expect_nothing().await;
     anon.expect_nothing().await;
@@ -110,14 +131,20 @@ async fn watchlist_reports_state_on_signin_and_on_changes() {
         json!([{"name":"online","user_ids":["7"]},{"name":"offline","user_ids":["9"]}])
     );
     let nine = signed_in(&server, r#"{"id":"9"}"#).await;
-    assert_eq!(watch_events(&ada.recv().await), json!([{"name":"online","user_ids":["9"]}]));
+    assert_eq!(
+        watch_events(&ada.recv().await),
+        json!([{"name":"online","user_ids":["9"]}])
+    );
     // A second connection of 9 changes nothing; closing both makes 9 offline once.
     let nine_b = signed_in(&server, r#"{"id":"9"}"#).await;
     ada.expect_nothing().await;
     drop(nine);
     ada.expect_nothing().await;
     drop(nine_b);
-    assert_eq!(watch_events(&ada.recv().await), json!([{"name":"offline","user_ids":["9"]}]));
+    assert_eq!(
+        watch_events(&ada.recv().await),
+        json!([{"name":"offline","user_ids":["9"]}])
+    );
 }
 
 #[tokio::test]
@@ -130,17 +157,26 @@ async fn watchlist_over_100_keeps_first_100_and_warns_4302() {
     assert_eq!(c.recv().await["event"], "pusher:signin_success");
     assert_eq!(
         error_of(&c.recv().await),
-        (4302, "Watchlist limit exceeded. Only the first 100 user IDs are accepted.".into())
+        (
+            4302,
+            "Watchlist limit exceeded. Only the first 100 user IDs are accepted.".into()
+        )
     );
     let events = watch_events(&c.recv().await);
     assert_eq!(events[0]["name"], "offline");
     assert_eq!(events[0]["user_ids"].as_array().unwrap().len(), 100);
-    assert!(!events[0]["user_ids"].as_array().unwrap().contains(&json!("u100")));
+    assert!(!events[0]["user_ids"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("u100")));
     // u100 is not watched: its sign-in is not reported.
     let _u100 = signed_in(&server, r#"{"id":"u100"}"#).await;
     c.expect_nothing().await;
     let _u5 = signed_in(&server, r#"{"id":"u5"}"#).await;
-    assert_eq!(watch_events(&c.recv().await), json!([{"name":"online","user_ids":["u5"]}]));
+    assert_eq!(
+        watch_events(&c.recv().await),
+        json!([{"name":"online","user_ids":["u5"]}])
+    );
 }
 
 #[tokio::test]
@@ -166,15 +202,27 @@ async fn terminate_closes_signed_in_and_presence_connections_of_the_user() {
     let mut signed = signed_in(&server, r#"{"id":"42"}"#).await;
     let mut member = server.connected().await;
     member.join("presence-room", "42").await;
-    assert_eq!(watcher.recv().await["event"], "pusher_internal:member_added");
+    assert_eq!(
+        watcher.recv().await["event"],
+        "pusher_internal:member_added"
+    );
     let mut bystander = signed_in(&server, r#"{"id":"7"}"#).await;
-    let r = server.http().post("/users/42/terminate_connections", json!({})).await;
+    let r = server
+        .http()
+        .post("/users/42/terminate_connections", json!({}))
+        .await;
     assert_eq!((r.status, r.body.as_str()), (200, "{}"));
     for c in [&mut signed, &mut member] {
-        assert_eq!(error_of(&c.recv().await), (4009, "You got disconnected by the app.".into()));
+        assert_eq!(
+            error_of(&c.recv().await),
+            (4009, "You got disconnected by the app.".into())
+        );
         assert_eq!(c.expect_close().await.0, Some(4009));
     }
-    assert_eq!(watcher.recv().await["event"], "pusher_internal:member_removed");
+    assert_eq!(
+        watcher.recv().await["event"],
+        "pusher_internal:member_removed"
+    );
     bystander.expect_nothing().await;
 }
 
@@ -190,7 +238,10 @@ async fn python_sdk_terminate_path_finds_the_app_by_key() {
     assert_eq!(c.expect_close().await.0, Some(4009));
     // Wrong signature on that path is still refused.
     let q = api.signed_query("POST", "/users/43/terminate_connections", &[], "{}", now());
-    assert_eq!(api.raw("POST", &format!("{path}?{q}"), "{}").await.status, 401);
+    assert_eq!(
+        api.raw("POST", &format!("{path}?{q}"), "{}").await.status,
+        401
+    );
 }
 
 #[tokio::test]
@@ -203,7 +254,10 @@ async fn authorized_connections_timeout() {
     let _signed = signed_in(&server, r#"{"id":"1"}"#).await;
     let mut private = server.connected().await;
     private.subscribe_signed("private-x", None).await;
-    assert_eq!(error_of(&idle.recv().await), (4009, "Connection not authorized within timeout".into()));
+    assert_eq!(
+        error_of(&idle.recv().await),
+        (4009, "Connection not authorized within timeout".into())
+    );
     assert_eq!(idle.expect_close().await.0, Some(4009));
     tokio::time::sleep(Duration::from_millis(300)).await;
     private.send(json!({"event":"pusher:ping"})).await;

@@ -41,7 +41,10 @@ async fn sent_to_all_subscribers_when_count_changes() {
     // Presence channels never get it.
     a.join("presence-p", "1").await;
     a.expect_nothing().await;
-    let r = server.http().get("/channels/c", &[("info", "subscription_count")]).await;
+    let r = server
+        .http()
+        .get("/channels/c", &[("info", "subscription_count")])
+        .await;
     assert_eq!(r.json(), json!({"occupied":true,"subscription_count":1}));
 }
 
@@ -71,6 +74,9 @@ async fn busy_channels_are_throttled() {
         other => panic!("expected the held-back count, saw {other:?}"),
     };
     assert_eq!(count_of(&v), 102);
-    assert!(start.elapsed() >= std::time::Duration::from_secs(3), "held back, not sent at once");
+    assert!(
+        start.elapsed() >= std::time::Duration::from_secs(3),
+        "held back, not sent at once"
+    );
     watcher.expect_nothing().await;
 }

@@ -34,7 +34,11 @@ pub fn app() -> App {
 
 /// A config holding just `app`.
 pub fn config_with(app: App) -> Config {
-    Config { apps: vec![app], dev_app: false, ..Config::default() }
+    Config {
+        apps: vec![app],
+        dev_app: false,
+        ..Config::default()
+    }
 }
 
 pub struct TestServer {
@@ -57,7 +61,12 @@ impl TestServer {
         let task = tokio::spawn(resound::serve(listener, state.clone(), async {
             let _ = rx.await;
         }));
-        TestServer { addr, state, stop: Some(tx), task: Some(task) }
+        TestServer {
+            addr,
+            state,
+            stop: Some(tx),
+            task: Some(task),
+        }
     }
 
     /// Triggers graceful shutdown and returns the server task to await.
@@ -69,7 +78,11 @@ impl TestServer {
     }
 
     pub async fn connect(&self) -> Client {
-        let c = self.connect_raw(&format!("/app/{KEY}?protocol=7&client=js&version=8.4.0&flash=false")).await;
+        let c = self
+            .connect_raw(&format!(
+                "/app/{KEY}?protocol=7&client=js&version=8.4.0&flash=false"
+            ))
+            .await;
         c
     }
 
@@ -85,12 +98,23 @@ impl TestServer {
 
     pub async fn connect_raw(&self, path_and_query: &str) -> Client {
         let url = format!("ws://{}{}", self.addr, path_and_query);
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
-        Client { ws, socket_id: String::new() }
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects");
+        Client {
+            ws,
+            socket_id: String::new(),
+        }
     }
 
     pub fn http(&self) -> Api {
-        Api { addr: self.addr, app_id: APP_ID.into(), key: KEY.into(), secret: SECRET.into(), prefix: String::new() }
+        Api {
+            addr: self.addr,
+            app_id: APP_ID.into(),
+            key: KEY.into(),
+            secret: SECRET.into(),
+            prefix: String::new(),
+        }
     }
 }
 
@@ -134,7 +158,9 @@ impl Client {
     /// The next raw text frame exactly as sent by the server.
     pub async fn recv_raw(&mut self) -> String {
         loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next()).await.expect("frame within timeout");
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("frame within timeout");
             match msg {
                 Some(Ok(Message::Text(t))) => return t.as_str().to_owned(),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
@@ -160,8 +186,12 @@ impl Client {
                 Ok(m) => m,
             };
             return Some(match msg {
-                Some(Ok(Message::Text(t))) => Seen::Frame(serde_json::from_str(&t).expect("server sends JSON")),
-                Some(Ok(Message::Close(Some(f)))) => Seen::Closed(Some(f.code.into()), f.reason.as_str().to_owned()),
+                Some(Ok(Message::Text(t))) => {
+                    Seen::Frame(serde_json::from_str(&t).expect("server sends JSON"))
+                }
+                Some(Ok(Message::Close(Some(f)))) => {
+                    Seen::Closed(Some(f.code.into()), f.reason.as_str().to_owned())
+                }
                 Some(Ok(Message::Close(None))) => Seen::Closed(None, String::new()),
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                 Some(Ok(Message::Binary(_))) => panic!("server sent binary"),
@@ -190,7 +220,8 @@ impl Client {
     }
 
     pub async fn subscribe_public(&mut self, channel: &str) {
-        self.send(json!({"event":"pusher:subscribe","data":{"auth":"","channel":channel}})).await;
+        self.send(json!({"event":"pusher:subscribe","data":{"auth":"","channel":channel}}))
+            .await;
         let v = self.recv().await;
         assert_eq!(v["event"], "pusher_internal:subscription_succeeded", "{v}");
         assert_eq!(v["channel"], channel);
@@ -203,7 +234,8 @@ impl Client {
         if let Some(cd) = channel_data {
             data["channel_data"] = Value::String(cd.to_owned());
         }
-        self.send(json!({"event":"pusher:subscribe","data":data})).await;
+        self.send(json!({"event":"pusher:subscribe","data":data}))
+            .await;
     }
 
     /// Subscribes with a valid signature and returns `subscription_succeeded`'s data, parsed.
@@ -217,21 +249,32 @@ impl Client {
 
     /// Joins a presence channel as `user_id`.
     pub async fn join(&mut self, channel: &str, user_id: &str) -> Value {
-        let cd = json!({"user_id": user_id, "user_info": {"name": format!("user {user_id}")}}).to_string();
+        let cd = json!({"user_id": user_id, "user_info": {"name": format!("user {user_id}")}})
+            .to_string();
         self.subscribe_signed(channel, Some(&cd)).await
     }
 }
 
 /// The auth token Laravel's /broadcasting/auth would return.
 pub fn channel_auth(socket_id: &str, channel: &str, channel_data: Option<&str>) -> String {
-    format!("{KEY}:{}", auth::sign(SECRET, &auth::channel_string_to_sign(socket_id, channel, channel_data)))
+    format!(
+        "{KEY}:{}",
+        auth::sign(
+            SECRET,
+            &auth::channel_string_to_sign(socket_id, channel, channel_data)
+        )
+    )
 }
 
 /// Parses a `pusher:error` frame's data into (code, message).
 pub fn error_of(v: &Value) -> (i64, String) {
     assert_eq!(v["event"], "pusher:error", "{v}");
-    let d: Value = serde_json::from_str(v["data"].as_str().expect("error data is a string")).unwrap();
-    (d["code"].as_i64().unwrap(), d["message"].as_str().unwrap().to_owned())
+    let d: Value =
+        serde_json::from_str(v["data"].as_str().expect("error data is a string")).unwrap();
+    (
+        d["code"].as_i64().unwrap(),
+        d["message"].as_str().unwrap().to_owned(),
+    )
 }
 
 /// An HTTP API client that signs like the Pusher SDKs.
@@ -252,17 +295,28 @@ pub struct Response {
 
 impl Response {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body {:?} is not JSON: {e}", self.body))
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body {:?} is not JSON: {e}", self.body))
     }
 }
 
 pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 impl Api {
     /// The signed query string for a request (`extra` are other params, unescaped values).
-    pub fn signed_query(&self, method: &str, path: &str, extra: &[(&str, &str)], body: &str, timestamp: u64) -> String {
+    pub fn signed_query(
+        &self,
+        method: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: &str,
+        timestamp: u64,
+    ) -> String {
         let mut params: Vec<(String, String)> = vec![
             ("auth_key".into(), self.key.clone()),
             ("auth_timestamp".into(), timestamp.to_string()),
@@ -272,17 +326,29 @@ impl Api {
             params.push(("body_md5".into(), auth::md5_hex(body.as_bytes())));
         }
         params.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let sig = auth::sign(&self.secret, &auth::api_string_to_sign(method, path, &params));
+        let sig = auth::sign(
+            &self.secret,
+            &auth::api_string_to_sign(method, path, &params),
+        );
         params.push(("auth_signature".into(), sig));
-        let enc: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+        let enc: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
         enc
     }
 
     /// A signed request to `/apps/{id}{tail}`.
-    pub async fn signed(&self, method: &str, tail: &str, extra: &[(&str, &str)], body: &str) -> Response {
+    pub async fn signed(
+        &self,
+        method: &str,
+        tail: &str,
+        extra: &[(&str, &str)],
+        body: &str,
+    ) -> Response {
         let path = format!("/apps/{}{}", self.app_id, tail);
         let q = self.signed_query(method, &path, extra, body, now());
-        self.raw(method, &format!("{}{}?{}", self.prefix, path, q), body).await
+        self.raw(method, &format!("{}{}?{}", self.prefix, path, q), body)
+            .await
     }
 
     pub async fn post(&self, tail: &str, body: Value) -> Response {
@@ -293,7 +359,13 @@ impl Api {
         self.signed("GET", tail, extra, "").await
     }
 
-    pub async fn trigger(&self, channels: &[&str], name: &str, data: &str, socket_id: Option<&str>) -> Response {
+    pub async fn trigger(
+        &self,
+        channels: &[&str],
+        name: &str,
+        data: &str,
+        socket_id: Option<&str>,
+    ) -> Response {
         let mut body = json!({"name": name, "data": data, "channels": channels});
         if let Some(s) = socket_id {
             body["socket_id"] = json!(s);
@@ -313,10 +385,21 @@ impl Api {
         );
         s.write_all(req.as_bytes()).await.unwrap();
         let mut buf = Vec::new();
-        tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await.expect("response in time").unwrap();
+        tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+            .await
+            .expect("response in time")
+            .unwrap();
         let text = String::from_utf8_lossy(&buf).into_owned();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        Response { status, headers: head.to_owned(), body: body.to_owned() }
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        Response {
+            status,
+            headers: head.to_owned(),
+            body: body.to_owned(),
+        }
     }
 }
