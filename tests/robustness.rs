@@ -103,3 +103,44 @@ async fn slow_consumer_is_dropped_while_others_get_everything() {
     assert_eq!(subs, 1, "slow consumer removed from the channel");
     drop(slow);
 }
+
+#[tokio::test]
+async fn bad_http_requests_do_not_disturb_delivery() {
+    let server = TestServer::start().await;
+    let mut good = server.connected().await;
+    good.subscribe_public("feed").await;
+    let api = server.http();
+    let path = format!("/apps/{APP_ID}/events");
+    let body = r#"{"name":"e","data":"bad","channel":"feed"}"#;
+    let huge: Vec<String> = (0..5000).map(|i| format!("c{i}")).collect();
+    let stale = api.signed_query("POST", &path, &[], body, now() - 3600);
+    let forged = api.signed_query("POST", &path, &[], body, now()).replace("auth_signature=", "auth_signature=1");
+    let bad: Vec<(String, String, u16)> = vec![
+        (format!("{path}?{stale}"), body.into(), 401),
+        (format!("{path}?{forged}"), body.into(), 401),
+        (format!("/apps/nope/events?{stale}"), body.into(), 404),
+        (path.clone(), body.into(), 401),
+    ];
+    for (i, (target, b, status)) in bad.iter().enumerate() {
+        let r = api.raw("POST", target, b).await;
+        assert_eq!(r.status, *status, "bad request {i}: {}", r.body);
+        api.trigger(&["feed"], "e", &format!("good-{i}"), None).await;
+        assert_eq!(good.recv().await["data"], format!("good-{i}"));
+    }
+    for (i, b) in [
+        "{not json".to_owned(),
+        json!({"name":"e","data":"bad","channels":huge}).to_string(),
+        json!({"name":"e","data":7,"channel":"feed"}).to_string(),
+        json!({"name":["x"],"data":"bad","channel":"feed"}).to_string(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let r = api.signed("POST", "/events", &[], b).await;
+        assert!(r.status == 400 || r.status == 413, "malformed body {i}: {} {}", r.status, r.body);
+        assert!(r.json()["error"].is_string());
+        api.trigger(&["feed"], "e", &format!("after-{i}"), None).await;
+        assert_eq!(good.recv().await["data"], format!("after-{i}"));
+    }
+    good.expect_nothing().await;
+}
