@@ -24,6 +24,7 @@ start_server() {
   env -i PATH="$PATH" REVERB_SERVER_HOST=127.0.0.1 REVERB_SERVER_PORT="$port" \
     REVERB_APP_ID=558412 REVERB_APP_KEY=q7h2x9v4m1n8b3c6z5k0 REVERB_APP_SECRET=w3e8r1t6y9u4i2o7p5a0 \
     REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM=members REVERB_MAX_REQUEST_SIZE=100000 \
+    RESOUND_WORKERS="${RESOUND_WORKERS:-0}" \
     target/release/resound >"$log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do

@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use resound::config::{self, DEV_APP};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc, chosen on measurement: see docs/performance.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let matches = config::command().get_matches();
     let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
@@ -26,10 +30,19 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = match config.workers {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        0 => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    }
+    .expect("tokio runtime");
     runtime.block_on(async move {
         let shutdown = resound::shutdown::signal();
         let addr = format!("{}:{}", config.host, config.port);

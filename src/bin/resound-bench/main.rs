@@ -249,7 +249,7 @@ impl Target {
     async fn subscribers(&self, channels: Vec<String>) -> Vec<Ws> {
         futures_util::stream::iter(channels)
             .map(|c| async move { self.subscriber(&c).await.expect("subscribe") })
-            .buffer_unordered(200)
+            .buffered(200)
             .collect()
             .await
     }
