@@ -39,6 +39,8 @@ pub struct Config {
     pub cache_ttl: Duration,
     /// Time allowed for closing connections on shutdown.
     pub shutdown_timeout: Duration,
+    /// Channels one connection may be subscribed to at once (bounds per-connection memory).
+    pub max_channels_per_connection: usize,
     /// Runtime worker threads; 0 is one per CPU core, 1 runs everything on one thread.
     pub workers: usize,
     pub debug: bool,
@@ -62,6 +64,7 @@ impl Default for Config {
             outbound_queue: 1024,
             cache_ttl: Duration::from_secs(1800),
             shutdown_timeout: Duration::from_secs(10),
+            max_channels_per_connection: 1000,
             workers: 0,
             debug: false,
             apps: vec![App::new(DEV_APP.0, DEV_APP.1, DEV_APP.2)],
@@ -113,6 +116,7 @@ const SETTINGS: &[Setting] = &[
     s("RESOUND_OUTBOUND_QUEUE", "outbound-queue", "outbound_queue", false, "Messages queued per connection before it is dropped as too slow [default: 1024]"),
     s("RESOUND_CACHE_TTL", "cache-ttl", "cache_ttl", false, "Seconds a cache channel keeps its last event [default: 1800]"),
     s("RESOUND_SHUTDOWN_TIMEOUT", "shutdown-timeout", "shutdown_timeout", false, "Seconds allowed for a graceful shutdown [default: 10]"),
+    s("RESOUND_MAX_CHANNELS_PER_CONNECTION", "max-channels-per-connection", "max_channels_per_connection", false, "Channels one connection may be subscribed to at once [default: 1000]"),
     s("RESOUND_WORKERS", "workers", "workers", false, "Worker threads, 0 = one per CPU core [default: 0]"),
     s("REVERB_APP_ID", "app-id", "app_id", true, "App id (used in HTTP API paths)"),
     s("REVERB_APP_KEY", "app-key", "key", true, "App key (used by clients in /app/{key})"),
@@ -272,6 +276,9 @@ pub fn load(matches: &ArgMatches, cwd: &Path) -> Result<Config, ConfigError> {
         shutdown_timeout: l
             .seconds("RESOUND_SHUTDOWN_TIMEOUT")?
             .unwrap_or(defaults.shutdown_timeout),
+        max_channels_per_connection: l
+            .positive("RESOUND_MAX_CHANNELS_PER_CONNECTION")?
+            .unwrap_or(defaults.max_channels_per_connection),
         workers: l.number("RESOUND_WORKERS")?.unwrap_or(0),
         debug: matches.get_flag("debug"),
         apps,

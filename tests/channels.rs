@@ -206,3 +206,36 @@ async fn invalid_channel_names_get_4009_error() {
     }
     c.subscribe_public(&"a".repeat(200)).await;
 }
+
+#[tokio::test]
+async fn channels_per_connection_are_capped() {
+    let mut config = config_with(app());
+    config.max_channels_per_connection = 3;
+    let server = TestServer::start_with(config).await;
+    let mut c = server.connected().await;
+    for i in 0..3 {
+        c.subscribe_public(&format!("c{i}")).await;
+    }
+    c.subscribe_public("c1").await; // re-subscribing an existing one is fine
+    c.send(json!({"event":"pusher:subscribe","data":{"auth":"","channel":"c3"}}))
+        .await;
+    assert_eq!(
+        error_of(&c.recv().await),
+        (4301, "Too many channels: at most 3 per connection".into())
+    );
+    c.send(json!({"event":"pusher:unsubscribe","data":{"channel":"c0"}}))
+        .await;
+    c.subscribe_public("c3").await;
+}
+
+#[tokio::test]
+async fn private_auth_signed_with_channel_data_is_accepted_as_reverb_does() {
+    let server = TestServer::start().await;
+    let mut c = server.connected().await;
+    let cd = r#"{"user_id":"1"}"#;
+    c.send_signed_subscribe("private-x", Some(cd)).await;
+    assert_eq!(
+        c.recv().await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+}

@@ -114,7 +114,9 @@ async fn bad_http_requests_do_not_disturb_delivery() {
     let body = r#"{"name":"e","data":"bad","channel":"feed"}"#;
     let huge: Vec<String> = (0..5000).map(|i| format!("c{i}")).collect();
     let stale = api.signed_query("POST", &path, &[], body, now() - 3600);
-    let forged = api.signed_query("POST", &path, &[], body, now()).replace("auth_signature=", "auth_signature=1");
+    let forged = api
+        .signed_query("POST", &path, &[], body, now())
+        .replace("auth_signature=", "auth_signature=1");
     let bad: Vec<(String, String, u16)> = vec![
         (format!("{path}?{stale}"), body.into(), 401),
         (format!("{path}?{forged}"), body.into(), 401),
@@ -124,7 +126,8 @@ async fn bad_http_requests_do_not_disturb_delivery() {
     for (i, (target, b, status)) in bad.iter().enumerate() {
         let r = api.raw("POST", target, b).await;
         assert_eq!(r.status, *status, "bad request {i}: {}", r.body);
-        api.trigger(&["feed"], "e", &format!("good-{i}"), None).await;
+        api.trigger(&["feed"], "e", &format!("good-{i}"), None)
+            .await;
         assert_eq!(good.recv().await["data"], format!("good-{i}"));
     }
     for (i, b) in [
@@ -137,9 +140,15 @@ async fn bad_http_requests_do_not_disturb_delivery() {
     .enumerate()
     {
         let r = api.signed("POST", "/events", &[], b).await;
-        assert!(r.status == 400 || r.status == 413, "malformed body {i}: {} {}", r.status, r.body);
+        assert!(
+            r.status == 400 || r.status == 413,
+            "malformed body {i}: {} {}",
+            r.status,
+            r.body
+        );
         assert!(r.json()["error"].is_string());
-        api.trigger(&["feed"], "e", &format!("after-{i}"), None).await;
+        api.trigger(&["feed"], "e", &format!("after-{i}"), None)
+            .await;
         assert_eq!(good.recv().await["data"], format!("after-{i}"));
     }
     good.expect_nothing().await;

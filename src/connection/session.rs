@@ -302,6 +302,10 @@ impl Session {
             .map_err(|e| PusherError::InvalidChannelName(format!("{name:?}: {e}")))?;
         let kind = ChannelKind::from_name(&name);
         let app = &self.app.app;
+        let limit = self.state.config.max_channels_per_connection;
+        if self.channels.len() >= limit && !self.channels.contains_key(&name) {
+            return Err(PusherError::TooManyChannels(limit));
+        }
         if kind.server_to_user {
             let owner = &name[crate::protocol::names::SERVER_TO_USER_PREFIX.len()..];
             if self.user.as_ref().map(|u| u.id.as_str()) != Some(owner) {
@@ -319,10 +323,19 @@ impl Session {
             if kind.presence && data.is_none() && self.user.is_none() {
                 return Err(PusherError::Unauthorized);
             }
-            let to_sign =
-                auth::channel_string_to_sign(&socket_id, &name, data.filter(|_| kind.presence));
             let token = sub.auth.as_deref().unwrap_or("");
-            if !auth::verify_auth_token(&app.key, &app.secret, &to_sign, token) {
+            let signed = |data: Option<&str>| {
+                let to_sign = auth::channel_string_to_sign(&socket_id, &name, data);
+                auth::verify_auth_token(&app.key, &app.secret, &to_sign, token)
+            };
+            // Private channels sign `{socket_id}:{channel}`; Reverb also accepts the string
+            // with `:{channel_data}` when a client sends channel_data there, and so do we.
+            let valid = if kind.presence {
+                signed(data)
+            } else {
+                signed(None) || (data.is_some() && signed(data))
+            };
+            if !valid {
                 debug!(channel = name, "subscription refused: bad signature");
                 return Err(PusherError::Unauthorized);
             }

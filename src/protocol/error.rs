@@ -57,6 +57,9 @@ pub enum PusherError {
     /// 4301: client events are not allowed on this kind of channel.
     #[error("Client events are not allowed on channel {0}")]
     ClientEventForbidden(String),
+    /// 4301: the connection is already subscribed to as many channels as allowed.
+    #[error("Too many channels: at most {0} per connection")]
+    TooManyChannels(usize),
     /// 4302: more than 100 ids in a sign-in watchlist (the first 100 are kept).
     #[error("Watchlist limit exceeded. Only the first 100 user IDs are accepted.")]
     WatchlistLimit,
@@ -79,7 +82,9 @@ impl PusherError {
             | NotAuthorizedInTime => 4009,
             InvalidMessage | ShuttingDown => 4200,
             PongTimeout => 4201,
-            ClientEventsDisabled | RateLimited | ClientEventForbidden(_) => 4301,
+            ClientEventsDisabled | RateLimited | ClientEventForbidden(_) | TooManyChannels(_) => {
+                4301
+            }
             WatchlistLimit => 4302,
         }
     }
