@@ -255,9 +255,10 @@ impl Target {
     }
 }
 
-/// The microsecond timestamp embedded in a delivered frame's data (`\"t\":123`).
-fn stamp(payload: &[u8]) -> Option<u64> {
-    let at = wire::find(payload, b"t\\\":")? + 4;
+/// The microsecond timestamp that follows `key` in a delivered frame (`\"t\":` inside the
+/// string data of API events, `"t":` inside the object data of client events).
+fn stamp(payload: &[u8], key: &[u8]) -> Option<u64> {
+    let at = wire::find(payload, key)? + key.len();
     let digits = payload[at..]
         .iter()
         .take_while(|c| c.is_ascii_digit())
@@ -285,7 +286,7 @@ fn spawn_receivers(
                     let read = ws.read_frames(|f| {
                         if f.opcode == 1 && wire::find(f.payload, b"\"bench\"").is_some() {
                             delivered.fetch_add(1, Ordering::Relaxed);
-                            if let Some(sent) = stamp(f.payload) {
+                            if let Some(sent) = stamp(f.payload, b"t\\\":") {
                                 lat.push(t.micros().saturating_sub(sent) as u32);
                             }
                         }
@@ -394,23 +395,48 @@ async fn delivery_run(
     )
     .await;
     let expected = sent * per_trigger;
-    drain(&delivered, expected, Duration::from_secs(10)).await;
+    let mut v = finish(
+        &t,
+        cpu,
+        &stop,
+        receivers,
+        &delivered,
+        expected,
+        Duration::from_secs(10),
+    )
+    .await;
+    v["triggers"] = json!(sent);
+    v
+}
+
+/// Waits for the expected deliveries (at most `grace`), stops the receivers and reports the
+/// figures every delivery scenario shares.
+async fn finish(
+    t: &Target,
+    cpu: CpuWindow,
+    stop: &CancellationToken,
+    receivers: Vec<tokio::task::JoinHandle<Vec<u32>>>,
+    delivered: &AtomicU64,
+    expected: u64,
+    grace: Duration,
+) -> Value {
+    drain(delivered, expected, grace).await;
     let (server_cpu, own_cpu, wall) = cpu.stop(t.pid);
     let kernel = cpu.server_kernel_share(t.pid);
     stop.cancel();
     let lat = collect_latencies(receivers).await;
     let got = delivered.load(Ordering::Relaxed);
+    let per_million = |cpu: f64| round(cpu / got.max(1) as f64 * 1e6, 3);
     json!({
-        "triggers": sent,
         "delivered": got,
         "delivery_ratio": round(got as f64 / expected.max(1) as f64, 4),
         "delivered_per_s": round(got as f64 / wall, 0),
         "latency_ms_p50": round(percentile(&lat, 0.50), 3),
         "latency_ms_p99": round(percentile(&lat, 0.99), 3),
         "server_cpu_s": round(server_cpu, 2),
-        "server_cpu_s_per_million": round(server_cpu / got.max(1) as f64 * 1e6, 3),
+        "server_cpu_s_per_million": per_million(server_cpu),
         "server_kernel_share": round(kernel, 2),
-        "generator_cpu_s_per_million": round(own_cpu / got.max(1) as f64 * 1e6, 3),
+        "generator_cpu_s_per_million": per_million(own_cpu),
         "wall_s": round(wall, 2),
     })
 }
@@ -459,7 +485,7 @@ async fn whisper(t: Arc<Target>, pairs: usize, rate: u64, duration: u64) -> Valu
                 let read = r.read_frames(|f| {
                     if f.opcode == 1 && wire::find(f.payload, b"client-bench").is_some() {
                         delivered.fetch_add(1, Ordering::Relaxed);
-                        if let Some(s) = stamp_plain(f.payload) {
+                        if let Some(s) = stamp(f.payload, b"\"t\":") {
                             lat.push(t.micros().saturating_sub(s) as u32);
                         }
                     }
@@ -479,37 +505,18 @@ async fn whisper(t: Arc<Target>, pairs: usize, rate: u64, duration: u64) -> Valu
     }
     tokio::time::sleep_until((end + Duration::from_millis(50)).into()).await;
     let expected = sent.load(Ordering::Relaxed);
-    drain(&delivered, expected, Duration::from_secs(5)).await;
-    let (server_cpu, own_cpu, wall) = cpu.stop(t.pid);
-    let kernel = cpu.server_kernel_share(t.pid);
-    stop.cancel();
-    let lat = collect_latencies(tasks).await;
-    let got = delivered.load(Ordering::Relaxed);
-    json!({
-        "sent": expected,
-        "relayed": got,
-        "delivery_ratio": round(got as f64 / expected.max(1) as f64, 4),
-        "relayed_per_s": round(got as f64 / wall, 0),
-        "latency_ms_p50": round(percentile(&lat, 0.50), 3),
-        "latency_ms_p99": round(percentile(&lat, 0.99), 3),
-        "server_cpu_s": round(server_cpu, 2),
-        "server_cpu_s_per_million": round(server_cpu / got.max(1) as f64 * 1e6, 3),
-        "server_kernel_share": round(kernel, 2),
-        "generator_cpu_s_per_million": round(own_cpu / got.max(1) as f64 * 1e6, 3),
-    })
-}
-
-/// `"t":123` inside an object-valued client event.
-fn stamp_plain(payload: &[u8]) -> Option<u64> {
-    let at = wire::find(payload, b"\"t\":")? + 4;
-    let digits = payload[at..]
-        .iter()
-        .take_while(|c| c.is_ascii_digit())
-        .count();
-    std::str::from_utf8(&payload[at..at + digits])
-        .ok()?
-        .parse()
-        .ok()
+    let mut v = finish(
+        &t,
+        cpu,
+        &stop,
+        tasks,
+        &delivered,
+        expected,
+        Duration::from_secs(5),
+    )
+    .await;
+    v["sent"] = json!(expected);
+    v
 }
 
 async fn trigger(t: Arc<Target>, concurrency: usize, duration: u64) -> Value {
