@@ -332,8 +332,15 @@ impl Layers<'_> {
         })
     }
 
+    /// A positive number of seconds, at most a year (larger values are typos, and would
+    /// overflow timer arithmetic).
     fn seconds(&self, name: &str) -> Result<Option<Duration>, ConfigError> {
-        Ok(self.positive(name)?.map(|n| Duration::from_secs(n as u64)))
+        self.parse(name, "a whole number of seconds from 1 to 31536000", |v| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| (1..=31_536_000).contains(n))
+                .map(Duration::from_secs)
+        })
     }
 
     fn boolean(&self, name: &str) -> Result<Option<bool>, ConfigError> {
@@ -438,9 +445,13 @@ fn app_options(l: &Layers, mut app: App) -> Result<App, ConfigError> {
         )?
         .unwrap_or(ClientEvents::Members);
     app.authorized_timeout = l
-        .number("RESOUND_APP_AUTHORIZED_TIMEOUT")?
+        .parse(
+            "RESOUND_APP_AUTHORIZED_TIMEOUT",
+            "0 (off) or seconds up to 31536000",
+            |v| v.parse::<u64>().ok().filter(|n| *n <= 31_536_000),
+        )?
         .filter(|n| *n > 0)
-        .map(|n| Duration::from_secs(n as u64));
+        .map(Duration::from_secs);
     app.subscription_count = l
         .boolean("RESOUND_APP_SUBSCRIPTION_COUNT")?
         .unwrap_or(false);

@@ -91,21 +91,18 @@ impl Presence {
 
     /// The `subscription_succeeded` payload: `{"presence":{"count":..,"ids":[..],"hash":{..}}}`.
     pub fn snapshot_json(&self) -> String {
+        // user_info goes out as the exact bytes received: no re-parsing per join.
         let mut ids = Vec::with_capacity(self.members.len());
-        let mut hash = serde_json::Map::new();
+        let mut hash = std::collections::BTreeMap::new();
         for (id, (m, _)) in &self.members {
             ids.push(&*m.user_id);
-            let info = m
-                .user_info
-                .as_deref()
-                .map(|r| serde_json::from_str(r.get()).unwrap_or_default());
-            hash.insert(id.clone(), info.unwrap_or(serde_json::Value::Null));
+            hash.insert(id.as_str(), m.user_info.as_deref());
         }
         #[derive(serde::Serialize)]
         struct Inner<'a> {
             count: usize,
             ids: Vec<&'a RawValue>,
-            hash: serde_json::Map<String, serde_json::Value>,
+            hash: std::collections::BTreeMap<&'a str, Option<&'a RawValue>>,
         }
         #[derive(serde::Serialize)]
         struct Outer<'a> {
@@ -156,7 +153,7 @@ mod tests {
         ));
         assert_eq!(
             p.snapshot_json(),
-            r#"{"presence":{"count":1,"ids":["7"],"hash":{"7":{"avatar":"https://x"}}}}"#
+            r#"{"presence":{"count":1,"ids":["7"],"hash":{"7":{"avatar":"https:\/\/x"}}}}"#
         );
     }
 

@@ -1,6 +1,7 @@
 //! The per-app channel registry: channel name -> subscribers, presence members and the cached
-//! last event. Every change to one channel happens under that channel's map entry, so joins,
-//! leaves, publishes and cache replays on one channel are seen in one order by everybody.
+//! last event. Joins, leaves and cache-channel publishes happen under the channel's entry held
+//! exclusively, so they are seen in one order by everybody; other publishes share the entry
+//! (two concurrent HTTP triggers may reach two subscribers in different orders, as on Pusher).
 //!
 //! Frames are queued with `try_send` while the entry is held: that never waits, so no lock is
 //! ever held across an `.await`.

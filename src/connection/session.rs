@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
@@ -78,7 +78,11 @@ pub async fn run<S>(
     };
     async move {
         debug!("connection open");
-        session.read_loop(stream).await;
+        // Cleanup must run even if handling a frame panicked, or the connection's entries
+        // would stay in the registries.
+        let _ = std::panic::AssertUnwindSafe(session.read_loop(stream))
+            .catch_unwind()
+            .await;
         session.cleanup();
         let _ = writer.await;
         drop(slot);

@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::handle::ConnectionHandle;
+use super::handle::{CloseReason, ConnectionHandle};
 
 /// Time allowed for the last frames (error and close) to reach a client.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -51,7 +51,11 @@ pub(super) async fn run<S>(
         };
         // A client that stops reading blocks the write; closing must still win.
         tokio::select! {
-            r = write => if r.is_err() { return },
+            r = write => if r.is_err() {
+                // The socket is gone: make sure the session ends too.
+                handle.close(CloseReason { last_frame: None, code: None, flush_queue: false });
+                return;
+            },
             _ = &mut closed => break,
         }
     }

@@ -24,6 +24,9 @@ use signature::parse_query;
 
 use crate::state::{AppRuntime, State};
 
+/// Time allowed for a request body to arrive once the headers are read.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Entry point for every HTTP request on the listener.
 pub async fn handle(
     req: Request<Incoming>,
@@ -71,7 +74,14 @@ async fn api_call(
     };
     only(&method, allowed, allow)?;
     let query = req.uri().query().unwrap_or("").to_owned();
-    let body = read_body(req, state.config.max_request_size).await?;
+    let body = tokio::time::timeout(BODY_TIMEOUT, read_body(req, state.config.max_request_size))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "The request body did not arrive in time",
+            )
+        })??;
     let params = parse_query(&query);
     let decoded_rest = percent_decode_str(rest).decode_utf8_lossy().into_owned();
     let decoded_full = percent_decode_str(full_path)

@@ -52,7 +52,7 @@ pub fn verify(
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        if (now - ts).unsigned_abs() > window.as_secs() {
+        if now.abs_diff(ts) > window.as_secs() {
             return Err(ApiError::unauthorized(format!(
                 "auth_timestamp {ts} is more than {} s away from the server time {now}",
                 window.as_secs()
