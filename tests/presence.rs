@@ -127,7 +127,7 @@ async fn closing_connection_removes_member_from_every_channel() {
     assert_eq!(w.recv().await["event"], "pusher_internal:member_added");
     assert_eq!(w.recv().await["event"], "pusher_internal:member_added");
     u.ws.close(None).await.unwrap();
-    let mut removed = vec![w.recv().await, w.recv().await];
+    let mut removed = [w.recv().await, w.recv().await];
     removed.sort_by_key(|v| v["channel"].as_str().unwrap().to_owned());
     assert_eq!(removed[0]["channel"], "presence-a");
     assert_eq!(removed[1]["channel"], "presence-b");

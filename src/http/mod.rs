@@ -151,7 +151,7 @@ async fn route(
                     ApiError::not_found(format!("No matching application for ID [{app_id}]."))
                 })?
                 .clone();
-            api_call(state, &app, tail, req, &rest, &full_path).await
+            api_call(state, &app, tail, req, &rest, full_path).await
         }
         // The Python SDK's terminate path has no app id: the app is found by its key.
         ["users", _, "terminate_connections"] => {
@@ -164,7 +164,7 @@ async fn route(
                     ApiError::not_found(format!("No matching application for key [{key}]."))
                 })?
                 .clone();
-            api_call(state, &app, &seg, req, &rest, &full_path).await
+            api_call(state, &app, &seg, req, &rest, full_path).await
         }
         _ => Err(ApiError::not_found("Not found.")),
     }

@@ -327,16 +327,20 @@ fn padded(t: &Target, size: usize) -> String {
 
 /// Publishes on `publishers` keep-alive connections for `duration`: at `rate` per second in
 /// total, or flat out when `rate` is 0. `pick` chooses the channel for each trigger.
-async fn publish(
-    t: &Arc<Target>,
+/// What the publishers do: how many keep-alive connections, at what total rate (0 = flat
+/// out), for how long, with how much data, choosing each trigger's channel with `pick`.
+struct Load {
     publishers: usize,
     rate: u64,
     duration: Duration,
     size: usize,
     pick: Arc<dyn Fn() -> String + Send + Sync>,
-) -> u64 {
+}
+
+async fn publish(t: &Arc<Target>, load: &Load) -> u64 {
     let sent = Arc::new(AtomicU64::new(0));
-    let end = Instant::now() + duration;
+    let (publishers, rate, size) = (load.publishers, load.rate, load.size);
+    let end = Instant::now() + load.duration;
     let per = if rate == 0 {
         None
     } else {
@@ -344,7 +348,7 @@ async fn publish(
     };
     let tasks: Vec<_> = (0..publishers)
         .map(|_| {
-            let (t, sent, pick) = (t.clone(), sent.clone(), pick.clone());
+            let (t, sent, pick) = (t.clone(), sent.clone(), load.pick.clone());
             tokio::spawn(async move {
                 let mut http = Http::connect(&t.addr).await.expect("http connect");
                 let mut tick = per.map(|p| {
@@ -371,29 +375,12 @@ async fn publish(
     sent.load(Ordering::Relaxed)
 }
 
-async fn delivery_run(
-    t: Arc<Target>,
-    subs: Vec<Ws>,
-    per_trigger: u64,
-    publishers: usize,
-    rate: u64,
-    duration: u64,
-    size: usize,
-    pick: Arc<dyn Fn() -> String + Send + Sync>,
-) -> Value {
+async fn delivery_run(t: Arc<Target>, subs: Vec<Ws>, per_trigger: u64, load: Load) -> Value {
     let delivered = Arc::new(AtomicU64::new(0));
     let stop = CancellationToken::new();
     let receivers = spawn_receivers(&t, subs, &delivered, &stop);
     let cpu = CpuWindow::start(t.pid);
-    let sent = publish(
-        &t,
-        publishers,
-        rate,
-        Duration::from_secs(duration),
-        size,
-        pick,
-    )
-    .await;
+    let sent = publish(&t, &load).await;
     let expected = sent * per_trigger;
     let mut v = finish(
         &t,
@@ -587,17 +574,14 @@ fn main() {
                 let publishers = if rate == 0 { publishers } else { 1 };
                 let pick: Arc<dyn Fn() -> String + Send + Sync> =
                     Arc::new(|| "bench-fanout".to_owned());
-                let mut v = delivery_run(
-                    t.clone(),
-                    subs,
-                    subscribers as u64,
+                let load = Load {
                     publishers,
                     rate,
-                    duration,
+                    duration: Duration::from_secs(duration),
                     size,
                     pick,
-                )
-                .await;
+                };
+                let mut v = delivery_run(t.clone(), subs, subscribers as u64, load).await;
                 v["subscribers"] = json!(subscribers);
                 v["rate"] = json!(if rate == 0 {
                     "flat-out".to_owned()
@@ -619,17 +603,14 @@ fn main() {
                 let subs = t.subscribers(names).await;
                 let pick: Arc<dyn Fn() -> String + Send + Sync> =
                     Arc::new(move || format!("bench-ch-{}", rand::random_range(0..channels)));
-                let mut v = delivery_run(
-                    t.clone(),
-                    subs,
-                    per_channel as u64,
+                let load = Load {
                     publishers,
-                    0,
-                    duration,
+                    rate: 0,
+                    duration: Duration::from_secs(duration),
                     size,
                     pick,
-                )
-                .await;
+                };
+                let mut v = delivery_run(t.clone(), subs, per_channel as u64, load).await;
                 v["channels"] = json!(channels);
                 v["per_channel"] = json!(per_channel);
                 ("channels", v)
