@@ -1,12 +1,13 @@
 //! Signed-in users (`pusher:signin`): who is online on which connections, and who watches whom.
 //! Decides online/offline transitions and sends `watchlist_events` to watchers.
 //!
-//! Lock order is always `sockets` then `watchers`, never the reverse, so the two maps cannot
-//! deadlock; nothing is held across an `.await` (sends are `try_send`).
+//! Lock order is always `transitions`, then `sockets`, then `watchers`, never the reverse, so
+//! nothing can deadlock; nothing is held across an `.await` (sends never wait).
 
 use std::collections::HashMap;
 
 use dashmap::DashMap;
+use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -77,12 +78,17 @@ pub struct UserRegistry {
     sockets: DashMap<String, Sockets>,
     /// watched user id -> connections watching it
     watchers: DashMap<String, Sockets>,
+    /// Held for a whole sign-in or sign-out, so a new watcher's first report and the
+    /// online/offline events of the users it watches reach it in the order they happened.
+    /// Sign-ins are rare next to messages; one lock per app costs nothing measurable.
+    transitions: Mutex<()>,
 }
 
 impl UserRegistry {
     /// Records `handle` as signed in as `user`, tells watchers when the user comes online,
     /// starts watching the user's watchlist and sends its current state to `handle`.
     pub fn sign_in(&self, user: &SignedInUser, handle: &ConnectionHandle) {
+        let _order = self.transitions.lock();
         {
             let mut entry = self.sockets.entry(user.id.clone()).or_default();
             let first = entry.is_empty();
@@ -110,6 +116,7 @@ impl UserRegistry {
     /// Undoes [`Self::sign_in`] for a closing connection; watchers hear `offline` when it was
     /// the user's last connection.
     pub fn sign_out(&self, user: &SignedInUser, id: SocketId) {
+        let _order = self.transitions.lock();
         for w in &user.watchlist {
             self.watchers.remove_if_mut(w, |_, set| {
                 set.remove(&id);
