@@ -606,11 +606,27 @@ mod tests {
         load(&m, cwd)
     }
 
-    fn tmpdir(name: &str) -> PathBuf {
+    /// A scratch directory removed when dropped.
+    struct TempDir(PathBuf);
+
+    impl std::ops::Deref for TempDir {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn tmpdir(name: &str) -> TempDir {
         let d = std::env::temp_dir().join(format!("resound-cfg-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
-        d
+        TempDir(d)
     }
 
     // These tests avoid names that the test process environment could carry.

@@ -18,11 +18,27 @@ fn clean_command(cwd: &Path) -> Command {
     cmd
 }
 
-fn tmpdir(name: &str) -> PathBuf {
+/// A scratch directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tmpdir(name: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!("resound-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
 }
 
 fn free_port() -> u16 {
@@ -118,7 +134,8 @@ fn help_documents_every_setting() {
 #[test]
 fn bad_setting_is_one_line_exit_2_before_binding() {
     let port = free_port();
-    let child = clean_command(&tmpdir("bad"))
+    let dir = tmpdir("bad");
+    let child = clean_command(&dir)
         .args(["--port", &port.to_string()])
         .env("REVERB_APP_ACTIVITY_TIMEOUT", "soon")
         .stdout(Stdio::piped())
