@@ -6,7 +6,7 @@
 //! is one lookup chain per name, and validation happens once, here, before anything binds.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use clap::{Arg, ArgMatches, Command};
@@ -578,7 +578,7 @@ fn flatten_into(
 
 /// Reads `REVERB_*`/`RESOUND_*` values from a `.env` file without touching the process
 /// environment. A missing file is fine.
-fn read_dotenv(path: &PathBuf) -> Result<Layer, ConfigError> {
+fn read_dotenv(path: &Path) -> Result<Layer, ConfigError> {
     if !path.is_file() {
         return Ok(Layer::new());
     }
@@ -606,27 +606,12 @@ mod tests {
         load(&m, cwd)
     }
 
-    /// A scratch directory removed when dropped.
-    struct TempDir(PathBuf);
-
-    impl std::ops::Deref for TempDir {
-        type Target = Path;
-        fn deref(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn tmpdir(name: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("resound-cfg-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
+    /// A scratch directory, removed when dropped.
+    fn tmpdir(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("resound-cfg-{name}-"))
+            .tempdir()
+            .unwrap()
     }
 
     // These tests avoid names that the test process environment could carry.
@@ -634,7 +619,7 @@ mod tests {
     #[test]
     fn dev_app_when_nothing_configured() {
         let d = tmpdir("dev");
-        let c = load_args(&[], &d).unwrap();
+        let c = load_args(&[], d.path()).unwrap();
         assert!(c.dev_app);
         assert_eq!(c.host, "127.0.0.1");
         assert_eq!(c.apps[0].key, DEV_APP.1);
@@ -643,16 +628,16 @@ mod tests {
     #[test]
     fn precedence_cli_over_file_over_dotenv() {
         let d = tmpdir("prec");
-        std::fs::write(d.join(".env"), "REVERB_APP_ID=1\nREVERB_APP_KEY=envkey\nREVERB_APP_SECRET=\"s\"\nREVERB_SERVER_PORT=7000\nREVERB_APP_PING_INTERVAL=5\n").unwrap();
-        let c = load_args(&[], &d).unwrap();
+        std::fs::write(d.path().join(".env"), "REVERB_APP_ID=1\nREVERB_APP_KEY=envkey\nREVERB_APP_SECRET=\"s\"\nREVERB_SERVER_PORT=7000\nREVERB_APP_PING_INTERVAL=5\n").unwrap();
+        let c = load_args(&[], d.path()).unwrap();
         assert_eq!(
             (c.port, c.apps[0].key.as_str(), c.dev_app),
             (7000, "envkey", false)
         );
         assert_eq!(c.host, "0.0.0.0");
-        std::fs::write(d.join("c.toml"), "[server]\nport = 7100\npath = \"reverb/\"\n[[apps]]\nid = \"1\"\nkey = \"filekey\"\nsecret = \"s\"\nallowed_origins = [\"a.com\", \"*.b.com\"]\n[apps.rate_limiting]\nenabled = true\nmax_attempts = 3\n[[apps]]\napp_id = \"2\"\nkey = \"k2\"\nsecret = \"s2\"\n").unwrap();
-        let cfg = d.join("c.toml");
-        let c = load_args(&["--config", cfg.to_str().unwrap()], &d).unwrap();
+        std::fs::write(d.path().join("c.toml"), "[server]\nport = 7100\npath = \"reverb/\"\n[[apps]]\nid = \"1\"\nkey = \"filekey\"\nsecret = \"s\"\nallowed_origins = [\"a.com\", \"*.b.com\"]\n[apps.rate_limiting]\nenabled = true\nmax_attempts = 3\n[[apps]]\napp_id = \"2\"\nkey = \"k2\"\nsecret = \"s2\"\n").unwrap();
+        let cfg = d.path().join("c.toml");
+        let c = load_args(&["--config", cfg.to_str().unwrap()], d.path()).unwrap();
         assert_eq!(
             (c.port, c.path.as_str(), c.apps[0].key.as_str()),
             (7100, "/reverb", "filekey")
@@ -674,7 +659,7 @@ mod tests {
                 "--app-key",
                 "clikey",
             ],
-            &d,
+            d.path(),
         )
         .unwrap();
         assert_eq!((c.port, c.apps[0].key.as_str()), (7200, "clikey"));
@@ -683,7 +668,7 @@ mod tests {
     #[test]
     fn bad_values_name_field_and_value() {
         let d = tmpdir("bad");
-        let e = load_args(&["--port", "eighty"], &d).unwrap_err().0;
+        let e = load_args(&["--port", "eighty"], d.path()).unwrap_err().0;
         assert_eq!(e, "invalid value 'eighty' for REVERB_SERVER_PORT (--port): expected a port number (0-65535)");
         let e = load_args(
             &[
@@ -696,7 +681,7 @@ mod tests {
                 "--accept-client-events-from",
                 "memebrs",
             ],
-            &d,
+            d.path(),
         )
         .unwrap_err()
         .0;
@@ -704,12 +689,15 @@ mod tests {
             e.contains("'memebrs'") && e.contains("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM"),
             "{e}"
         );
-        let e = load_args(&["--app-id", "1"], &d).unwrap_err().0;
+        let e = load_args(&["--app-id", "1"], d.path()).unwrap_err().0;
         assert!(e.contains("REVERB_APP_KEY"), "{e}");
-        std::fs::write(d.join("c.toml"), "[server]\nprot = 1\n").unwrap();
-        let e = load_args(&["--config", d.join("c.toml").to_str().unwrap()], &d)
-            .unwrap_err()
-            .0;
+        std::fs::write(d.path().join("c.toml"), "[server]\nprot = 1\n").unwrap();
+        let e = load_args(
+            &["--config", d.path().join("c.toml").to_str().unwrap()],
+            d.path(),
+        )
+        .unwrap_err()
+        .0;
         assert!(e.contains("unknown key 'prot'"), "{e}");
     }
 }

@@ -1,7 +1,7 @@
 //! The `resound` binary: help text, configuration errors, `.env` pickup, dev app, SIGTERM.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -18,27 +18,12 @@ fn clean_command(cwd: &Path) -> Command {
     cmd
 }
 
-/// A scratch directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl std::ops::Deref for TempDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tmpdir(name: &str) -> TempDir {
-    let d = std::env::temp_dir().join(format!("resound-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    TempDir(d)
+/// A scratch directory, removed when dropped.
+fn tmpdir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("resound-cli-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn free_port() -> u16 {
@@ -97,7 +82,7 @@ fn terminate(child: &mut Child) -> i32 {
 
 #[test]
 fn help_documents_every_setting() {
-    let out = clean_command(&tmpdir("help"))
+    let out = clean_command(tmpdir("help").path())
         .arg("--help")
         .output()
         .unwrap();
@@ -135,7 +120,7 @@ fn help_documents_every_setting() {
 fn bad_setting_is_one_line_exit_2_before_binding() {
     let port = free_port();
     let dir = tmpdir("bad");
-    let child = clean_command(&dir)
+    let child = clean_command(dir.path())
         .args(["--port", &port.to_string()])
         .env("REVERB_APP_ACTIVITY_TIMEOUT", "soon")
         .stdout(Stdio::piped())
@@ -165,7 +150,7 @@ fn runs_from_a_laravel_dotenv_and_stops_on_sigterm() {
     let dir = tmpdir("dotenv");
     let port = free_port();
     std::fs::write(
-        dir.join(".env"),
+        dir.path().join(".env"),
         format!(
             "APP_NAME=Laravel\nBROADCAST_CONNECTION=reverb\nREVERB_APP_ID=558412\nREVERB_APP_KEY=\"q7h2x9v4m1n8b3c6z5k0\"\n\
              REVERB_APP_SECRET=w3e8r1t6y9u4i2o7p5a0\nREVERB_HOST=\"localhost\"\nREVERB_PORT=443\nREVERB_SCHEME=https\n\
@@ -173,7 +158,10 @@ fn runs_from_a_laravel_dotenv_and_stops_on_sigterm() {
         ),
     )
     .unwrap();
-    let mut child = clean_command(&dir).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = clean_command(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let lines = wait_for_line(&mut child, "app id=558412");
     assert!(lines[0].contains(&format!("127.0.0.1:{port}")), "{lines:?}");
     assert!(http_get(port, "/up").ends_with(r#"{"health":"OK"}"#));
@@ -184,7 +172,7 @@ fn runs_from_a_laravel_dotenv_and_stops_on_sigterm() {
 fn dev_app_is_printed_with_a_warning_on_loopback() {
     let dir = tmpdir("dev");
     let port = free_port();
-    let mut child = clean_command(&dir)
+    let mut child = clean_command(dir.path())
         .args(["--port", &port.to_string()])
         .stdout(Stdio::piped())
         .spawn()
