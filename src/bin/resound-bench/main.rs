@@ -3,6 +3,7 @@
 //! generator's own CPU time (from /proc) per million messages. Every run is bounded in time
 //! and only targets 127.0.0.0/8.
 
+mod floor;
 mod wire;
 
 use std::net::SocketAddr;
@@ -29,8 +30,8 @@ struct Cli {
     key: String,
     #[arg(long, default_value = "w3e8r1t6y9u4i2o7p5a0")]
     secret: String,
-    /// PID of the server process, for CPU time and RSS
-    #[arg(long)]
+    /// PID of the server process, for CPU time and RSS (every scenario but `floor`)
+    #[arg(long, default_value_t = 0)]
     server_pid: u32,
     /// Free-form label copied into the output
     #[arg(long, default_value = "")]
@@ -80,6 +81,19 @@ enum Scenario {
         #[arg(long, default_value_t = 5)]
         rate: u64,
         #[arg(long, default_value_t = 10)]
+        duration: u64,
+    },
+    /// No server: the kernel's cost of one small write to each of N loopback sockets
+    Floor {
+        #[arg(long, default_value_t = 1000)]
+        sockets: usize,
+        /// Rounds per second (one write per socket each); 0 = flat out
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        /// Payload bytes per frame
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+        #[arg(long, default_value_t = 5)]
         duration: u64,
     },
     /// HTTP API throughput with no subscribers
@@ -545,6 +559,23 @@ fn main() {
         eprintln!("resound-bench: refusing to target {ip}: only loopback addresses are allowed");
         std::process::exit(2);
     }
+    if let Scenario::Floor {
+        sockets,
+        rate,
+        size,
+        duration,
+    } = cli.scenario
+    {
+        let mut out = floor::run(sockets, rate, size, duration);
+        out["scenario"] = json!("floor");
+        out["label"] = json!(cli.label);
+        println!("{out}");
+        return;
+    }
+    if cli.server_pid == 0 {
+        eprintln!("resound-bench: --server-pid is required for this scenario");
+        std::process::exit(2);
+    }
     let t = Arc::new(Target {
         addr: cli.addr.to_string(),
         app_id: cli.app_id,
@@ -632,6 +663,7 @@ fn main() {
                 v["concurrency"] = json!(concurrency);
                 ("trigger", v)
             }
+            Scenario::Floor { .. } => unreachable!("handled before the runtime starts"),
         }
     });
     out["scenario"] = json!(name);
