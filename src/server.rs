@@ -48,7 +48,7 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
     }
     drop(listener);
     info!("shutting down: closing connections");
-    state.shutdown.cancel();
+    state.close_all();
     state.tasks.close();
     if tokio::time::timeout(state.config.shutdown_timeout, state.tasks.wait())
         .await

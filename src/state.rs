@@ -12,7 +12,8 @@ use tokio_util::task::TaskTracker;
 use crate::apps::App;
 use crate::channel::registry::ChannelRegistry;
 use crate::config::Config;
-use crate::connection::{ConnectionHandle, SocketId};
+use crate::connection::{session, ConnectionHandle, SocketId};
+use crate::protocol::PusherError;
 use crate::users::UserRegistry;
 
 /// One app's live state.
@@ -52,11 +53,12 @@ impl AppRuntime {
     }
 
     /// Registers a new connection under a fresh unique socket id.
-    pub fn register(&self, make: impl Fn(SocketId) -> ConnectionHandle) -> ConnectionHandle {
+    pub fn register(&self, make: impl FnOnce(SocketId) -> ConnectionHandle) -> ConnectionHandle {
+        let mut make = Some(make);
         loop {
             let id = SocketId::random();
             if let dashmap::Entry::Vacant(v) = self.connections.entry(id) {
-                let handle = make(id);
+                let handle = (make.take().expect("called once"))(id);
                 v.insert(handle.clone());
                 return handle;
             }
@@ -78,13 +80,25 @@ pub struct State {
     pub config: Config,
     by_id: HashMap<String, Arc<AppRuntime>>,
     by_key: HashMap<String, Arc<AppRuntime>>,
-    /// Cancelled when the server shuts down; every session watches it.
+    /// Cancelled when the server shuts down (see [`State::close_all`]).
     pub shutdown: CancellationToken,
     /// Tracks every connection task so shutdown can wait for them.
     pub tasks: TaskTracker,
 }
 
 impl State {
+    /// Starts shutdown: cancels `shutdown` (HTTP connections finish their request) and
+    /// closes every WebSocket connection with 4200. Sessions check the token once when they
+    /// start, so one registering during this sweep is closed too.
+    pub fn close_all(&self) {
+        self.shutdown.cancel();
+        for app in self.by_id.values() {
+            for conn in app.connections.iter() {
+                conn.close(session::close_reason(&PusherError::ShuttingDown, 4200));
+            }
+        }
+    }
+
     pub fn new(config: Config) -> State {
         let mut by_id = HashMap::new();
         let mut by_key = HashMap::new();

@@ -3,8 +3,8 @@
 //! exclusively, so they are seen in one order by everybody; other publishes share the entry
 //! (two concurrent HTTP triggers may reach two subscribers in different orders, as on Pusher).
 //!
-//! Frames are queued with `try_send` while the entry is held: that never waits, so no lock is
-//! ever held across an `.await`.
+//! Frames are queued while the entry is held (that never waits, so no lock is ever held
+//! across an `.await`); the sockets are written after it is released, through `Flushes`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::presence::{Presence, PresenceMember};
 use super::ChannelKind;
-use crate::connection::{ConnectionHandle, SocketId};
+use crate::connection::{ConnectionHandle, Flushes, SocketId};
 use crate::protocol::server;
 
 struct Subscriber {
@@ -35,10 +35,11 @@ struct Channel {
 }
 
 impl Channel {
-    fn send_all(&self, text: &Utf8Bytes, except: Option<SocketId>) {
+    /// Queues `text` for every subscriber but `except`; `out` writes the sockets later.
+    fn send_all(&self, text: &Utf8Bytes, except: Option<SocketId>, out: &mut Flushes) {
         for (id, sub) in &self.subscribers {
             if Some(*id) != except {
-                sub.handle.send_text(text.clone());
+                out.send_text(&sub.handle, text.clone());
             }
         }
     }
@@ -87,7 +88,7 @@ impl ChannelRegistry {
 
     /// Sends `subscription_count` after a change, unless the channel is busy and heard one
     /// less than 5 s ago (then it is sent by the next [`Self::flush_counts`]).
-    fn count_changed(&self, name: &str, kind: ChannelKind, ch: &mut Channel) {
+    fn count_changed(&self, name: &str, kind: ChannelKind, ch: &mut Channel, out: &mut Flushes) {
         let n = ch.subscribers.len();
         if !self.subscription_count || kind.presence || n == 0 {
             return;
@@ -97,16 +98,18 @@ impl ChannelRegistry {
             return;
         }
         ch.count_sent = Some(Instant::now());
-        ch.send_all(&server::subscription_count(name, n).into(), None);
+        ch.send_all(&server::subscription_count(name, n).into(), None, out);
     }
 
     /// Sends the throttled `subscription_count` updates that are due.
     pub fn flush_counts(&self) {
         let names: Vec<String> = self.counts_pending.lock().drain().collect();
         for name in names {
+            // Declared before the entry: dropped (and written) after the lock is released.
+            let mut out = Flushes::default();
             if let Some(mut ch) = self.channels.get_mut(&name) {
                 let kind = ChannelKind::from_name(&name);
-                self.count_changed(&name, kind, &mut ch);
+                self.count_changed(&name, kind, &mut ch, &mut out);
             }
         }
     }
@@ -122,6 +125,8 @@ impl ChannelRegistry {
         handle: &ConnectionHandle,
         member: Option<PresenceMember>,
     ) -> bool {
+        // Declared before the entry: dropped (and written) after the lock is released.
+        let mut out = Flushes::default();
         let mut ch = self.channels.entry(name.to_owned()).or_default();
         let id = handle.id();
         let fresh = !ch.subscribers.contains_key(&id);
@@ -130,7 +135,7 @@ impl ChannelRegistry {
             if let Some(m) = member {
                 let announce = server::member_added(name, &m.user_id, m.user_info.as_deref());
                 if ch.presence.get_or_insert_with(Presence::default).join(m) {
-                    ch.send_all(&Utf8Bytes::from(announce), Some(id));
+                    ch.send_all(&Utf8Bytes::from(announce), Some(id), &mut out);
                 }
             }
             ch.subscribers.insert(
@@ -145,15 +150,17 @@ impl ChannelRegistry {
             Some(p) if kind.presence => p.snapshot_json(),
             _ => "{}".to_owned(),
         };
-        handle.send_text(server::subscription_succeeded(name, &data).into());
+        out.send_text(handle, server::subscription_succeeded(name, &data).into());
         if kind.cache {
             match &ch.cached {
-                Some((text, at)) if at.elapsed() < self.cache_ttl => handle.send_text(text.clone()),
-                _ => handle.send_text(server::cache_miss(name).into()),
+                Some((text, at)) if at.elapsed() < self.cache_ttl => {
+                    out.send_text(handle, text.clone())
+                }
+                _ => out.send_text(handle, server::cache_miss(name).into()),
             }
         }
         if fresh {
-            self.count_changed(name, kind, &mut ch);
+            self.count_changed(name, kind, &mut ch, &mut out);
         }
         fresh
     }
@@ -162,6 +169,7 @@ impl ChannelRegistry {
     /// last socket there; an emptied channel is dropped unless it holds a live cached event.
     pub fn unsubscribe(&self, name: &str, id: SocketId) -> bool {
         let now = Instant::now();
+        let mut out = Flushes::default();
         let removed = match self.channels.get_mut(name) {
             None => return false,
             Some(mut ch) => match ch.subscribers.remove(&id) {
@@ -172,9 +180,9 @@ impl ChannelRegistry {
                         _ => None,
                     };
                     if let Some(m) = gone {
-                        ch.send_all(&server::member_removed(name, &m.user_id).into(), None);
+                        ch.send_all(&server::member_removed(name, &m.user_id).into(), None, &mut out);
                     }
-                    self.count_changed(name, ChannelKind::from_name(name), &mut ch);
+                    self.count_changed(name, ChannelKind::from_name(name), &mut ch, &mut out);
                     true
                 }
             },
@@ -192,16 +200,17 @@ impl ChannelRegistry {
         cache: bool,
         text: &Utf8Bytes,
         except: Option<SocketId>,
+        out: &mut Flushes,
     ) -> usize {
         if cache {
             let mut ch = self.channels.entry(name.to_owned()).or_default();
             ch.cached = Some((text.clone(), Instant::now()));
-            ch.send_all(text, except);
+            ch.send_all(text, except, out);
             return ch.subscribers.len();
         }
         match self.channels.get(name) {
             Some(ch) => {
-                ch.send_all(text, except);
+                ch.send_all(text, except, out);
                 ch.subscribers.len()
             }
             None => 0,

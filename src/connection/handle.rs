@@ -1,19 +1,33 @@
 //! `ConnectionHandle`: what the rest of the server holds of a connection. A cheap clone of
-//! its socket id and its bounded outbound queue; it exposes no socket.
+//! its socket id, its bounded outbound queue and the write half of its TCP socket.
 //!
-//! The queue is a mutex-guarded `VecDeque` plus a `Notify`, not a channel: a publisher pushes
-//! under an uncontended lock and wakes the writer only when the queue was empty, and the
-//! writer takes everything queued in one swap, so a burst costs one wake and one flush.
-//! Imports nothing from above `protocol/`, so the channel registry can store handles and the
-//! session can use the registry without a cycle.
+//! Frames are written by whoever queues them, not by a task per connection: the sender that
+//! finds the queue empty becomes responsible for flushing it and writes it straight to the
+//! socket (one `writev` of every queued frame, each frame's header beside the shared
+//! payload). Senders that find frames already queued only append: the responsible one writes
+//! theirs too, in the same call. So an idle socket costs no task wake-up per message, and a
+//! busy one gets its messages in batches as large as the load (group commit). Only when the
+//! kernel's send buffer is full does the connection's writer task take over
+//! (see `writer.rs`), waiting until the socket is writable again.
+//!
+//! Every write to the socket happens under the queue's lock, so frames go out whole and in
+//! queue order. The queue never holds more than `capacity` frames: a client that cannot keep
+//! up is closed with 4100 instead of slowing the sender or growing memory.
 
 use std::collections::VecDeque;
+use std::io::{self, IoSlice};
 use std::sync::{Arc, OnceLock};
+use std::task::Poll;
 
-use parking_lot::Mutex;
+use futures_util::task::AtomicWaker;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, MutexGuard};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tokio_util::sync::CancellationToken;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::socket_id::SocketId;
 
@@ -31,16 +45,143 @@ pub struct CloseReason {
 /// Close code for a client whose outbound queue is full (pusher-js backs off 1 s and reconnects).
 pub const CLOSE_SLOW_CONSUMER: u16 = 4100;
 
+/// Writes up to this size are copied into one buffer instead of gathered.
+const SMALL_WRITE: usize = 2048;
+/// Frames gathered into one `writev` at most (two slices each).
+const FRAMES_PER_WRITE: usize = 64;
+
+/// One queued frame: its WebSocket header, and a payload shared with every other recipient.
+struct Out {
+    head: [u8; 10],
+    head_len: u8,
+    body: Bytes,
+}
+
+impl Out {
+    /// A server-to-client text frame (unmasked, final) around `body`.
+    fn text(body: Bytes) -> Out {
+        let mut head = [0u8; 10];
+        let header = FrameHeader {
+            opcode: OpCode::Data(Data::Text),
+            ..FrameHeader::default()
+        };
+        let mut cursor = io::Cursor::new(&mut head[..]);
+        header
+            .format(body.len() as u64, &mut cursor)
+            .expect("a frame header fits in 10 bytes");
+        let head_len = cursor.position() as u8;
+        Out {
+            head,
+            head_len,
+            body,
+        }
+    }
+
+    /// Bytes that are already a complete frame (or several).
+    fn raw(bytes: Bytes) -> Out {
+        Out {
+            head: [0; 10],
+            head_len: 0,
+            body: bytes,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.head_len as usize + self.body.len()
+    }
+}
+
+#[derive(Default)]
+struct Outbound {
+    queue: VecDeque<Out>,
+    /// Bytes of the front frame already written (a partial write).
+    front_written: usize,
+    /// The writer task owns flushing: the socket's send buffer was full.
+    parked: bool,
+    /// The close frame is queued: nothing more is accepted.
+    sealed: bool,
+}
+
+impl Outbound {
+    /// Writes queued frames until the queue is empty (`Ok(true)`) or the socket would block
+    /// (`Ok(false)`). Partial writes resume at the exact byte where they stopped.
+    fn write_to(&mut self, socket: &OwnedWriteHalf) -> io::Result<bool> {
+        while !self.queue.is_empty() {
+            let written = {
+                let mut slices = [IoSlice::new(&[]); FRAMES_PER_WRITE * 2];
+                let mut n = 0;
+                let mut skip = self.front_written;
+                for out in self.queue.iter().take(FRAMES_PER_WRITE) {
+                    for part in [&out.head[..out.head_len as usize], &out.body[..]] {
+                        if skip >= part.len() {
+                            skip -= part.len();
+                            continue;
+                        }
+                        slices[n] = IoSlice::new(&part[skip..]);
+                        skip = 0;
+                        n += 1;
+                    }
+                }
+                let total: usize = slices[..n].iter().map(|s| s.len()).sum();
+                let result = if total <= SMALL_WRITE {
+                    // One contiguous write: cheaper than a gather for the kernel
+                    // (measured) and the copy is a few hundred bytes.
+                    let mut buf = [0u8; SMALL_WRITE];
+                    let mut at = 0;
+                    for s in &slices[..n] {
+                        buf[at..at + s.len()].copy_from_slice(s);
+                        at += s.len();
+                    }
+                    socket.try_write(&buf[..at])
+                } else {
+                    socket.try_write_vectored(&slices[..n])
+                };
+                match result {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(w) => w,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) => return Err(e),
+                }
+            };
+            let mut left = written + self.front_written;
+            self.front_written = 0;
+            while let Some(front) = self.queue.front() {
+                if left < front.len() {
+                    self.front_written = left;
+                    break;
+                }
+                left -= front.len();
+                self.queue.pop_front();
+            }
+        }
+        Ok(true)
+    }
+}
+
 struct Shared {
     id: SocketId,
-    /// Frames waiting for the writer; never longer than `capacity`.
-    queue: Mutex<VecDeque<Message>>,
     capacity: usize,
-    /// Wakes the writer when the queue stops being empty (stores a permit if it is busy).
-    ready: Notify,
-    /// Cancelled once the connection must end; `reason` is set first.
-    closing: CancellationToken,
+    out: Mutex<Outbound>,
+    /// `None` only for handles made in unit tests: frames then just queue.
+    socket: Option<OwnedWriteHalf>,
+    /// Wakes the writer task when it must take over (parked) or close.
+    parked: Notify,
+    // (The writer waits on `parked` alone: polling the cancellation token there would take
+    // its lock on every wake-up, which the profile showed.)
+    /// Set once the connection must end; the first reason wins.
     reason: OnceLock<CloseReason>,
+    /// The session waiting in [`ConnectionHandle::closed`]. A per-connection waker, not a
+    /// cancellation token: that would take a lock on every poll, i.e. on every frame read.
+    session: AtomicWaker,
+}
+
+/// What a push left for the caller to do.
+#[must_use]
+enum Pushed {
+    /// The queue was empty: the caller must flush it.
+    Flush,
+    /// Queued behind frames that somebody else is flushing, or dropped (closing/full).
+    Done,
 }
 
 /// A cheap-clone handle to one live connection.
@@ -48,15 +189,16 @@ struct Shared {
 pub struct ConnectionHandle(Arc<Shared>);
 
 impl ConnectionHandle {
-    /// A handle whose queue holds at most `capacity` frames.
-    pub fn new(id: SocketId, capacity: usize) -> ConnectionHandle {
+    /// A handle writing to `socket`, whose queue holds at most `capacity` frames.
+    pub fn new(id: SocketId, capacity: usize, socket: Option<OwnedWriteHalf>) -> ConnectionHandle {
         ConnectionHandle(Arc::new(Shared {
             id,
-            queue: Mutex::new(VecDeque::new()),
             capacity,
-            ready: Notify::new(),
-            closing: CancellationToken::new(),
+            out: Mutex::new(Outbound::default()),
+            socket,
+            parked: Notify::new(),
             reason: OnceLock::new(),
+            session: AtomicWaker::new(),
         }))
     }
 
@@ -64,66 +206,220 @@ impl ConnectionHandle {
         self.0.id
     }
 
-    /// Queues a text frame without waiting. A full queue means the client cannot keep up:
-    /// it is closed with 4100 rather than letting it slow the sender or grow memory.
+    /// Sends a text frame now: queues it and, unless frames are already waiting (then it goes
+    /// out with them), writes the queue to the socket before returning. Never waits.
     pub fn send_text(&self, text: Utf8Bytes) {
-        self.send(Message::Text(text));
+        if let Pushed::Flush = self.push(Out::text(text.into())) {
+            self.flush();
+        }
     }
 
-    /// Queues any frame, with the same slow-consumer policy as [`Self::send_text`].
-    pub fn send(&self, msg: Message) {
-        let was_empty = {
-            let mut q = self.0.queue.lock();
-            if q.len() >= self.0.capacity {
-                None
-            } else {
-                q.push_back(msg);
-                Some(q.len() == 1)
-            }
-        };
-        match was_empty {
-            Some(true) => self.0.ready.notify_one(),
-            Some(false) => {}
-            None => self.close(CloseReason {
+    /// Sends bytes that already form complete frames (pings, pongs, close replies).
+    pub fn send_raw(&self, frames: Bytes) {
+        if let Pushed::Flush = self.push(Out::raw(frames)) {
+            self.flush();
+        }
+    }
+
+    /// Queues a text frame; with `Pushed::Flush` the caller owes a [`Self::flush`].
+    fn push(&self, out: Out) -> Pushed {
+        let mut st = self.0.out.lock();
+        if st.sealed {
+            return Pushed::Done;
+        }
+        if st.queue.len() >= self.0.capacity {
+            drop(st);
+            self.close(CloseReason {
                 last_frame: None,
                 code: Some((
                     CLOSE_SLOW_CONSUMER,
                     "Client too slow: outbound queue full".into(),
                 )),
                 flush_queue: false,
-            }),
+            });
+            return Pushed::Done;
+        }
+        let was_empty = st.queue.is_empty();
+        st.queue.push_back(out);
+        if was_empty && !st.parked {
+            Pushed::Flush
+        } else {
+            Pushed::Done
         }
     }
 
-    /// Moves every queued frame into `into` (which should be empty), in order.
-    pub fn take_queued(&self, into: &mut VecDeque<Message>) {
-        std::mem::swap(&mut *self.0.queue.lock(), into);
+    /// Writes what is queued. If the socket is full, the writer task takes over.
+    pub fn flush(&self) {
+        let Some(socket) = &self.0.socket else { return };
+        let mut st = self.0.out.lock();
+        if st.parked {
+            return;
+        }
+        match st.write_to(socket) {
+            Ok(true) => {}
+            Ok(false) => {
+                st.parked = true;
+                drop(st);
+                self.0.parked.notify_one();
+            }
+            Err(_) => {
+                drop(st);
+                self.close_now();
+            }
+        }
     }
 
-    /// Resolves when frames may have been queued since the last [`Self::take_queued`].
-    pub async fn ready(&self) {
-        self.0.ready.notified().await
+    /// Lets the writer task write what is queued (a large fan-out; see [`Flushes`]).
+    fn hand_to_writer(&self) {
+        if self.0.socket.is_none() {
+            return;
+        }
+        let mut st = self.0.out.lock();
+        if st.parked || st.queue.is_empty() {
+            return;
+        }
+        st.parked = true;
+        drop(st);
+        self.0.parked.notify_one();
+    }
+
+    /// Ends the connection because its socket failed: nothing more can be written.
+    fn close_now(&self) {
+        self.close(CloseReason {
+            last_frame: None,
+            code: None,
+            flush_queue: false,
+        });
     }
 
     /// Asks the writer to end the connection. The first reason wins.
     pub fn close(&self, reason: CloseReason) {
         if self.0.reason.set(reason).is_ok() {
-            self.0.closing.cancel();
+            self.0.session.wake();
+            self.0.parked.notify_one();
         }
     }
 
-    /// Resolves once [`Self::close`] was called. Cancel-safe.
+    /// Resolves once [`Self::close`] was called. Cancel-safe; for one waiter (the session).
     pub async fn closed(&self) {
-        self.0.closing.cancelled().await
+        std::future::poll_fn(|cx| {
+            if self.is_closing() {
+                return Poll::Ready(());
+            }
+            self.0.session.register(cx.waker());
+            // Checked again: a close between the first check and `register` woke nobody.
+            if self.is_closing() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
     }
 
     pub fn is_closing(&self) -> bool {
-        self.0.closing.is_cancelled()
+        self.0.reason.get().is_some()
     }
 
     /// The reason given to [`Self::close`], if any.
     pub fn close_reason(&self) -> Option<&CloseReason> {
         self.0.reason.get()
+    }
+
+    // ---- for the writer task ----
+
+    /// Resolves when the writer has work: flushing handed over, or closing (check
+    /// [`Self::is_closing`]). A wake-up that came while it was busy is kept for later.
+    pub(super) async fn wake(&self) {
+        self.0.parked.notified().await
+    }
+
+    pub(super) fn socket(&self) -> Option<&OwnedWriteHalf> {
+        self.0.socket.as_ref()
+    }
+
+    /// Flushes on behalf of the writer: `Ok(true)` once the queue is empty (then senders
+    /// flush for themselves again), `Ok(false)` while the socket is still full.
+    pub(super) fn flush_parked(&self) -> io::Result<bool> {
+        let Some(socket) = &self.0.socket else {
+            return Ok(true);
+        };
+        let mut st = self.0.out.lock();
+        let drained = st.write_to(socket)?;
+        st.parked = !drained;
+        Ok(drained)
+    }
+
+    /// Queues the last frames and seals the queue: unless `reason.flush_queue`, frames not yet
+    /// started are dropped first (a partly written frame is always finished, or the client
+    /// would read garbage). Afterwards only the writer writes.
+    pub(super) fn seal(&self, reason: Option<&CloseReason>) {
+        let mut st: MutexGuard<'_, Outbound> = self.0.out.lock();
+        if st.sealed {
+            return;
+        }
+        if !reason.is_some_and(|r| r.flush_queue) {
+            let keep = usize::from(st.front_written > 0);
+            st.queue.truncate(keep);
+        }
+        if let Some(text) = reason.and_then(|r| r.last_frame.clone()) {
+            st.queue.push_back(Out::text(Bytes::from(text)));
+        }
+        if let Some((code, text)) = reason.and_then(|r| r.code.clone()) {
+            let frame = Frame::close(Some(
+                tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                    code: code.into(),
+                    reason: text.into(),
+                },
+            ));
+            let mut bytes = Vec::with_capacity(frame.len());
+            frame
+                .format(&mut bytes)
+                .expect("writing to a Vec cannot fail");
+            st.queue.push_back(Out::raw(bytes.into()));
+        }
+        st.sealed = true;
+        st.parked = true;
+    }
+
+    #[cfg(test)]
+    fn queued(&self) -> usize {
+        self.0.out.lock().queue.len()
+    }
+}
+
+/// Frames queued now and written later, after the caller has let go of its locks: a
+/// fan-out queues to every recipient under the channel's lock (so everybody sees one order)
+/// and writes the sockets outside it, when this is dropped (so no path can strand a queue).
+#[derive(Default)]
+pub struct Flushes(Vec<ConnectionHandle>);
+
+impl Flushes {
+    /// Queues `text` for `handle`; the write happens when this is dropped.
+    pub fn send_text(&mut self, handle: &ConnectionHandle, text: Utf8Bytes) {
+        if let Pushed::Flush = handle.push(Out::text(text.into())) {
+            self.0.push(handle.clone());
+        }
+    }
+}
+
+/// Above this many owed sockets a fan-out hands the writes to the connections' writer tasks
+/// instead of making them itself: the runtime spreads those over its threads, and each
+/// writer yields once before writing, so frames that other publishers queue meanwhile go out
+/// in the same write (measured: see docs/performance.md).
+const INLINE_FLUSHES: usize = 16;
+
+impl Drop for Flushes {
+    fn drop(&mut self) {
+        if self.0.len() <= INLINE_FLUSHES {
+            for h in self.0.drain(..) {
+                h.flush();
+            }
+        } else {
+            for h in self.0.drain(..) {
+                h.hand_to_writer();
+            }
+        }
     }
 }
 
@@ -133,28 +429,64 @@ mod tests {
 
     #[test]
     fn full_queue_closes_with_4100_and_never_blocks() {
-        let h = ConnectionHandle::new(SocketId::random(), 2);
+        let h = ConnectionHandle::new(SocketId::random(), 2, None);
         for _ in 0..5 {
             h.send_text(Utf8Bytes::from_static("x"));
         }
         assert!(h.is_closing());
         assert_eq!(h.close_reason().unwrap().code.as_ref().unwrap().0, 4100);
-        let mut got = VecDeque::new();
-        h.take_queued(&mut got);
-        assert_eq!(got.len(), 2);
+        assert_eq!(h.queued(), 2);
+    }
+
+    #[test]
+    fn text_frame_headers_use_the_shortest_length_encoding() {
+        for (len, head) in [
+            (5usize, vec![0x81, 5]),
+            (125, vec![0x81, 125]),
+            (126, vec![0x81, 126, 0, 126]),
+            (65535, vec![0x81, 126, 0xff, 0xff]),
+            (65536, vec![0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
+        ] {
+            let out = Out::text(Bytes::from(vec![b'a'; len]));
+            assert_eq!(&out.head[..out.head_len as usize], &head[..], "len {len}");
+            assert_eq!(out.len(), head.len() + len);
+        }
     }
 
     #[tokio::test]
-    async fn ready_fires_for_a_push_made_while_the_writer_was_busy() {
-        let h = ConnectionHandle::new(SocketId::random(), 8);
-        h.send_text(Utf8Bytes::from_static("a"));
-        // The permit stored by the push is consumed here, as a writer waking up would.
-        h.ready().await;
-        let mut got = VecDeque::new();
-        h.take_queued(&mut got);
-        h.send_text(Utf8Bytes::from_static("b"));
-        tokio::time::timeout(std::time::Duration::from_secs(1), h.ready())
+    async fn writes_resume_mid_frame_and_keep_order_when_the_socket_fills() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
             .await
-            .expect("woken");
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (_rd, wr) = server.into_split();
+        let h = ConnectionHandle::new(SocketId::random(), 100_000, Some(wr));
+        // Far more than the socket buffers hold while nobody reads: the queue parks.
+        let frames: Vec<String> = (0..20_000).map(|i| format!("{i:05}{}", "y".repeat(995))).collect();
+        for f in &frames {
+            h.send_text(Utf8Bytes::from(f.clone()));
+        }
+        assert!(h.0.out.lock().parked, "a full socket hands over to the writer");
+        let writer = {
+            let h = h.clone();
+            tokio::spawn(async move {
+                loop {
+                    if h.flush_parked().unwrap() {
+                        break;
+                    }
+                    h.socket().unwrap().writable().await.unwrap();
+                }
+            })
+        };
+        let mut got = vec![0u8; frames.len() * 1004];
+        client.read_exact(&mut got).await.unwrap();
+        writer.await.unwrap();
+        for (i, chunk) in got.chunks(1004).enumerate() {
+            assert_eq!(&chunk[..4], &[0x81, 126, 0x03, 0xe8], "frame {i} header");
+            assert_eq!(&chunk[4..9], format!("{i:05}").as_bytes(), "frame {i} in order");
+        }
+        assert_eq!(h.queued(), 0);
     }
 }

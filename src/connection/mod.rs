@@ -1,9 +1,10 @@
 //! One WebSocket connection: its id, its handle, its reader (session) and its writer.
 
 pub mod handle;
+mod inbound;
 pub mod session;
 pub mod socket_id;
 mod writer;
 
-pub use handle::{CloseReason, ConnectionHandle};
+pub use handle::{CloseReason, ConnectionHandle, Flushes};
 pub use socket_id::SocketId;

@@ -6,16 +6,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, debug_span, Instrument};
 
-use super::handle::{CloseReason, ConnectionHandle};
+use super::handle::{CloseReason, ConnectionHandle, Flushes};
+use super::inbound::Inbound;
 use super::writer;
 use crate::apps::{ClientEvents, RateLimit};
 use crate::auth;
@@ -29,8 +32,19 @@ use crate::users::SignedInUser;
 
 /// Close code and text for a message over `max_message_size` (as Reverb).
 const CLOSE_TOO_BIG: (u16, &str) = (1009, "Maximum message size exceeded");
+/// An empty WebSocket ping frame (server to client: unmasked).
+const WS_PING: &[u8] = &[0x89, 0x00];
 /// Close code when the rate limit terminates a connection (pusher-js backs off, reconnects).
 const CLOSE_RATE_LIMITED: u16 = 4100;
+
+/// Ends a connection with `pusher:error` and a close frame with `code`, after what is queued.
+pub fn close_reason(err: &PusherError, code: u16) -> CloseReason {
+    CloseReason {
+        last_frame: Some(server::error(err)),
+        code: Some((code, err.to_string())),
+        flush_queue: true,
+    }
+}
 
 /// Sends `pusher:error` and a close frame with the same code to a client refused at handshake.
 pub async fn reject<S>(mut ws: WebSocketStream<S>, err: PusherError)
@@ -52,21 +66,24 @@ where
     .await;
 }
 
-/// Runs an accepted connection to its end.
-pub async fn run<S>(
-    ws: WebSocketStream<S>,
+/// Runs an accepted connection to its end. `prefix` holds bytes read past the upgrade
+/// request, which belong to the WebSocket stream.
+pub async fn run(
+    tcp: TcpStream,
+    prefix: Bytes,
+    config: WebSocketConfig,
     state: Arc<State>,
     app: Arc<AppRuntime>,
     slot: ConnectionSlot,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sink, stream) = ws.split();
+) {
+    let (read, write) = tcp.into_split();
     let capacity = state.config.outbound_queue;
-    let handle = app.register(|id| ConnectionHandle::new(id, capacity));
+    let handle = app.register(|id| ConnectionHandle::new(id, capacity, Some(write)));
+    let inbound = Inbound::new(prefix, read, handle.clone());
+    let stream = WebSocketStream::from_raw_socket(inbound, Role::Server, Some(config)).await;
     // A debug span: disabled (and free) unless debug logging is on.
     let span = debug_span!("conn", socket_id = %handle.id(), app_id = %app.app.id);
-    let writer = tokio::spawn(writer::run(sink, handle.clone()));
+    let writer = tokio::spawn(writer::run(handle.clone()));
     let mut session = Session {
         state,
         app,
@@ -116,11 +133,7 @@ impl Session {
     }
 
     fn close_with(&self, err: &PusherError, code: u16) {
-        self.handle.close(CloseReason {
-            last_frame: Some(server::error(err)),
-            code: Some((code, err.to_string())),
-            flush_queue: true,
-        });
+        self.handle.close(close_reason(err, code));
     }
 
     async fn read_loop<St>(&mut self, mut stream: St)
@@ -145,21 +158,19 @@ impl Session {
                 .unwrap_or(Duration::from_secs(86400 * 365));
         let auth_timer = tokio::time::sleep_until(auth_deadline);
         tokio::pin!(auth_timer);
-        // Created once rather than per frame: each creation registers a waiter.
-        let shutdown_token = self.state.shutdown.clone();
-        let shutdown = shutdown_token.cancelled();
-        tokio::pin!(shutdown);
+        // Shutdown closes every registered connection (`State::close_all`); this one may have
+        // registered just after that sweep.
+        if self.state.shutdown.is_cancelled() {
+            self.close_with(&PusherError::ShuttingDown, 4200);
+            return;
+        }
         let handle = self.handle.clone();
         let closed = handle.closed();
         tokio::pin!(closed);
         loop {
-            // Every branch is cancel-safe: a token wait, a timer, and `StreamExt::next`.
+            // Every branch is cancel-safe: the close wait, timers, and `StreamExt::next`.
             tokio::select! {
                 biased;
-                _ = &mut shutdown => {
-                    self.close_with(&PusherError::ShuttingDown, 4200);
-                    return;
-                }
                 _ = &mut closed => return,
                 _ = &mut auth_timer, if !self.authorized => {
                     debug!("not authorized within timeout");
@@ -176,7 +187,7 @@ impl Session {
                         }
                         Some(at) if last_seen <= at => timer.as_mut().reset(at + pong_timeout),
                         _ if now >= last_seen + ping_interval => {
-                            self.handle.send(if ws_pings { Message::Ping(Default::default()) } else { Message::text(server::PING) });
+                            if ws_pings { self.handle.send_raw(Bytes::from_static(WS_PING)) } else { self.send(server::PING.to_owned()) }
                             ping_sent = Some(now);
                             timer.as_mut().reset(now + pong_timeout);
                         }
@@ -385,10 +396,12 @@ impl Session {
         }
         let user_id = membership.and_then(|m| m.as_deref());
         let text = server::client_event(event, channel, data, user_id).into();
+        // Written when `out` drops, at the end of this call.
+        let mut out = Flushes::default();
         let n = self
             .app
             .channels
-            .publish(channel, false, &text, Some(self.handle.id()));
+            .publish(channel, false, &text, Some(self.handle.id()), &mut out);
         debug!(
             event,
             channel,

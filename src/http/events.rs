@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use super::error::ApiError;
 use crate::channel::ChannelKind;
 use crate::config::Config;
-use crate::connection::SocketId;
+use crate::connection::{Flushes, SocketId};
 use crate::dispatch;
 use crate::protocol::names::{is_valid_socket_id, validate_channel_name, MAX_EVENT_NAME};
 use crate::state::AppRuntime;
@@ -162,8 +162,8 @@ pub fn channel_attributes(app: &AppRuntime, channel: &str, info: &[String]) -> M
     attrs
 }
 
-fn publish(app: &AppRuntime, ev: &Event) -> Map<String, Value> {
-    dispatch::publish(app, &ev.channels, &ev.name, &ev.data, ev.except);
+fn publish(app: &AppRuntime, ev: &Event, out: &mut Flushes) -> Map<String, Value> {
+    dispatch::publish(app, &ev.channels, &ev.name, &ev.data, ev.except, out);
     let mut out = Map::new();
     if !ev.info.is_empty() {
         for c in &ev.channels {
@@ -177,9 +177,15 @@ fn publish(app: &AppRuntime, ev: &Event) -> Map<String, Value> {
 }
 
 /// Handles a trigger; the response is `{}` or `{"channels":{..}}` when `info` was asked.
-pub fn trigger(app: &AppRuntime, config: &Config, body: &[u8]) -> Result<Value, ApiError> {
+/// The sockets are written by `out`, after this returns.
+pub fn trigger(
+    app: &AppRuntime,
+    config: &Config,
+    body: &[u8],
+    out: &mut Flushes,
+) -> Result<Value, ApiError> {
     let ev = parse_event(&parse_body(body)?, config, "", false)?;
-    let channels = publish(app, &ev);
+    let channels = publish(app, &ev, out);
     Ok(if ev.info.is_empty() {
         Value::Object(Map::new())
     } else {
@@ -187,8 +193,14 @@ pub fn trigger(app: &AppRuntime, config: &Config, body: &[u8]) -> Result<Value, 
     })
 }
 
-/// Handles a batch: every item is validated before any is published.
-pub fn batch(app: &AppRuntime, config: &Config, body: &[u8]) -> Result<Value, ApiError> {
+/// Handles a batch: every item is validated before any is published. The sockets are
+/// written by `out`, after this returns.
+pub fn batch(
+    app: &AppRuntime,
+    config: &Config,
+    body: &[u8],
+    out: &mut Flushes,
+) -> Result<Value, ApiError> {
     let obj = parse_body(body)?;
     let items = match obj.get("batch") {
         Some(Value::Array(items)) => items,
@@ -219,7 +231,7 @@ pub fn batch(app: &AppRuntime, config: &Config, body: &[u8]) -> Result<Value, Ap
     let results: Vec<Value> = events
         .iter()
         .map(|ev| {
-            let mut attrs = publish(app, ev);
+            let mut attrs = publish(app, ev, out);
             attrs
                 .remove(&ev.channels[0])
                 .unwrap_or_else(|| Value::Object(Map::new()))

@@ -22,6 +22,7 @@ use tracing::debug;
 use error::{json_response, ApiError};
 use signature::parse_query;
 
+use crate::connection::Flushes;
 use crate::state::{AppRuntime, State};
 
 /// Time allowed for a request body to arrive once the headers are read.
@@ -107,8 +108,15 @@ async fn api_call(
     )?;
     let config = &state.config;
     match tail {
-        ["events"] => ok(events::trigger(app, config, &body)?),
-        ["batch_events"] => ok(events::batch(app, config, &body)?),
+        ["events"] | ["batch_events"] => {
+            // The sockets are written (or handed to their writers) when `out` drops.
+            let mut out = Flushes::default();
+            if tail == ["events"] {
+                ok(events::trigger(app, config, &body, &mut out)?)
+            } else {
+                ok(events::batch(app, config, &body, &mut out)?)
+            }
+        }
         ["channels"] => ok(channels::list(app, &params)?),
         ["channels", name] => ok(channels::show(app, name, &params)?),
         ["channels", name, "users"] => ok(channels::users(app, name)?),

@@ -12,7 +12,8 @@ use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
-use tracing::debug;
+use tokio::net::TcpStream;
+use tracing::{debug, warn};
 
 use super::error::ApiError;
 use super::signature::{param, parse_query};
@@ -111,13 +112,25 @@ pub fn upgrade(
             .read_buffer_size(READ_BUFFER)
             .max_message_size(Some(max))
             .max_frame_size(Some(max));
-        let ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                .await;
         match outcome {
-            Outcome::Accept(app, slot) => session::run(ws, st, app, slot).await,
+            Outcome::Accept(app, slot) => {
+                // Accepted sessions write to the TCP socket directly, so they need it back.
+                match upgraded.downcast::<TokioIo<TcpStream>>() {
+                    Ok(parts) => {
+                        session::run(parts.io.into_inner(), parts.read_buf, config, st, app, slot)
+                            .await
+                    }
+                    Err(_) => warn!("upgraded connection is not a TCP stream; dropped"),
+                }
+            }
             Outcome::Reject(err, _) => {
                 debug!(code = err.code(), reason = %err, "handshake refused");
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await;
                 session::reject(ws, err).await
             }
         }
