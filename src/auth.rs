@@ -4,6 +4,8 @@
 //! Pure functions: they take the secret and the exact bytes, do no lookups, and compare with
 //! the MAC's constant-time check, never with `==`.
 
+use std::borrow::Cow;
+
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use sha2::Sha256;
@@ -22,10 +24,12 @@ pub fn sign(secret: &str, message: &str) -> String {
 }
 
 /// Constant-time check that `signature_hex` is the HMAC of `message` under `secret`.
+/// (Hex digits of either case.)
 pub fn verify(secret: &str, message: &str, signature_hex: &str) -> bool {
-    let Ok(sig) = hex::decode(signature_hex) else {
+    let mut sig = [0u8; 32];
+    if hex::decode_to_slice(signature_hex, &mut sig).is_err() {
         return false;
-    };
+    }
     let mut m = mac(secret);
     m.update(message.as_bytes());
     m.verify_slice(&sig).is_ok()
@@ -66,20 +70,40 @@ pub fn md5_hex(body: &[u8]) -> String {
 /// The HTTP API string to sign: method, path, and every query parameter except
 /// `auth_signature`, names lower-cased, sorted by name, joined `name=value` with `&`,
 /// values not re-escaped (`params` must already be percent-decoded).
-pub fn api_string_to_sign(method: &str, path: &str, params: &[(String, String)]) -> String {
-    let mut sorted: Vec<(String, &str)> = params
+pub fn api_string_to_sign<K, V>(method: &str, path: &str, params: &[(K, V)]) -> String
+where
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
+    let mut sorted: Vec<(Cow<'_, str>, &str)> = params
         .iter()
-        .filter(|(k, _)| k != "auth_signature")
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str()))
+        .map(|(k, v)| (k.as_ref(), v.as_ref()))
+        .filter(|(k, _)| *k != "auth_signature")
+        .map(|(k, v)| {
+            let k = if k.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(k.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(k)
+            };
+            (k, v)
+        })
         .collect();
-    sorted.sort();
-    let query: Vec<String> = sorted.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!(
-        "{}\n{}\n{}",
-        method.to_ascii_uppercase(),
-        path,
-        query.join("&")
-    )
+    sorted.sort_unstable();
+    let len = sorted.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>();
+    let mut out = String::with_capacity(method.len() + path.len() + 2 + len);
+    out.extend(method.chars().map(|c| c.to_ascii_uppercase()));
+    out.push('\n');
+    out.push_str(path);
+    out.push('\n');
+    for (i, (k, v)) in sorted.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
+    }
+    out
 }
 
 #[cfg(test)]

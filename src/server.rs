@@ -64,6 +64,8 @@ async fn serve_connection(stream: tokio::net::TcpStream, state: Arc<State>) {
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
+        // One buffer per response, written with one `write`, rather than a gather.
+        .writev(false)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);

@@ -8,8 +8,11 @@ pub mod signature;
 pub mod users;
 mod websocket;
 
+use std::borrow::Cow;
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -55,13 +58,13 @@ fn only(method: &Method, allowed: Method, allow: &'static str) -> Result<(), Api
 }
 
 /// A signed API request for `app`; `tail` is the path after `/apps/{id}`.
-async fn api_call(
+async fn api_call<'a>(
     state: &State,
     app: &AppRuntime,
     tail: &[&str],
     req: Request<Incoming>,
-    rest: &str,
-    full_path: &str,
+    rest: &'a str,
+    full_path: &'a str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let method = req.method().clone();
     let (allowed, allow) = match tail {
@@ -75,27 +78,28 @@ async fn api_call(
     };
     only(&method, allowed, allow)?;
     let query = req.uri().query().unwrap_or("").to_owned();
-    let body = tokio::time::timeout(BODY_TIMEOUT, read_body(req, state.config.max_request_size))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "The request body did not arrive in time",
-            )
-        })??;
+    // A timer only for a body still on its way: most arrive with their head.
+    let mut reading = std::pin::pin!(read_body(req, state.config.max_request_size));
+    let body = match std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await {
+        Poll::Ready(body) => body?,
+        Poll::Pending => tokio::time::timeout(BODY_TIMEOUT, reading)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "The request body did not arrive in time",
+                )
+            })??,
+    };
     let params = parse_query(&query);
-    let decoded_rest = percent_decode_str(rest).decode_utf8_lossy().into_owned();
-    let decoded_full = percent_decode_str(full_path)
-        .decode_utf8_lossy()
-        .into_owned();
+    let decode = |s: &'a str| match s.contains('%') {
+        true => percent_decode_str(s).decode_utf8_lossy(),
+        false => Cow::Borrowed(s),
+    };
+    let (decoded_rest, decoded_full) = (decode(rest), decode(full_path));
     // Clients sign the decoded path without the prefix (PHP SDK) or with it; accept
     // the raw form too for clients that sign what they send.
-    let mut paths = vec![
-        decoded_rest.as_str(),
-        decoded_full.as_str(),
-        rest,
-        full_path,
-    ];
+    let mut paths = vec![&*decoded_rest, &*decoded_full, rest, full_path];
     paths.sort_unstable();
     paths.dedup();
     signature::verify(
@@ -180,7 +184,9 @@ async fn route(
 
 /// Reads the body, refusing requests whose head and body together exceed `limit` bytes.
 async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
-    let head: usize = req.uri().to_string().len()
+    let uri = req.uri();
+    let head: usize = uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
         + req
             .headers()
             .iter()

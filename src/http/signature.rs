@@ -2,27 +2,27 @@
 //! sorted query, the `auth_key` check, the timestamp window and the `body_md5` rules that
 //! accept the PHP, Node and Python SDKs alike.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::error::ApiError;
 use crate::apps::App;
 use crate::auth;
 
-/// Decoded query parameters of a request, in order.
-pub type Params = Vec<(String, String)>;
+/// Decoded query parameters of a request, in order; borrowed from the query unless
+/// decoding changed them.
+pub type Params<'q> = Vec<(Cow<'q, str>, Cow<'q, str>)>;
 
 /// Percent-decodes a query string (`+` is a space).
-pub fn parse_query(query: &str) -> Params {
-    form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect()
+pub fn parse_query(query: &str) -> Params<'_> {
+    form_urlencoded::parse(query.as_bytes()).collect()
 }
 
-pub fn param<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
+pub fn param<'a>(params: &'a Params<'_>, name: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+        .map(|(_, v)| v.as_ref())
 }
 
 /// Checks a request against `app`. `paths` are the decoded paths a client may have signed:
@@ -31,7 +31,7 @@ pub fn verify(
     app: &App,
     method: &str,
     paths: &[&str],
-    params: &Params,
+    params: &Params<'_>,
     body: &[u8],
     window: Option<Duration>,
 ) -> Result<(), ApiError> {
@@ -62,7 +62,7 @@ pub fn verify(
     if !body.is_empty() {
         let md5 = param(params, "body_md5")
             .ok_or_else(|| ApiError::unauthorized("Missing body_md5 for a request with a body"))?;
-        if md5.to_ascii_lowercase() != auth::md5_hex(body) {
+        if !md5.eq_ignore_ascii_case(&auth::md5_hex(body)) {
             return Err(ApiError::unauthorized("body_md5 does not match the body"));
         }
     }
@@ -70,7 +70,7 @@ pub fn verify(
         auth::verify(
             &app.secret,
             &auth::api_string_to_sign(method, path, params),
-            &signature.to_ascii_lowercase(),
+            signature,
         )
     });
     if signed {
