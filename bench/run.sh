@@ -6,7 +6,9 @@
 #   bench/run.sh                  # every scenario, 3 runs each
 #   RUNS=1 bench/run.sh fanout-100 trigger
 #
-# Scenarios: idle fanout-100 fanout-flat channels trigger whisper
+# Scenarios: idle fanout-100 fanout-flat channels trigger whisper, and on request
+# fanout-flat-4 (flat out with 4 publishers instead of 16) and floor (no server: the kernel's
+# own cost of one small write per socket, the lower bound for unbatched fan-out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
@@ -44,10 +46,12 @@ for scenario in "${scenarios[@]}"; do
     case "$scenario" in
       idle) bench idle --connections 19000 ;;
       fanout-100) bench fanout --subscribers 1000 --rate 100 --size 100 --duration "$DURATION" ;;
-      fanout-flat) bench fanout --subscribers 1000 --rate 0 --size 100 --duration "$DURATION" ;;
+      fanout-flat) bench fanout --subscribers 1000 --rate 0 --size 100 --duration "$DURATION" --publishers 16 ;;
+      fanout-flat-4) bench fanout --subscribers 1000 --rate 0 --size 100 --duration "$DURATION" --publishers 4 ;;
       channels) bench channels --channels 1000 --per-channel 5 --size 100 --duration "$DURATION" ;;
       trigger) bench trigger --concurrency 16 --duration "$DURATION" ;;
       whisper) bench whisper --pairs 200 --rate 5 --duration "$DURATION" ;;
+      floor) target/release/resound-bench --label "run $run" floor --sockets 1000 --rate 100 --size 100 --duration 5 ;;
       *) echo "unknown scenario $scenario" >&2; exit 2 ;;
     esac
     stop_server

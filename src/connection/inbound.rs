@@ -21,6 +21,12 @@ pub struct Inbound {
 
 impl Inbound {
     pub fn new(prefix: Bytes, read: OwnedReadHalf, out: ConnectionHandle) -> Inbound {
+        // `prefix` is a view into hyper's read buffer (8 KiB or more): copy the few bytes it
+        // holds, or the whole buffer would stay allocated for the life of the connection.
+        let prefix = match prefix.is_empty() {
+            true => Bytes::new(),
+            false => Bytes::copy_from_slice(&prefix),
+        };
         Inbound { prefix, read, out }
     }
 }
@@ -53,5 +59,32 @@ impl AsyncWrite for Inbound {
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::SocketId;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn serves_the_prefix_first_and_does_not_keep_hypers_buffer() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (read, write) = accepted.unwrap().0.into_split();
+        let handle = ConnectionHandle::new(SocketId::random(), 8, Some(write));
+        let mut buffer = bytes::BytesMut::with_capacity(8192);
+        buffer.extend_from_slice(b"GET / ...\r\n\r\nAB");
+        let buffer = buffer.freeze();
+        let prefix = buffer.slice(buffer.len() - 2..);
+        let mut inbound = Inbound::new(prefix, read, handle);
+        assert!(buffer.is_unique(), "the 8 KiB buffer must not stay referenced");
+        let mut client = client.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"CD").await.unwrap();
+        let mut got = [0u8; 4];
+        inbound.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"ABCD");
     }
 }

@@ -614,6 +614,7 @@ fn main() {
                 };
                 let mut v = delivery_run(t.clone(), subs, subscribers as u64, load).await;
                 v["subscribers"] = json!(subscribers);
+                v["publishers"] = json!(publishers);
                 v["rate"] = json!(if rate == 0 {
                     "flat-out".to_owned()
                 } else {
@@ -643,6 +644,7 @@ fn main() {
                 };
                 let mut v = delivery_run(t.clone(), subs, per_channel as u64, load).await;
                 v["channels"] = json!(channels);
+                v["publishers"] = json!(publishers);
                 v["per_channel"] = json!(per_channel);
                 ("channels", v)
             }
