@@ -153,3 +153,60 @@ async fn bad_http_requests_do_not_disturb_delivery() {
     }
     good.expect_nothing().await;
 }
+
+/// Fan-outs above the inline threshold go through each connection's writer task; concurrent
+/// publishers share its writes. Every subscriber must still get every event, each publisher's
+/// in its order, and a frame too big for one write must arrive whole.
+#[tokio::test]
+async fn large_concurrent_fanouts_reach_everyone_whole_and_in_order() {
+    let mut config = config_with(app());
+    config.max_event_size = 200_000;
+    config.max_request_size = 1_000_000;
+    let server = TestServer::start_with(config).await;
+    let (subscribers, publishers, each) = (40, 4, 50);
+    let mut clients = Vec::new();
+    for _ in 0..subscribers {
+        let mut c = server.connected().await;
+        c.subscribe_public("crowd").await;
+        clients.push(c);
+    }
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                let mut next = vec![0; publishers];
+                for _ in 0..publishers * each {
+                    let v = c.recv().await;
+                    let data = v["data"].as_str().unwrap().to_owned();
+                    let (p, i) = data.split_once('-').unwrap();
+                    let (p, i): (usize, usize) = (p.parse().unwrap(), i.parse().unwrap());
+                    assert_eq!(i, next[p], "publisher {p}'s events in order");
+                    next[p] += 1;
+                }
+                let big = c.recv().await;
+                assert_eq!(big["data"].as_str().unwrap().len(), 150_000);
+            })
+        })
+        .collect();
+    let sends: Vec<_> = (0..publishers)
+        .map(|p| {
+            let api = server.http();
+            tokio::spawn(async move {
+                for i in 0..each {
+                    api.trigger(&["crowd"], "e", &format!("{p}-{i}"), None).await;
+                }
+            })
+        })
+        .collect();
+    for s in sends {
+        s.await.unwrap();
+    }
+    let big = "z".repeat(150_000);
+    server.http().trigger(&["crowd"], "e", &big, None).await;
+    for r in readers {
+        tokio::time::timeout(Duration::from_secs(20), r)
+            .await
+            .expect("every subscriber got every event")
+            .unwrap();
+    }
+}
