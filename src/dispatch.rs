@@ -20,9 +20,9 @@ pub fn publish(
     channels
         .iter()
         .map(|channel| {
-            let text = server::channel_event(event, channel, data).into();
+            let text = || server::channel_event(event, channel, data).into();
             let cache = ChannelKind::from_name(channel).cache;
-            app.channels.publish(channel, cache, &text, except, out)
+            app.channels.publish(channel, cache, text, except, out)
         })
         .sum()
 }

@@ -198,22 +198,24 @@ impl ChannelRegistry {
         &self,
         name: &str,
         cache: bool,
-        text: &Utf8Bytes,
+        text: impl FnOnce() -> Utf8Bytes,
         except: Option<SocketId>,
         out: &mut Flushes,
     ) -> usize {
         if cache {
+            let text = text();
             let mut ch = self.channels.entry(name.to_owned()).or_default();
             ch.cached = Some((text.clone(), Instant::now()));
-            ch.send_all(text, except, out);
+            ch.send_all(&text, except, out);
             return ch.subscribers.len();
         }
         match self.channels.get(name) {
-            Some(ch) => {
-                ch.send_all(text, except, out);
+            // Serialized only when somebody will receive it.
+            Some(ch) if !ch.subscribers.is_empty() => {
+                ch.send_all(&text(), except, out);
                 ch.subscribers.len()
             }
-            None => 0,
+            _ => 0,
         }
     }
 

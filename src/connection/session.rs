@@ -395,13 +395,13 @@ impl Session {
             return Err(PusherError::NotMember);
         }
         let user_id = membership.and_then(|m| m.as_deref());
-        let text = server::client_event(event, channel, data, user_id).into();
+        let text = || server::client_event(event, channel, data, user_id).into();
         // Written when `out` drops, at the end of this call.
         let mut out = Flushes::default();
         let n = self
             .app
             .channels
-            .publish(channel, false, &text, Some(self.handle.id()), &mut out);
+            .publish(channel, false, text, Some(self.handle.id()), &mut out);
         debug!(
             event,
             channel,

@@ -36,9 +36,10 @@ pub async fn handle(
     req: Request<Incoming>,
     state: Arc<State>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    // For the failure log: a method and a URI clone are reference counts, not copies.
+    let (method, uri) = (req.method().clone(), req.uri().clone());
     let resp = route(req, &state).await.unwrap_or_else(|e| {
+        let path = uri.path();
         debug!(%method, path, status = e.status.as_u16(), error = e.message, "request failed");
         e.into_response()
     });
