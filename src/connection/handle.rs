@@ -45,6 +45,8 @@ pub struct CloseReason {
 /// Close code for a client whose outbound queue is full (pusher-js backs off 1 s and reconnects).
 pub const CLOSE_SLOW_CONSUMER: u16 = 4100;
 
+/// Queue slots an idle connection keeps allocated.
+const KEEP_SLOTS: usize = 16;
 /// Writes up to this size are copied into one buffer instead of gathered.
 const SMALL_WRITE: usize = 2048;
 /// Frames gathered into one `writev` at most (two slices each).
@@ -153,6 +155,10 @@ impl Outbound {
                 left -= front.len();
                 self.queue.pop_front();
             }
+        }
+        // A burst may have grown the queue to `capacity` slots; an idle connection keeps few.
+        if self.queue.capacity() > KEEP_SLOTS {
+            self.queue.shrink_to(KEEP_SLOTS);
         }
         Ok(true)
     }
@@ -488,5 +494,9 @@ mod tests {
             assert_eq!(&chunk[4..9], format!("{i:05}").as_bytes(), "frame {i} in order");
         }
         assert_eq!(h.queued(), 0);
+        assert!(
+            h.0.out.lock().queue.capacity() <= KEEP_SLOTS,
+            "a drained queue gives back what the burst allocated"
+        );
     }
 }
