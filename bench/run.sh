@@ -7,7 +7,7 @@
 #   RUNS=1 bench/run.sh fanout-100 trigger
 #
 # Scenarios: idle fanout-100 fanout-flat channels trigger whisper, and on request
-# fanout-flat-4 (flat out with 4 publishers instead of 16) and floor (no server: the kernel's
+# fanout-flat-4 and fanout-flat-1 (flat out with 4 or 1 publishers instead of 16) and floor (no server: the kernel's
 # own cost of one small write per socket, the lower bound for unbatched fan-out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +48,7 @@ for scenario in "${scenarios[@]}"; do
       fanout-100) bench fanout --subscribers 1000 --rate 100 --size 100 --duration "$DURATION" ;;
       fanout-flat) bench fanout --subscribers 1000 --rate 0 --size 100 --duration "$DURATION" --publishers 16 ;;
       fanout-flat-4) bench fanout --subscribers 1000 --rate 0 --size 100 --duration "$DURATION" --publishers 4 ;;
+      fanout-flat-1) bench fanout --subscribers 1000 --rate 0 --size 100 --duration "$DURATION" --publishers 1 ;;
       channels) bench channels --channels 1000 --per-channel 5 --size 100 --duration "$DURATION" ;;
       trigger) bench trigger --concurrency 16 --duration "$DURATION" ;;
       whisper) bench whisper --pairs 200 --rate 5 --duration "$DURATION" ;;
