@@ -46,9 +46,9 @@ for scenario in "${scenarios[@]}"; do
     case "$scenario" in
       idle) bench idle --connections 19000 ;;
       fanout-100) bench fanout --subscribers 1000 --rate 100 --size 100 --duration "$DURATION" ;;
-      fanout-flat) bench fanout --subscribers 1000 --rate 0 --size 100 --duration "$DURATION" --publishers 16 ;;
-      fanout-flat-4) bench fanout --subscribers 1000 --rate 0 --size 100 --duration "$DURATION" --publishers 4 ;;
-      fanout-flat-1) bench fanout --subscribers 1000 --rate 0 --size 100 --duration "$DURATION" --publishers 1 ;;
+      fanout-flat) bench fanout --subscribers 1000 --rate 0 --size 100 --duration "$DURATION" --publishers 16 --publisher-thread ;;
+      fanout-flat-4) bench fanout --subscribers 1000 --rate 0 --size 100 --duration "$DURATION" --publishers 4 --publisher-thread ;;
+      fanout-flat-1) bench fanout --subscribers 1000 --rate 0 --size 100 --duration "$DURATION" --publishers 1 --publisher-thread ;;
       channels) bench channels --channels 1000 --per-channel 5 --size 100 --duration "$DURATION" ;;
       trigger) bench trigger --concurrency 16 --duration "$DURATION" ;;
       whisper) bench whisper --pairs 200 --rate 5 --duration "$DURATION" ;;

@@ -36,6 +36,9 @@ struct Cli {
     /// Free-form label copied into the output
     #[arg(long, default_value = "")]
     label: String,
+    /// Delivery scenarios: publish from a second generator thread instead of the receivers'
+    #[arg(long, global = true)]
+    publisher_thread: bool,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -112,6 +115,7 @@ struct Target {
     secret: String,
     pid: u32,
     epoch: Instant,
+    publisher_thread: bool,
 }
 
 /// CPU seconds (user, system) a process has used; USER_HZ is 100 on Linux.
@@ -394,7 +398,23 @@ async fn delivery_run(t: Arc<Target>, subs: Vec<Ws>, per_trigger: u64, load: Loa
     let stop = CancellationToken::new();
     let receivers = spawn_receivers(&t, subs, &delivered, &stop);
     let cpu = CpuWindow::start(t.pid);
-    let sent = publish(&t, &load).await;
+    // With `--publisher-thread` the publishers get a thread of their own, as a backend
+    // publishes from its own processes: on the receivers' thread a trigger's response waits
+    // behind the frames it caused, which throttles a lone flat-out publisher.
+    let sent = if !t.publisher_thread {
+        publish(&t, &load).await
+    } else {
+        let t = t.clone();
+        tokio::task::spawn_blocking(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("publisher runtime")
+                .block_on(publish(&t, &load))
+        })
+        .await
+        .expect("publisher thread")
+    };
     let expected = sent * per_trigger;
     let mut v = finish(
         &t,
@@ -583,8 +603,10 @@ fn main() {
         secret: cli.secret,
         pid: cli.server_pid,
         epoch: Instant::now(),
+        publisher_thread: cli.publisher_thread,
     });
-    // The generator runs on one thread so that it leaves the other core to the server.
+    // The generator reads on one thread so that it leaves the other core to the server
+    // (publishers, in the delivery scenarios, get a second one).
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -615,6 +637,7 @@ fn main() {
                 let mut v = delivery_run(t.clone(), subs, subscribers as u64, load).await;
                 v["subscribers"] = json!(subscribers);
                 v["publishers"] = json!(publishers);
+                v["publisher_thread"] = json!(t.publisher_thread);
                 v["rate"] = json!(if rate == 0 {
                     "flat-out".to_owned()
                 } else {
