@@ -252,3 +252,25 @@ async fn not_a_websocket_request_gets_426_json() {
     assert_eq!(r.status, 426);
     assert!(r.json()["error"].as_str().unwrap().contains("WebSocket"));
 }
+
+/// RFC 6455 5.5.1: a close frame from the client is answered with one (pusher-js and
+/// browsers otherwise see an unclean 1006 close).
+#[tokio::test]
+async fn client_close_is_answered_with_a_close_frame() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    let server = TestServer::start().await;
+    let mut client = server.connected().await;
+    client
+        .ws
+        .send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        })))
+        .await
+        .unwrap();
+    match client.next_seen(Duration::from_secs(5)).await {
+        Some(Seen::Closed(Some(1000), _)) => {}
+        other => panic!("expected the close reply, saw {other:?}"),
+    }
+}

@@ -97,9 +97,13 @@ pub async fn run(
         debug!("connection open");
         // Cleanup must run even if handling a frame panicked, or the connection's entries
         // would stay in the registries.
-        let _ = std::panic::AssertUnwindSafe(session.read_loop(stream))
+        let mut stream = stream;
+        let _ = std::panic::AssertUnwindSafe(session.read_loop(&mut stream))
             .catch_unwind()
             .await;
+        // tungstenite writes its reply to a client's close frame only on the next read or
+        // flush: flush it into the queue, where it goes out before the connection ends.
+        let _ = SinkExt::flush(&mut stream).await;
         session.cleanup();
         let _ = writer.await;
         drop(slot);
@@ -136,7 +140,7 @@ impl Session {
         self.handle.close(close_reason(err, code));
     }
 
-    async fn read_loop<St>(&mut self, mut stream: St)
+    async fn read_loop<St>(&mut self, stream: &mut St)
     where
         St: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
     {
