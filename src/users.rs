@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::connection::{ConnectionHandle, SocketId};
+use crate::connection::{ConnectionHandle, Flushes, SocketId};
 use crate::protocol::{server, PusherError};
 
 /// Most watchlist entries honoured per user.
@@ -133,6 +133,8 @@ impl UserRegistry {
     }
 
     fn notify(&self, user_id: &str, online: bool) {
+        // Declared before the entry: the sockets are written after its lock is released.
+        let mut out = Flushes::default();
         if let Some(watchers) = self.watchers.get(user_id) {
             let ids = [user_id];
             let text = if online {
@@ -142,7 +144,7 @@ impl UserRegistry {
             };
             let text = text.into();
             for h in watchers.values() {
-                h.send_text(Clone::clone(&text));
+                out.send_text(h, Clone::clone(&text));
             }
         }
     }
