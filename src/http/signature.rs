@@ -15,7 +15,7 @@ pub type Params<'q> = Vec<(Cow<'q, str>, Cow<'q, str>)>;
 
 /// Percent-decodes a query string (`+` is a space).
 pub fn parse_query(query: &str) -> Params<'_> {
-    if query.contains(['%', '+']) {
+    if query.bytes().any(|b| b == b'%' || b == b'+') {
         return form_urlencoded::parse(query.as_bytes()).collect();
     }
     // Nothing to decode (the usual signed API query): split it in place, as
