@@ -89,7 +89,10 @@ where
         })
         .collect();
     sorted.sort_unstable();
-    let len = sorted.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>();
+    let len = sorted
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 2)
+        .sum::<usize>();
     let mut out = String::with_capacity(method.len() + path.len() + 2 + len);
     out.extend(method.chars().map(|c| c.to_ascii_uppercase()));
     out.push('\n');

@@ -193,7 +193,8 @@ async fn large_concurrent_fanouts_reach_everyone_whole_and_in_order() {
             let api = server.http();
             tokio::spawn(async move {
                 for i in 0..each {
-                    api.trigger(&["crowd"], "e", &format!("{p}-{i}"), None).await;
+                    api.trigger(&["crowd"], "e", &format!("{p}-{i}"), None)
+                        .await;
                 }
             })
         })

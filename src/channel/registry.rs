@@ -180,7 +180,11 @@ impl ChannelRegistry {
                         _ => None,
                     };
                     if let Some(m) = gone {
-                        ch.send_all(&server::member_removed(name, &m.user_id).into(), None, &mut out);
+                        ch.send_all(
+                            &server::member_removed(name, &m.user_id).into(),
+                            None,
+                            &mut out,
+                        );
                     }
                     self.count_changed(name, ChannelKind::from_name(name), &mut ch, &mut out);
                     true

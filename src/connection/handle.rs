@@ -372,12 +372,10 @@ impl ConnectionHandle {
             st.queue.push_back(Out::text(Bytes::from(text)));
         }
         if let Some((code, text)) = reason.and_then(|r| r.code.clone()) {
-            let frame = Frame::close(Some(
-                tokio_tungstenite::tungstenite::protocol::CloseFrame {
-                    code: code.into(),
-                    reason: text.into(),
-                },
-            ));
+            let frame = Frame::close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: code.into(),
+                reason: text.into(),
+            }));
             let mut bytes = Vec::with_capacity(frame.len());
             frame
                 .format(&mut bytes)
@@ -470,11 +468,16 @@ mod tests {
         let (_rd, wr) = server.into_split();
         let h = ConnectionHandle::new(SocketId::random(), 100_000, Some(wr));
         // Far more than the socket buffers hold while nobody reads: the queue parks.
-        let frames: Vec<String> = (0..20_000).map(|i| format!("{i:05}{}", "y".repeat(995))).collect();
+        let frames: Vec<String> = (0..20_000)
+            .map(|i| format!("{i:05}{}", "y".repeat(995)))
+            .collect();
         for f in &frames {
             h.send_text(Utf8Bytes::from(f.clone()));
         }
-        assert!(h.0.out.lock().parked, "a full socket hands over to the writer");
+        assert!(
+            h.0.out.lock().parked,
+            "a full socket hands over to the writer"
+        );
         let writer = {
             let h = h.clone();
             tokio::spawn(async move {
@@ -491,7 +494,11 @@ mod tests {
         writer.await.unwrap();
         for (i, chunk) in got.chunks(1004).enumerate() {
             assert_eq!(&chunk[..4], &[0x81, 126, 0x03, 0xe8], "frame {i} header");
-            assert_eq!(&chunk[4..9], format!("{i:05}").as_bytes(), "frame {i} in order");
+            assert_eq!(
+                &chunk[4..9],
+                format!("{i:05}").as_bytes(),
+                "frame {i} in order"
+            );
         }
         assert_eq!(h.queued(), 0);
         assert!(

@@ -48,7 +48,11 @@ impl AsyncRead for Inbound {
 }
 
 impl AsyncWrite for Inbound {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.out.send_raw(Bytes::copy_from_slice(buf));
         Poll::Ready(Ok(buf.len()))
     }
@@ -80,9 +84,14 @@ mod tests {
         let buffer = buffer.freeze();
         let prefix = buffer.slice(buffer.len() - 2..);
         let mut inbound = Inbound::new(prefix, read, handle);
-        assert!(buffer.is_unique(), "the 8 KiB buffer must not stay referenced");
+        assert!(
+            buffer.is_unique(),
+            "the 8 KiB buffer must not stay referenced"
+        );
         let mut client = client.unwrap();
-        tokio::io::AsyncWriteExt::write_all(&mut client, b"CD").await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"CD")
+            .await
+            .unwrap();
         let mut got = [0u8; 4];
         inbound.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"ABCD");
