@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::connection::{ConnectionHandle, Flushes, SocketId};
+use crate::connection::{ConnectionHandle, Flushes, Outgoing, SocketId};
 use crate::protocol::{server, PusherError};
 
 /// Most watchlist entries honoured per user.
@@ -142,9 +142,9 @@ impl UserRegistry {
             } else {
                 server::watchlist_events(&[], &ids)
             };
-            let text = text.into();
+            let frame = Outgoing::text(text.into());
             for h in watchers.values() {
-                out.send_text(h, Clone::clone(&text));
+                out.send(h, frame.clone());
             }
         }
     }

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::presence::{Presence, PresenceMember};
 use super::ChannelKind;
-use crate::connection::{ConnectionHandle, Flushes, SocketId};
+use crate::connection::{ConnectionHandle, Flushes, Outgoing, SocketId};
 use crate::protocol::server;
 
 struct Subscriber {
@@ -37,9 +37,10 @@ struct Channel {
 impl Channel {
     /// Queues `text` for every subscriber but `except`; `out` writes the sockets later.
     fn send_all(&self, text: &Utf8Bytes, except: Option<SocketId>, out: &mut Flushes) {
+        let frame = Outgoing::text(text.clone());
         for (id, sub) in &self.subscribers {
             if Some(*id) != except {
-                out.send_text(&sub.handle, text.clone());
+                out.send(&sub.handle, frame.clone());
             }
         }
     }
@@ -150,13 +151,14 @@ impl ChannelRegistry {
             Some(p) if kind.presence => p.snapshot_json(),
             _ => "{}".to_owned(),
         };
-        out.send_text(handle, server::subscription_succeeded(name, &data).into());
+        let reply = server::subscription_succeeded(name, &data).into();
+        out.send(handle, Outgoing::text(reply));
         if kind.cache {
             match &ch.cached {
                 Some((text, at)) if at.elapsed() < self.cache_ttl => {
-                    out.send_text(handle, text.clone())
+                    out.send(handle, Outgoing::text(text.clone()))
                 }
-                _ => out.send_text(handle, server::cache_miss(name).into()),
+                _ => out.send(handle, Outgoing::text(server::cache_miss(name).into())),
             }
         }
         if fresh {

@@ -53,15 +53,21 @@ const SMALL_WRITE: usize = 2048;
 const FRAMES_PER_WRITE: usize = 64;
 
 /// One queued frame: its WebSocket header, and a payload shared with every other recipient.
-struct Out {
+/// Built once per broadcast; a clone per recipient copies the header and counts a reference.
+#[derive(Clone)]
+pub struct Outgoing {
     head: [u8; 10],
     head_len: u8,
     body: Bytes,
 }
 
-impl Out {
-    /// A server-to-client text frame (unmasked, final) around `body`.
-    fn text(body: Bytes) -> Out {
+impl Outgoing {
+    /// A server-to-client text frame (unmasked, final) around `text`.
+    pub fn text(text: Utf8Bytes) -> Outgoing {
+        Outgoing::text_bytes(text.into())
+    }
+
+    fn text_bytes(body: Bytes) -> Outgoing {
         let mut head = [0u8; 10];
         let header = FrameHeader {
             opcode: OpCode::Data(Data::Text),
@@ -72,7 +78,7 @@ impl Out {
             .format(body.len() as u64, &mut cursor)
             .expect("a frame header fits in 10 bytes");
         let head_len = cursor.position() as u8;
-        Out {
+        Outgoing {
             head,
             head_len,
             body,
@@ -80,8 +86,8 @@ impl Out {
     }
 
     /// Bytes that are already a complete frame (or several).
-    fn raw(bytes: Bytes) -> Out {
-        Out {
+    fn raw(bytes: Bytes) -> Outgoing {
+        Outgoing {
             head: [0; 10],
             head_len: 0,
             body: bytes,
@@ -95,7 +101,7 @@ impl Out {
 
 #[derive(Default)]
 struct Outbound {
-    queue: VecDeque<Out>,
+    queue: VecDeque<Outgoing>,
     /// Bytes of the front frame already written (a partial write).
     front_written: usize,
     /// The writer task owns flushing: the socket's send buffer was full.
@@ -215,20 +221,22 @@ impl ConnectionHandle {
     /// Sends a text frame now: queues it and, unless frames are already waiting (then it goes
     /// out with them), writes the queue to the socket before returning. Never waits.
     pub fn send_text(&self, text: Utf8Bytes) {
-        if let Pushed::Flush = self.push(Out::text(text.into())) {
-            self.flush();
-        }
+        self.send(Outgoing::text(text));
     }
 
     /// Sends bytes that already form complete frames (pings, pongs, close replies).
     pub fn send_raw(&self, frames: Bytes) {
-        if let Pushed::Flush = self.push(Out::raw(frames)) {
+        self.send(Outgoing::raw(frames));
+    }
+
+    fn send(&self, out: Outgoing) {
+        if let Pushed::Flush = self.push(out) {
             self.flush();
         }
     }
 
-    /// Queues a text frame; with `Pushed::Flush` the caller owes a [`Self::flush`].
-    fn push(&self, out: Out) -> Pushed {
+    /// Queues a frame; with `Pushed::Flush` the caller owes a [`Self::flush`].
+    fn push(&self, out: Outgoing) -> Pushed {
         let mut st = self.0.out.lock();
         if st.sealed {
             return Pushed::Done;
@@ -255,7 +263,7 @@ impl ConnectionHandle {
     }
 
     /// Writes what is queued. If the socket is full, the writer task takes over.
-    pub fn flush(&self) {
+    fn flush(&self) {
         let Some(socket) = &self.0.socket else { return };
         let mut st = self.0.out.lock();
         if st.parked {
@@ -263,11 +271,7 @@ impl ConnectionHandle {
         }
         match st.write_to(socket) {
             Ok(true) => {}
-            Ok(false) => {
-                st.parked = true;
-                drop(st);
-                self.0.parked.notify_one();
-            }
+            Ok(false) => self.park(st),
             Err(_) => {
                 drop(st);
                 self.close_now();
@@ -280,17 +284,21 @@ impl ConnectionHandle {
         if self.0.socket.is_none() {
             return;
         }
-        let mut st = self.0.out.lock();
-        if st.parked || st.queue.is_empty() {
-            return;
+        let st = self.0.out.lock();
+        if !st.parked && !st.queue.is_empty() {
+            self.park(st);
         }
+    }
+
+    /// Makes the writer task responsible for the queue, and wakes it.
+    fn park(&self, mut st: MutexGuard<'_, Outbound>) {
         st.parked = true;
         drop(st);
         self.0.parked.notify_one();
     }
 
     /// Ends the connection because its socket failed: nothing more can be written.
-    fn close_now(&self) {
+    pub(super) fn close_now(&self) {
         self.close(CloseReason {
             last_frame: None,
             code: None,
@@ -360,7 +368,7 @@ impl ConnectionHandle {
     /// started are dropped first (a partly written frame is always finished, or the client
     /// would read garbage). Afterwards only the writer writes.
     pub(super) fn seal(&self, reason: Option<&CloseReason>) {
-        let mut st: MutexGuard<'_, Outbound> = self.0.out.lock();
+        let mut st = self.0.out.lock();
         if st.sealed {
             return;
         }
@@ -369,7 +377,7 @@ impl ConnectionHandle {
             st.queue.truncate(keep);
         }
         if let Some(text) = reason.and_then(|r| r.last_frame.clone()) {
-            st.queue.push_back(Out::text(Bytes::from(text)));
+            st.queue.push_back(Outgoing::text_bytes(Bytes::from(text)));
         }
         if let Some((code, text)) = reason.and_then(|r| r.code.clone()) {
             let frame = Frame::close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
@@ -380,7 +388,7 @@ impl ConnectionHandle {
             frame
                 .format(&mut bytes)
                 .expect("writing to a Vec cannot fail");
-            st.queue.push_back(Out::raw(bytes.into()));
+            st.queue.push_back(Outgoing::raw(bytes.into()));
         }
         st.sealed = true;
         st.parked = true;
@@ -399,9 +407,9 @@ impl ConnectionHandle {
 pub struct Flushes(Vec<ConnectionHandle>);
 
 impl Flushes {
-    /// Queues `text` for `handle`; the write happens when this is dropped.
-    pub fn send_text(&mut self, handle: &ConnectionHandle, text: Utf8Bytes) {
-        if let Pushed::Flush = handle.push(Out::text(text.into())) {
+    /// Queues `frame` for `handle`; the write happens when this is dropped.
+    pub fn send(&mut self, handle: &ConnectionHandle, frame: Outgoing) {
+        if let Pushed::Flush = handle.push(frame) {
             self.0.push(handle.clone());
         }
     }
@@ -451,7 +459,7 @@ mod tests {
             (65535, vec![0x81, 126, 0xff, 0xff]),
             (65536, vec![0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
         ] {
-            let out = Out::text(Bytes::from(vec![b'a'; len]));
+            let out = Outgoing::text_bytes(Bytes::from(vec![b'a'; len]));
             assert_eq!(&out.head[..out.head_len as usize], &head[..], "len {len}");
             assert_eq!(out.len(), head.len() + len);
         }

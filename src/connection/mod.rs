@@ -6,5 +6,5 @@ pub mod session;
 pub mod socket_id;
 mod writer;
 
-pub use handle::{CloseReason, ConnectionHandle, Flushes};
+pub use handle::{CloseReason, ConnectionHandle, Flushes, Outgoing};
 pub use socket_id::SocketId;

@@ -80,7 +80,7 @@ pub async fn run(
     let capacity = state.config.outbound_queue;
     let handle = app.register(|id| ConnectionHandle::new(id, capacity, Some(write)));
     let inbound = Inbound::new(prefix, read, handle.clone());
-    let stream = WebSocketStream::from_raw_socket(inbound, Role::Server, Some(config)).await;
+    let mut stream = WebSocketStream::from_raw_socket(inbound, Role::Server, Some(config)).await;
     // A debug span: disabled (and free) unless debug logging is on.
     let span = debug_span!("conn", socket_id = %handle.id(), app_id = %app.app.id);
     let writer = tokio::spawn(writer::run(handle.clone()));
@@ -97,7 +97,6 @@ pub async fn run(
         debug!("connection open");
         // Cleanup must run even if handling a frame panicked, or the connection's entries
         // would stay in the registries.
-        let mut stream = stream;
         let _ = std::panic::AssertUnwindSafe(session.read_loop(&mut stream))
             .catch_unwind()
             .await;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::handle::{CloseReason, ConnectionHandle};
+use super::handle::ConnectionHandle;
 
 /// Time allowed for the last frames (error and close) to reach a client.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -54,11 +54,7 @@ pub(super) async fn run(handle: ConnectionHandle) {
             Drained::Closing => break,
             Drained::Failed => {
                 // The socket is gone: make sure the session ends too.
-                handle.close(CloseReason {
-                    last_frame: None,
-                    code: None,
-                    flush_queue: false,
-                });
+                handle.close_now();
                 return;
             }
         }

@@ -113,15 +113,15 @@ async fn api_call<'a>(
     )?;
     let config = &state.config;
     match tail {
-        ["events"] | ["batch_events"] => {
-            // The sockets are written (or handed to their writers) when `out` drops.
-            let mut out = Flushes::default();
-            if tail == ["events"] {
-                ok(events::trigger(app, config, &body, &mut out)?)
-            } else {
-                ok(events::batch(app, config, &body, &mut out)?)
-            }
-        }
+        // The sockets are written (or handed to their writers) when the `Flushes` drops, at
+        // the end of the statement.
+        ["events"] => ok(events::trigger(
+            app,
+            config,
+            &body,
+            &mut Flushes::default(),
+        )?),
+        ["batch_events"] => ok(events::batch(app, config, &body, &mut Flushes::default())?),
         ["channels"] => ok(channels::list(app, &params)?),
         ["channels", name] => ok(channels::show(app, name, &params)?),
         ["channels", name, "users"] => ok(channels::users(app, name)?),

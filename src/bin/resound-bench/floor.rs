@@ -15,11 +15,7 @@ use serde_json::{json, Value};
 
 /// (user, system) CPU seconds of the calling thread.
 fn thread_cpu() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) as f64 / 100.0;
-    (field(11), field(12))
+    super::cpu_split("thread-self")
 }
 
 pub fn run(sockets: usize, rate: u64, size: usize, duration: u64) -> Value {
