@@ -47,6 +47,41 @@ pub struct Config {
     pub apps: Vec<App>,
     /// True when no app was configured and the built-in development app is used.
     pub dev_app: bool,
+    /// Multi-node scaling over Redis pub/sub; `None` runs a single node.
+    pub scaling: Option<Scaling>,
+}
+
+/// `REVERB_SCALING_*` and the `REDIS_*` connection.
+#[derive(Clone)]
+pub struct Scaling {
+    /// The pub/sub channel every node of the cluster shares.
+    pub channel: String,
+    /// `redis://[user:password@]host:port/db`, the password included.
+    pub url: String,
+    /// How long connecting may take.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Scaling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scaling")
+            .field("channel", &self.channel)
+            .field("url", &redact(&self.url))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// The URL with any password replaced, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 impl Default for Config {
@@ -69,6 +104,7 @@ impl Default for Config {
             debug: false,
             apps: vec![App::new(DEV_APP.0, DEV_APP.1, DEV_APP.2)],
             dev_app: true,
+            scaling: None,
         }
     }
 }
@@ -118,6 +154,15 @@ const SETTINGS: &[Setting] = &[
     s("RESOUND_SHUTDOWN_TIMEOUT", "shutdown-timeout", "shutdown_timeout", false, "Seconds allowed for a graceful shutdown [default: 10]"),
     s("RESOUND_MAX_CHANNELS_PER_CONNECTION", "max-channels-per-connection", "max_channels_per_connection", false, "Channels one connection may be subscribed to at once [default: 1000]"),
     s("RESOUND_WORKERS", "workers", "workers", false, "Worker threads, 0 = one per CPU core [default: 0]"),
+    s("REVERB_SCALING_ENABLED", "scaling", "scaling_enabled", false, "Share events, presence and queries with other nodes over Redis pub/sub [default: false]"),
+    s("REVERB_SCALING_CHANNEL", "scaling-channel", "scaling_channel", false, "Redis pub/sub channel shared by the nodes [default: reverb]"),
+    s("REDIS_URL", "redis-url", "redis_url", false, "Redis for scaling, redis://[user:password@]host:port/db; overrides the REDIS_* parts"),
+    s("REDIS_HOST", "redis-host", "redis_host", false, "Redis host for scaling [default: 127.0.0.1]"),
+    s("REDIS_PORT", "redis-port", "redis_port", false, "Redis port for scaling [default: 6379]"),
+    s("REDIS_USERNAME", "redis-username", "redis_username", false, "Redis ACL user for scaling [default: none]"),
+    s("REDIS_PASSWORD", "redis-password", "redis_password", false, "Redis password for scaling [default: none]"),
+    s("REDIS_DB", "redis-db", "redis_db", false, "Redis database number for scaling [default: 0]"),
+    s("REDIS_TIMEOUT", "redis-timeout", "redis_timeout", false, "Seconds allowed to connect to Redis [default: 60]"),
     s("REVERB_APP_ID", "app-id", "app_id", true, "App id (used in HTTP API paths)"),
     s("REVERB_APP_KEY", "app-key", "key", true, "App key (used by clients in /app/{key})"),
     s("REVERB_APP_SECRET", "app-secret", "secret", true, "App secret (signs channel auth and API requests)"),
@@ -283,7 +328,63 @@ pub fn load(matches: &ArgMatches, cwd: &Path) -> Result<Config, ConfigError> {
         debug: matches.get_flag("debug"),
         apps,
         dev_app,
+        scaling: scaling(l)?,
     })
+}
+
+/// The scaling settings, read only when `REVERB_SCALING_ENABLED` is on (a Laravel `.env`
+/// has `REDIS_*` values for the app's own use too).
+fn scaling(l: &Layers) -> Result<Option<Scaling>, ConfigError> {
+    if !l.boolean("REVERB_SCALING_ENABLED")?.unwrap_or(false) {
+        return Ok(None);
+    }
+    let url = match l.get("REDIS_URL") {
+        Some((url, _)) => url,
+        None => {
+            let enc = |s: &str| {
+                percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string()
+            };
+            let host = l.get("REDIS_HOST").map_or("127.0.0.1".into(), |(v, _)| v);
+            let port = l
+                .parse("REDIS_PORT", "a port number (1-65535)", |v| {
+                    v.parse::<u16>().ok().filter(|p| *p > 0)
+                })?
+                .unwrap_or(6379);
+            let db = l.number("REDIS_DB")?.unwrap_or(0);
+            let user = l.get("REDIS_USERNAME").map(|(v, _)| enc(&v));
+            let password = l.get("REDIS_PASSWORD").map(|(v, _)| enc(&v));
+            let auth = match (user, password) {
+                (None, None) => String::new(),
+                (user, password) => format!(
+                    "{}:{}@",
+                    user.unwrap_or_default(),
+                    password.unwrap_or_default()
+                ),
+            };
+            let host = if host.contains(':') && !host.starts_with('[') {
+                format!("[{host}]")
+            } else {
+                host
+            };
+            format!("redis://{auth}{host}:{port}/{db}")
+        }
+    };
+    if let Err(e) = redis::Client::open(url.as_str()) {
+        return Err(ConfigError(format!(
+            "invalid Redis URL '{}' for scaling: {e}",
+            redact(&url)
+        )));
+    }
+    Ok(Some(Scaling {
+        channel: l
+            .get("REVERB_SCALING_CHANNEL")
+            .map_or("reverb".into(), |(v, _)| v),
+        url,
+        timeout: l
+            .seconds("REDIS_TIMEOUT")?
+            .unwrap_or(Duration::from_secs(60)),
+    }))
 }
 
 fn normalize_path(p: &str) -> String {

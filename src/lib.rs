@@ -8,11 +8,14 @@
 //! - `channel::registry` maps channels to subscribers per app; `dispatch` is the one path
 //!   every HTTP event takes to subscribers (serialized once, shared by all recipients);
 //! - `protocol` and `auth` are pure: message shapes, names, errors and signatures;
+//! - `cluster` shares events, presence and queries with other nodes over Redis pub/sub
+//!   when scaling is enabled;
 //! - `config` and `apps` read and validate settings once, before anything binds.
 
 pub mod apps;
 pub mod auth;
 pub mod channel;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod dispatch;

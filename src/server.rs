@@ -28,6 +28,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
 /// Like [`run`], with state built by the caller (tests inspect it).
 pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
     tokio::spawn(housekeeping(state.clone()));
+    let link = crate::cluster::spawn(state.clone());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -49,6 +50,10 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
     drop(listener);
     info!("shutting down: closing connections");
     state.close_all();
+    if let Some(link) = link {
+        // It says `bye` to the other nodes before the connections' own departures.
+        let _ = tokio::time::timeout(Duration::from_secs(2), link).await;
+    }
     state.tasks.close();
     if tokio::time::timeout(state.config.shutdown_timeout, state.tasks.wait())
         .await

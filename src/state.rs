@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::apps::App;
 use crate::channel::registry::ChannelRegistry;
+use crate::cluster::Bus;
 use crate::config::Config;
 use crate::connection::{session, ConnectionHandle, SocketId};
 use crate::protocol::PusherError;
@@ -24,19 +25,23 @@ pub struct AppRuntime {
     pub users: UserRegistry,
     /// Every open connection of this app (subscribed or not).
     pub connections: DashMap<SocketId, ConnectionHandle>,
+    /// The other nodes, when scaling is enabled.
+    pub bus: Option<Arc<Bus>>,
     /// Connection slots taken, for the `max_connections` quota (an atomic so two handshakes
     /// cannot both take the last slot).
     slots: AtomicUsize,
 }
 
 impl AppRuntime {
-    fn new(app: App, config: &Config) -> AppRuntime {
-        let channels = ChannelRegistry::new(config.cache_ttl, app.subscription_count);
+    fn new(app: App, config: &Config, bus: Option<Arc<Bus>>) -> AppRuntime {
+        let announce = bus.clone().map(|b| (b, app.id.clone()));
+        let channels = ChannelRegistry::new(config.cache_ttl, app.subscription_count, announce);
         AppRuntime {
             app,
             channels,
             users: UserRegistry::default(),
             connections: DashMap::new(),
+            bus,
             slots: AtomicUsize::new(0),
         }
     }
@@ -84,6 +89,8 @@ pub struct State {
     pub shutdown: CancellationToken,
     /// Tracks every connection task so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// The other nodes, when scaling is enabled (see `cluster`).
+    pub bus: Option<Arc<Bus>>,
 }
 
 impl State {
@@ -102,8 +109,9 @@ impl State {
     pub fn new(config: Config) -> State {
         let mut by_id = HashMap::new();
         let mut by_key = HashMap::new();
+        let bus = config.scaling.clone().map(Bus::new);
         for app in &config.apps {
-            let rt = Arc::new(AppRuntime::new(app.clone(), &config));
+            let rt = Arc::new(AppRuntime::new(app.clone(), &config, bus.clone()));
             by_id.insert(app.id.clone(), rt.clone());
             by_key.insert(app.key.clone(), rt);
         }
@@ -113,6 +121,7 @@ impl State {
             by_key,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            bus,
         }
     }
 

@@ -29,15 +29,24 @@ impl PresenceMember {
         }
         let cd: ChannelData =
             serde_json::from_str(data).map_err(|_| PusherError::InvalidMessage)?;
-        let id = match serde_json::from_str::<serde_json::Value>(cd.user_id.get()) {
-            Ok(serde_json::Value::String(s)) if !s.is_empty() => s,
-            Ok(serde_json::Value::Number(n)) => n.to_string(),
-            _ => return Err(PusherError::InvalidMessage),
+        PresenceMember::from_parts(cd.user_id, cd.user_info).ok_or(PusherError::InvalidMessage)
+    }
+
+    /// A member from its two JSON parts, `None` unless `user_id` is a non-empty string or a
+    /// number.
+    pub fn from_parts(
+        user_id: Box<RawValue>,
+        user_info: Option<Box<RawValue>>,
+    ) -> Option<PresenceMember> {
+        let id = match serde_json::from_str::<serde_json::Value>(user_id.get()).ok()? {
+            serde_json::Value::String(s) if !s.is_empty() => s,
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => return None,
         };
-        Ok(PresenceMember {
+        Some(PresenceMember {
             id,
-            user_id: cd.user_id,
-            user_info: cd.user_info,
+            user_id,
+            user_info,
         })
     }
 
@@ -52,36 +61,127 @@ impl PresenceMember {
     }
 }
 
-/// The members of one presence channel.
+/// The members of one presence channel, across the cluster: a user is present while it has
+/// a socket here or another node reports it (see `cluster`).
 #[derive(Debug, Default)]
 pub struct Presence {
-    /// member id -> (member, number of this channel's sockets that belong to the user)
-    members: HashMap<String, (PresenceMember, u32)>,
+    members: HashMap<String, Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    member: PresenceMember,
+    /// This node's sockets in the channel that belong to the user.
+    local: u32,
+    /// Other nodes that report the user in the channel.
+    nodes: Vec<String>,
+}
+
+impl Entry {
+    fn present(&self) -> bool {
+        self.local > 0 || !self.nodes.is_empty()
+    }
+}
+
+/// What a local join changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Joined {
+    /// The user's first socket on this node (tell the other nodes).
+    pub first_local: bool,
+    /// The user was not present anywhere before (announce `member_added`).
+    pub added: bool,
+}
+
+/// What a local leave changed.
+#[derive(Debug)]
+pub struct Left {
+    /// The user's last socket on this node left (tell the other nodes).
+    pub last_local: bool,
+    /// The user is gone everywhere (announce `member_removed`).
+    pub removed: Option<PresenceMember>,
 }
 
 impl Presence {
-    /// Adds one socket of `member`; true when it is the user's first (announce `member_added`).
-    pub fn join(&mut self, member: PresenceMember) -> bool {
-        let entry = self.members.entry(member.id.clone()).or_insert((member, 0));
-        entry.1 += 1;
-        entry.1 == 1
+    /// Adds one local socket of `member`.
+    pub fn join(&mut self, member: PresenceMember) -> Joined {
+        let entry = self.members.entry(member.id.clone()).or_insert(Entry {
+            member,
+            local: 0,
+            nodes: Vec::new(),
+        });
+        entry.local += 1;
+        Joined {
+            first_local: entry.local == 1,
+            added: entry.local == 1 && entry.nodes.is_empty(),
+        }
     }
 
-    /// Removes one socket of user `id`; returns the member when it was the user's last
-    /// (announce `member_removed`).
-    pub fn leave(&mut self, id: &str) -> Option<PresenceMember> {
-        let entry = self.members.get_mut(id)?;
-        entry.1 -= 1;
-        if entry.1 == 0 {
-            self.members.remove(id).map(|(m, _)| m)
-        } else {
-            None
+    /// Removes one local socket of user `id`.
+    pub fn leave(&mut self, id: &str) -> Left {
+        let Some(entry) = self.members.get_mut(id).filter(|e| e.local > 0) else {
+            return Left {
+                last_local: false,
+                removed: None,
+            };
+        };
+        entry.local -= 1;
+        Left {
+            last_local: entry.local == 0,
+            removed: self.remove_if_absent(id),
+        }
+    }
+
+    /// Another node reports `member`; true when the user was not present before.
+    pub fn remote_join(&mut self, node: &str, member: PresenceMember) -> bool {
+        let entry = self.members.entry(member.id.clone()).or_insert(Entry {
+            member,
+            local: 0,
+            nodes: Vec::new(),
+        });
+        let added = !entry.present();
+        if !entry.nodes.iter().any(|n| n == node) {
+            entry.nodes.push(node.to_owned());
+        }
+        added
+    }
+
+    /// Another node no longer has user `id`; the member when it is now gone everywhere.
+    pub fn remote_leave(&mut self, node: &str, id: &str) -> Option<PresenceMember> {
+        self.members.get_mut(id)?.nodes.retain(|n| n != node);
+        self.remove_if_absent(id)
+    }
+
+    /// Ids of the users `node` reports.
+    pub fn ids_on(&self, node: &str) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|(_, e)| e.nodes.iter().any(|n| n == node))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Members with a socket on this node.
+    pub fn local_members(&self) -> impl Iterator<Item = &PresenceMember> {
+        self.members
+            .values()
+            .filter(|e| e.local > 0)
+            .map(|e| &e.member)
+    }
+
+    fn remove_if_absent(&mut self, id: &str) -> Option<PresenceMember> {
+        match self.members.get(id) {
+            Some(e) if !e.present() => self.members.remove(id).map(|e| e.member),
+            _ => None,
         }
     }
 
     /// Unique users.
     pub fn count(&self) -> usize {
         self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
     }
 
     /// String ids of all users.
@@ -94,9 +194,9 @@ impl Presence {
         // user_info goes out as the exact bytes received: no re-parsing per join.
         let mut ids = Vec::with_capacity(self.members.len());
         let mut hash = std::collections::BTreeMap::new();
-        for (id, (m, _)) in &self.members {
-            ids.push(&*m.user_id);
-            hash.insert(id.as_str(), m.user_info.as_deref());
+        for (id, e) in &self.members {
+            ids.push(&*e.member.user_id);
+            hash.insert(id.as_str(), e.member.user_info.as_deref());
         }
         #[derive(serde::Serialize)]
         struct Inner<'a> {
@@ -130,19 +230,51 @@ mod tests {
     #[test]
     fn one_user_two_sockets_counts_once() {
         let mut p = Presence::default();
-        assert!(p.join(member(r#"{"user_id":"1","user_info":{"name":"Taylor"}}"#)));
         assert!(
-            !p.join(member(r#"{"user_id":1}"#)),
+            p.join(member(r#"{"user_id":"1","user_info":{"name":"Taylor"}}"#))
+                .added
+        );
+        assert!(
+            !p.join(member(r#"{"user_id":1}"#)).added,
             "1 and \"1\" are the same member"
         );
         assert_eq!(p.count(), 1);
-        assert!(p.leave("1").is_none());
-        assert_eq!(p.leave("1").unwrap().id, "1");
+        assert!(p.leave("1").removed.is_none());
+        assert_eq!(p.leave("1").removed.unwrap().id, "1");
+        assert!(!p.leave("1").last_local, "an unknown user leaves nothing");
         assert_eq!(p.count(), 0);
         assert_eq!(
             p.snapshot_json(),
             r#"{"presence":{"count":0,"ids":[],"hash":{}}}"#
         );
+    }
+
+    #[test]
+    fn a_user_on_two_nodes_stays_until_gone_from_both() {
+        let mut p = Presence::default();
+        assert!(p.remote_join("b", member(r#"{"user_id":"1"}"#)));
+        assert!(
+            !p.remote_join("b", member(r#"{"user_id":"1"}"#)),
+            "repeats are idempotent"
+        );
+        let j = p.join(member(r#"{"user_id":"1"}"#));
+        assert_eq!(
+            j,
+            Joined {
+                first_local: true,
+                added: false
+            }
+        );
+        assert_eq!(p.ids_on("b"), vec!["1".to_owned()]);
+        let l = p.leave("1");
+        assert!(
+            l.last_local && l.removed.is_none(),
+            "node b still has the user"
+        );
+        assert_eq!(p.local_members().count(), 0);
+        assert_eq!(p.remote_leave("b", "1").unwrap().id, "1");
+        assert!(p.is_empty());
+        assert!(p.remote_leave("b", "1").is_none());
     }
 
     #[test]

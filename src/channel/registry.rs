@@ -6,7 +6,8 @@
 //! Frames are queued while the entry is held (that never waits, so no lock is ever held
 //! across an `.await`); the sockets are written after it is released, through `Flushes`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -15,6 +16,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::presence::{Presence, PresenceMember};
 use super::ChannelKind;
+use crate::cluster::{Bus, Msg};
 use crate::connection::{ConnectionHandle, Flushes, Outgoing, SocketId};
 use crate::protocol::server;
 
@@ -47,6 +49,7 @@ impl Channel {
 
     fn is_idle(&self, now: Instant, ttl: Duration) -> bool {
         self.subscribers.is_empty()
+            && self.presence.as_ref().is_none_or(Presence::is_empty)
             && self
                 .cached
                 .as_ref()
@@ -74,16 +77,23 @@ pub struct ChannelRegistry {
     /// Whether subscribers of non-presence channels get `subscription_count`.
     subscription_count: bool,
     /// Channels whose count changed while throttled; flushed by [`Self::flush_counts`].
-    counts_pending: Mutex<std::collections::HashSet<String>>,
+    counts_pending: Mutex<HashSet<String>>,
+    /// With scaling: the bus and this app's id, to tell the other nodes about presence.
+    bus: Option<(Arc<Bus>, String)>,
 }
 
 impl ChannelRegistry {
-    pub fn new(cache_ttl: Duration, subscription_count: bool) -> ChannelRegistry {
+    pub fn new(
+        cache_ttl: Duration,
+        subscription_count: bool,
+        bus: Option<(Arc<Bus>, String)>,
+    ) -> ChannelRegistry {
         ChannelRegistry {
             channels: DashMap::new(),
             cache_ttl,
             subscription_count,
             counts_pending: Default::default(),
+            bus,
         }
     }
 
@@ -135,8 +145,21 @@ impl ChannelRegistry {
             let member_id = member.as_ref().map(|m| m.id.clone());
             if let Some(m) = member {
                 let announce = server::member_added(name, &m.user_id, m.user_info.as_deref());
-                if ch.presence.get_or_insert_with(Presence::default).join(m) {
+                let tell = self.bus.as_ref().map(|(bus, app)| {
+                    let msg = Msg::Join {
+                        app: app.clone(),
+                        channel: name.to_owned(),
+                        user_id: m.user_id.clone(),
+                        user_info: m.user_info.clone(),
+                    };
+                    (bus, msg)
+                });
+                let joined = ch.presence.get_or_insert_with(Presence::default).join(m);
+                if joined.added {
                     ch.send_all(&Utf8Bytes::from(announce), Some(id), &mut out);
+                }
+                if let Some((bus, msg)) = tell.filter(|_| joined.first_local) {
+                    bus.send(msg);
                 }
             }
             ch.subscribers.insert(
@@ -177,10 +200,20 @@ impl ChannelRegistry {
             Some(mut ch) => match ch.subscribers.remove(&id) {
                 None => false,
                 Some(sub) => {
-                    let gone = match (sub.member_id, ch.presence.as_mut()) {
-                        (Some(mid), Some(p)) => p.leave(&mid),
+                    let left = match (sub.member_id, ch.presence.as_mut()) {
+                        (Some(mid), Some(p)) => Some((p.leave(&mid), mid)),
                         _ => None,
                     };
+                    let gone = left.and_then(|(left, mid)| {
+                        if let Some((bus, app)) = self.bus.as_ref().filter(|_| left.last_local) {
+                            bus.send(Msg::Leave {
+                                app: app.clone(),
+                                channel: name.to_owned(),
+                                id: mid,
+                            });
+                        }
+                        left.removed
+                    });
                     if let Some(m) = gone {
                         ch.send_all(
                             &server::member_removed(name, &m.user_id).into(),
@@ -223,6 +256,78 @@ impl ChannelRegistry {
             }
             _ => 0,
         }
+    }
+
+    /// Another node's user joined presence channel `name`: `member_added` here when the user
+    /// was not present anywhere yet.
+    pub fn remote_join(&self, node: &str, name: &str, member: PresenceMember) {
+        if !ChannelKind::from_name(name).presence {
+            return;
+        }
+        let mut out = Flushes::default();
+        let mut ch = self.channels.entry(name.to_owned()).or_default();
+        let announce = server::member_added(name, &member.user_id, member.user_info.as_deref());
+        let presence = ch.presence.get_or_insert_with(Presence::default);
+        if presence.remote_join(node, member) {
+            ch.send_all(&announce.into(), None, &mut out);
+        }
+    }
+
+    /// Another node's user left presence channel `name`: `member_removed` here when the
+    /// user is now gone everywhere.
+    pub fn remote_leave(&self, node: &str, name: &str, id: &str) {
+        let now = Instant::now();
+        let mut out = Flushes::default();
+        if let Some(mut ch) = self.channels.get_mut(name) {
+            if let Some(m) = ch.presence.as_mut().and_then(|p| p.remote_leave(node, id)) {
+                ch.send_all(
+                    &server::member_removed(name, &m.user_id).into(),
+                    None,
+                    &mut out,
+                );
+            }
+        }
+        self.channels
+            .remove_if(name, |_, ch| ch.is_idle(now, self.cache_ttl));
+    }
+
+    /// Makes `members` (channel, member) the whole of what `node` reports, announcing only
+    /// the differences. An empty list drops the node.
+    pub fn replace_node(&self, node: &str, members: Vec<(String, PresenceMember)>) {
+        let mut keep: HashMap<&str, HashSet<&str>> = HashMap::new();
+        for (channel, m) in &members {
+            keep.entry(channel).or_default().insert(&m.id);
+        }
+        let reported: Vec<(String, Vec<String>)> = self
+            .channels
+            .iter()
+            .filter_map(|c| Some((c.key().clone(), c.presence.as_ref()?.ids_on(node))))
+            .filter(|(_, ids)| !ids.is_empty())
+            .collect();
+        for (channel, ids) in reported {
+            for id in ids {
+                if !keep
+                    .get(channel.as_str())
+                    .is_some_and(|k| k.contains(id.as_str()))
+                {
+                    self.remote_leave(node, &channel, &id);
+                }
+            }
+        }
+        for (channel, m) in members {
+            self.remote_join(node, &channel, m);
+        }
+    }
+
+    /// Presence members with a socket on this node, per channel.
+    pub fn local_presence(&self) -> Vec<(String, PresenceMember)> {
+        let mut out = Vec::new();
+        for ch in self.channels.iter() {
+            if let Some(p) = &ch.presence {
+                out.extend(p.local_members().map(|m| (ch.key().clone(), m.clone())));
+            }
+        }
+        out
     }
 
     /// Connections that joined a presence channel as member `user_id`.

@@ -405,6 +405,15 @@ impl Session {
             .app
             .channels
             .publish(channel, false, text, Some(self.handle.id()), &mut out);
+        if let Some(bus) = &self.app.bus {
+            bus.send(crate::cluster::Msg::Client {
+                app: self.app.app.id.clone(),
+                channel: channel.to_owned(),
+                event: event.to_owned(),
+                data: data.map(ToOwned::to_owned),
+                user_id: user_id.map(ToOwned::to_owned),
+            });
+        }
         debug!(
             event,
             channel,

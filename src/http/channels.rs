@@ -1,11 +1,14 @@
 //! Read-only queries: channel lists, one channel, presence users, connection counts.
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
 use super::events::channel_attributes;
 use super::signature::{param, Params};
 use crate::channel::ChannelKind;
+use crate::cluster::local_counts;
 use crate::protocol::names::validate_channel_name;
 use crate::state::AppRuntime;
 
@@ -25,28 +28,49 @@ fn checked_name(name: &str) -> Result<(), ApiError> {
         .map_err(|e| ApiError::bad_request(format!("channel name {name:?} {e}")))
 }
 
+/// Subscribers of `channel` (or of every occupied channel starting with `prefix`) and open
+/// connections, on this node plus, with scaling, every other node (see `cluster::Bus::query`).
+async fn counts(
+    app: &AppRuntime,
+    channel: Option<&str>,
+    prefix: &str,
+) -> (BTreeMap<String, usize>, usize) {
+    let mut channels = BTreeMap::new();
+    let mut add = |list: Vec<(String, usize)>| {
+        for (name, n) in list {
+            *channels.entry(name).or_insert(0) += n;
+        }
+    };
+    add(local_counts(app, channel, prefix));
+    let mut connections = app.connections.len();
+    if let Some(bus) = &app.bus {
+        let others = bus.query(&app.app.id, channel, prefix).await;
+        add(others.channels);
+        connections += others.connections;
+    }
+    (channels, connections)
+}
+
 /// `GET /channels`: occupied channels, optionally filtered by prefix. Always an object.
-pub fn list(app: &AppRuntime, params: &Params) -> Result<Value, ApiError> {
+pub async fn list(app: &AppRuntime, params: &Params<'_>) -> Result<Value, ApiError> {
     let prefix = param(params, "filter_by_prefix").unwrap_or("");
     let info = info_list(params);
     let mut channels = Map::new();
-    for c in app.channels.occupied(prefix) {
-        let attrs = channel_attributes(app, &c.name, &info);
-        channels.insert(c.name, Value::Object(attrs));
+    for (name, n) in counts(app, None, prefix).await.0 {
+        let attrs = channel_attributes(app, &name, n, &info);
+        channels.insert(name, Value::Object(attrs));
     }
     Ok(json!({ "channels": channels }))
 }
 
 /// `GET /channels/{name}`: `occupied` plus the requested attributes.
-pub fn show(app: &AppRuntime, name: &str, params: &Params) -> Result<Value, ApiError> {
+pub async fn show(app: &AppRuntime, name: &str, params: &Params<'_>) -> Result<Value, ApiError> {
     checked_name(name)?;
     let info = info_list(params);
+    let subscriptions: usize = counts(app, Some(name), "").await.0.values().sum();
     let mut out = Map::new();
-    out.insert(
-        "occupied".into(),
-        (app.channels.subscription_count(name) > 0).into(),
-    );
-    out.extend(channel_attributes(app, name, &info));
+    out.insert("occupied".into(), (subscriptions > 0).into());
+    out.extend(channel_attributes(app, name, subscriptions, &info));
     if info.iter().any(|i| i == "cache") && ChannelKind::from_name(name).cache {
         let cache = app.channels.cached(name).map(|(text, ttl)| {
             let data = serde_json::from_str::<Value>(&text)
@@ -76,7 +100,8 @@ pub fn users(app: &AppRuntime, name: &str) -> Result<Value, ApiError> {
     Ok(json!({ "users": users }))
 }
 
-/// `GET /connections`: every open connection of the app.
-pub fn connections(app: &AppRuntime) -> Value {
-    json!({ "connections": app.connections.len() })
+/// `GET /connections`: every open connection of the app (on every node).
+pub async fn connections(app: &AppRuntime) -> Value {
+    // No channel has an empty name: only the connection counts come back.
+    json!({ "connections": counts(app, Some(""), "").await.1 })
 }

@@ -138,10 +138,15 @@ fn parse_event(
 
 /// The attributes `info` asks for, for one channel (Reverb leniency: what does not apply is
 /// left out).
-pub fn channel_attributes(app: &AppRuntime, channel: &str, info: &[String]) -> Map<String, Value> {
+pub fn channel_attributes(
+    app: &AppRuntime,
+    channel: &str,
+    subscriptions: usize,
+    info: &[String],
+) -> Map<String, Value> {
     let kind = ChannelKind::from_name(channel);
     let mut attrs = Map::new();
-    if app.channels.subscription_count(channel) == 0 {
+    if subscriptions == 0 {
         // Unoccupied channels carry no attributes (PROTOCOL.md 5.3).
         return attrs;
     }
@@ -151,10 +156,7 @@ pub fn channel_attributes(app: &AppRuntime, channel: &str, info: &[String]) -> M
                 attrs.insert("user_count".into(), app.channels.user_count(channel).into());
             }
             "subscription_count" if !kind.presence => {
-                attrs.insert(
-                    "subscription_count".into(),
-                    app.channels.subscription_count(channel).into(),
-                );
+                attrs.insert("subscription_count".into(), subscriptions.into());
             }
             _ => {}
         }
@@ -169,7 +171,13 @@ fn publish(app: &AppRuntime, ev: &Event, out: &mut Flushes) -> Map<String, Value
         for c in &ev.channels {
             out.insert(
                 c.clone(),
-                Value::Object(channel_attributes(app, c, &ev.info)),
+                // This node's count: a trigger does not wait for the other nodes.
+                Value::Object(channel_attributes(
+                    app,
+                    c,
+                    app.channels.subscription_count(c),
+                    &ev.info,
+                )),
             );
         }
     }

@@ -122,11 +122,11 @@ async fn api_call<'a>(
             &mut Flushes::default(),
         )?),
         ["batch_events"] => ok(events::batch(app, config, &body, &mut Flushes::default())?),
-        ["channels"] => ok(channels::list(app, &params)?),
-        ["channels", name] => ok(channels::show(app, name, &params)?),
+        ["channels"] => ok(channels::list(app, &params).await?),
+        ["channels", name] => ok(channels::show(app, name, &params).await?),
         ["channels", name, "users"] => ok(channels::users(app, name)?),
         ["users", user_id, "terminate_connections"] => ok(users::terminate(app, user_id)),
-        _ => ok(channels::connections(app)),
+        _ => ok(channels::connections(app).await),
     }
 }
 

@@ -12,9 +12,21 @@ use crate::state::AppRuntime;
 pub const CLOSE_TERMINATED: u16 = 4009;
 
 /// Closes every connection signed in as `user_id` and every presence membership of that user
-/// (`pusher:error` 4009, then close 4009). Their sessions clean up as for any close, so
-/// presence channels see `member_removed`.
+/// (`pusher:error` 4009, then close 4009), on every node. Their sessions clean up as for any
+/// close, so presence channels see `member_removed`.
 pub fn terminate(app: &AppRuntime, user_id: &str) -> Value {
+    if let Some(bus) = &app.bus {
+        bus.send(crate::cluster::Msg::Terminate {
+            app: app.app.id.clone(),
+            user_id: user_id.to_owned(),
+        });
+    }
+    terminate_local(app, user_id);
+    json!({})
+}
+
+/// [`terminate`] on this node only.
+pub fn terminate_local(app: &AppRuntime, user_id: &str) {
     let mut handles = app.users.connections(user_id);
     handles.extend(app.channels.presence_connections(user_id));
     debug!(
@@ -30,5 +42,4 @@ pub fn terminate(app: &AppRuntime, user_id: &str) -> Value {
             flush_queue: true,
         });
     }
-    json!({})
 }

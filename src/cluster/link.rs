@@ -1,0 +1,147 @@
+//! The Redis side of the bus: one subscriber connection that feeds [`super::receive`], one
+//! connection that publishes the outbox (pipelined, in order), the beat, and reconnection with
+//! backoff. A link that hears nothing, not even its own beat, for `PEER_TIMEOUT` is redialled.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::{drop_node, encode, local_state, receive, Bus, Msg, BEAT_EVERY, PEER_TIMEOUT};
+use crate::state::State;
+
+/// Most outbox messages sent in one pipeline.
+const BATCH: usize = 256;
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Starts the link when scaling is enabled. It runs until shutdown, when it says `bye`.
+pub fn spawn(state: Arc<State>) -> Option<tokio::task::JoinHandle<()>> {
+    let bus = state.bus.clone()?;
+    let outbox = bus.inbox_for_link.lock().take()?;
+    Some(tokio::spawn(run(state, bus, outbox)))
+}
+
+async fn run(state: Arc<State>, bus: Arc<Bus>, mut outbox: mpsc::Receiver<String>) {
+    let client = match redis::Client::open(bus.settings.url.as_str()) {
+        Ok(c) => c,
+        Err(e) => {
+            // The URL was checked when the configuration was read.
+            warn!(error = %e, "scaling: bad Redis URL; running as a single node");
+            return;
+        }
+    };
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match connect(&client, &bus).await {
+            Ok((publisher, messages)) => {
+                info!(
+                    node = bus.node(),
+                    channel = bus.settings.channel,
+                    "scaling: connected to Redis"
+                );
+                backoff = Duration::from_millis(250);
+                match serve(&state, &bus, publisher, messages, &mut outbox).await {
+                    Ok(()) => return,
+                    Err(e) => warn!(error = %e, "scaling: lost Redis; reconnecting"),
+                }
+            }
+            Err(e) => warn!(error = %e, "scaling: cannot reach Redis; retrying"),
+        }
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+type Subscription = (redis::aio::PubSubSink, redis::aio::PubSubStream);
+
+async fn connect(
+    client: &redis::Client,
+    bus: &Bus,
+) -> Result<(MultiplexedConnection, Subscription), String> {
+    let timeout = bus.settings.timeout;
+    let dial = async {
+        let publisher = client.get_multiplexed_async_connection().await?;
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(&bus.settings.channel).await?;
+        Ok::<_, redis::RedisError>((publisher, pubsub.split()))
+    };
+    match tokio::time::timeout(timeout, dial).await {
+        Ok(Ok(link)) => Ok(link),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {} s", timeout.as_secs())),
+    }
+}
+
+async fn publish(
+    conn: &mut MultiplexedConnection,
+    channel: &str,
+    texts: &[String],
+) -> Result<(), String> {
+    let mut pipe = redis::pipe();
+    for t in texts {
+        pipe.cmd("PUBLISH").arg(channel).arg(t.as_bytes()).ignore();
+    }
+    pipe.query_async::<()>(conn)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn serve(
+    state: &State,
+    bus: &Bus,
+    mut publisher: MultiplexedConnection,
+    (_sink, mut messages): Subscription,
+    outbox: &mut mpsc::Receiver<String>,
+) -> Result<(), String> {
+    let channel = bus.settings.channel.as_str();
+    // Say hello (everybody answers with their presence state) and give ours.
+    let hello = [
+        encode(bus.node(), &Msg::Hello),
+        encode(bus.node(), &local_state(state)),
+    ];
+    publish(&mut publisher, channel, &hello).await?;
+    let mut beat = tokio::time::interval(BEAT_EVERY);
+    let mut last_heard = Instant::now();
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        tokio::select! {
+            biased;
+            _ = state.shutdown.cancelled() => {
+                // Best effort: the others drop our members now rather than after the timeout.
+                let bye = [encode(bus.node(), &Msg::Bye)];
+                let _ = tokio::time::timeout(Duration::from_secs(1), publish(&mut publisher, channel, &bye)).await;
+                return Ok(());
+            }
+            msg = messages.next() => match msg {
+                Some(msg) => {
+                    last_heard = Instant::now();
+                    receive(state, bus, msg.get_payload_bytes());
+                }
+                None => return Err("subscription closed".into()),
+            },
+            n = outbox.recv_many(&mut batch, BATCH) => {
+                if n == 0 {
+                    return Ok(());
+                }
+                let sent = publish(&mut publisher, channel, &batch).await;
+                batch.clear();
+                sent?;
+            }
+            _ = beat.tick() => {
+                if last_heard.elapsed() >= PEER_TIMEOUT {
+                    return Err(format!("nothing heard for {} s", PEER_TIMEOUT.as_secs()));
+                }
+                publish(&mut publisher, channel, &[encode(bus.node(), &Msg::Beat)]).await?;
+                for node in bus.expire_peers() {
+                    drop_node(state, &node);
+                }
+            }
+        }
+    }
+}

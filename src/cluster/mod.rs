@@ -1,0 +1,427 @@
+//! Multi-node scaling: nodes share one Redis pub/sub channel (`REVERB_SCALING_CHANNEL`), as
+//! Reverb's do. What one node must tell the others goes over it:
+//! - HTTP API events (with the `socket_id` to skip, which may be on any node), client events,
+//!   and user terminations: every node delivers them to its own sockets;
+//! - presence: each node announces its users' first join and last leave per channel, answers
+//!   a newcomer's `hello` with its whole presence state, beats every few seconds, and says
+//!   `bye` on shutdown; a node silent for [`PEER_TIMEOUT`] is dropped with its members. So
+//!   `subscription_succeeded`, `member_added`/`member_removed` and the users API are
+//!   cluster-wide;
+//! - HTTP API channel queries: the node that got the request asks the others for their counts
+//!   and waits for every live node's reply, at most [`QUERY_WAIT`].
+//!
+//! Each node delivers locally at once and publishes for the others; a node ignores its own
+//! messages. When Redis is unreachable the node keeps serving its own sockets and reconnects
+//! with backoff; messages for the other nodes are dropped meanwhile (pub/sub keeps nothing).
+
+mod link;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::channel::presence::PresenceMember;
+use crate::config::Scaling;
+use crate::connection::{Flushes, SocketId};
+use crate::protocol::server;
+use crate::state::{AppRuntime, State};
+
+pub use link::spawn;
+
+/// How often a node says it is alive.
+pub const BEAT_EVERY: Duration = Duration::from_secs(5);
+/// A node not heard from for this long is gone, and so are its presence members.
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(15);
+/// The longest an HTTP API query waits for the other nodes' counts.
+pub const QUERY_WAIT: Duration = Duration::from_secs(10);
+/// Messages waiting for Redis before new ones are dropped.
+const OUTBOX: usize = 65_536;
+/// Marks our messages on a channel other software may share.
+const WIRE_VERSION: u32 = 1;
+
+/// One message between nodes.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Msg {
+    /// An HTTP API event: deliver `data` verbatim on each channel, skipping `except`.
+    Event {
+        app: String,
+        channels: Vec<String>,
+        event: String,
+        data: String,
+        except: Option<String>,
+    },
+    /// A client event relayed by the sender's node (the sender is not here).
+    Client {
+        app: String,
+        channel: String,
+        event: String,
+        data: Option<Box<RawValue>>,
+        user_id: Option<Box<RawValue>>,
+    },
+    /// A user's first socket on the sending node joined a presence channel.
+    Join {
+        app: String,
+        channel: String,
+        user_id: Box<RawValue>,
+        user_info: Option<Box<RawValue>>,
+    },
+    /// A user's last socket on the sending node left a presence channel.
+    Leave {
+        app: String,
+        channel: String,
+        id: String,
+    },
+    /// Every presence member of the sending node (replaces what it reported before).
+    State { members: Vec<StateMember> },
+    /// A node (re)joined: everybody answers with `State`.
+    Hello,
+    /// The sending node is alive.
+    Beat,
+    /// The sending node is shutting down.
+    Bye,
+    /// Close every connection of a user.
+    Terminate { app: String, user_id: String },
+    /// Asks every node for its subscriber counts: one channel, or all with a prefix.
+    Query {
+        id: u64,
+        app: String,
+        channel: Option<String>,
+        prefix: String,
+    },
+    /// The answer to `Query` `id`, for node `to`: occupied channels and their subscriber
+    /// counts, and the node's open connections.
+    Reply {
+        id: u64,
+        to: String,
+        channels: Vec<(String, usize)>,
+        connections: usize,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StateMember {
+    app: String,
+    channel: String,
+    user_id: Box<RawValue>,
+    user_info: Option<Box<RawValue>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope<N, M> {
+    resound: u32,
+    node: N,
+    msg: M,
+}
+
+/// What the other nodes answered to a query, added up.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// One entry per node and occupied channel.
+    pub channels: Vec<(String, usize)>,
+    pub connections: usize,
+}
+
+type ReplySender = mpsc::UnboundedSender<(String, Counts)>;
+
+/// This node's side of the cluster: an outbox drained by the Redis link, the peers heard
+/// from, and the queries waiting for replies.
+pub struct Bus {
+    node: String,
+    settings: Scaling,
+    outbox: mpsc::Sender<String>,
+    /// Taken once by [`spawn`].
+    inbox_for_link: Mutex<Option<mpsc::Receiver<String>>>,
+    peers: Mutex<HashMap<String, Instant>>,
+    queries: Mutex<HashMap<u64, ReplySender>>,
+    next_query: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl Bus {
+    pub fn new(settings: Scaling) -> Arc<Bus> {
+        let (outbox, rx) = mpsc::channel(OUTBOX);
+        Arc::new(Bus {
+            node: format!("{:016x}", rand::random::<u64>()),
+            settings,
+            outbox,
+            inbox_for_link: Mutex::new(Some(rx)),
+            peers: Mutex::default(),
+            queries: Mutex::default(),
+            next_query: AtomicU64::new(1),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    /// This node's id on the bus.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Queues `msg` for the other nodes. Never waits: when Redis is away long enough for the
+    /// outbox to fill, messages are dropped and counted.
+    pub fn send(&self, msg: Msg) {
+        let text = encode(&self.node, &msg);
+        if self.outbox.try_send(text).is_err() {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed);
+            if n.is_multiple_of(10_000) {
+                warn!(
+                    dropped = n + 1,
+                    "scaling: outbox full (Redis unreachable?); messages for other nodes dropped"
+                );
+            }
+        }
+    }
+
+    /// Nodes heard from within [`PEER_TIMEOUT`].
+    pub fn live_peers(&self) -> HashSet<String> {
+        let now = Instant::now();
+        self.peers
+            .lock()
+            .iter()
+            .filter(|(_, at)| now.duration_since(**at) < PEER_TIMEOUT)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// The other nodes' counts: subscribers of `channel`, or of every occupied channel
+    /// starting with `prefix`, and connections. Waits for every live node, at most
+    /// [`QUERY_WAIT`]; a node that does not answer in time is left out.
+    pub async fn query(&self, app: &str, channel: Option<&str>, prefix: &str) -> Counts {
+        let mut counts = Counts::default();
+        let mut waiting = self.live_peers();
+        if waiting.is_empty() {
+            return counts;
+        }
+        let id = self.next_query.fetch_add(1, Ordering::Relaxed);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.queries.lock().insert(id, tx);
+        self.send(Msg::Query {
+            id,
+            app: app.to_owned(),
+            channel: channel.map(str::to_owned),
+            prefix: prefix.to_owned(),
+        });
+        let deadline = tokio::time::sleep(QUERY_WAIT);
+        tokio::pin!(deadline);
+        while !waiting.is_empty() {
+            tokio::select! {
+                reply = rx.recv() => match reply {
+                    Some((node, reply)) => {
+                        if waiting.remove(&node) {
+                            counts.channels.extend(reply.channels);
+                            counts.connections += reply.connections;
+                        }
+                    }
+                    None => break,
+                },
+                _ = &mut deadline => {
+                    warn!(missing = waiting.len(), "scaling: query answered by only some nodes");
+                    break;
+                }
+            }
+        }
+        self.queries.lock().remove(&id);
+        counts
+    }
+
+    /// Marks `node` alive; true when it was not known (or had timed out).
+    fn heard(&self, node: &str) -> bool {
+        let now = Instant::now();
+        let previous = self.peers.lock().insert(node.to_owned(), now);
+        previous.is_none_or(|at| now.duration_since(at) >= PEER_TIMEOUT)
+    }
+
+    /// Forgets nodes silent for [`PEER_TIMEOUT`]; returns them.
+    fn expire_peers(&self) -> Vec<String> {
+        let now = Instant::now();
+        let mut gone = Vec::new();
+        self.peers.lock().retain(|node, at| {
+            let alive = now.duration_since(*at) < PEER_TIMEOUT;
+            if !alive {
+                gone.push(node.clone());
+            }
+            alive
+        });
+        gone
+    }
+}
+
+fn encode(node: &str, msg: &Msg) -> String {
+    serde_json::to_string(&Envelope {
+        resound: WIRE_VERSION,
+        node,
+        msg,
+    })
+    .expect("cluster messages serialize")
+}
+
+/// Everything this node knows about its own presence members, for a `State` message.
+fn local_state(state: &State) -> Msg {
+    let mut members = Vec::new();
+    for app in state.apps() {
+        for (channel, m) in app.channels.local_presence() {
+            members.push(StateMember {
+                app: app.app.id.clone(),
+                channel,
+                user_id: m.user_id,
+                user_info: m.user_info,
+            });
+        }
+    }
+    Msg::State { members }
+}
+
+/// Applies one message from the bus. Our own messages come back too and are skipped.
+fn receive(state: &State, bus: &Bus, payload: &[u8]) {
+    let Ok(env) = serde_json::from_slice::<Envelope<String, Msg>>(payload) else {
+        debug!("scaling: ignored a message that is not ours");
+        return;
+    };
+    if env.resound != WIRE_VERSION || env.node == bus.node {
+        return;
+    }
+    let node = env.node.as_str();
+    if bus.heard(node) && !matches!(env.msg, Msg::Hello | Msg::Bye) {
+        // A node we did not know, or had given up on, and that did not say hello (say we
+        // missed it while reconnecting): ask for everybody's state again.
+        bus.send(Msg::Hello);
+    }
+    let app_of = |id: &str| state.app_by_id(id).cloned();
+    match env.msg {
+        Msg::Event {
+            app,
+            channels,
+            event,
+            data,
+            except,
+        } => {
+            if let Some(app) = app_of(&app) {
+                let except = except.as_deref().and_then(SocketId::parse);
+                let mut out = Flushes::default();
+                crate::dispatch::deliver(&app, &channels, &event, &data, except, &mut out);
+            }
+        }
+        Msg::Client {
+            app,
+            channel,
+            event,
+            data,
+            user_id,
+        } => {
+            if let Some(app) = app_of(&app) {
+                let text =
+                    || server::client_event(&event, &channel, data.as_deref(), user_id.as_deref());
+                let mut out = Flushes::default();
+                app.channels
+                    .publish(&channel, false, || text().into(), None, &mut out);
+            }
+        }
+        Msg::Join {
+            app,
+            channel,
+            user_id,
+            user_info,
+        } => {
+            if let (Some(app), Some(m)) =
+                (app_of(&app), PresenceMember::from_parts(user_id, user_info))
+            {
+                app.channels.remote_join(node, &channel, m);
+            }
+        }
+        Msg::Leave { app, channel, id } => {
+            if let Some(app) = app_of(&app) {
+                app.channels.remote_leave(node, &channel, &id);
+            }
+        }
+        Msg::State { members } => {
+            let mut by_app: HashMap<String, Vec<(String, PresenceMember)>> = HashMap::new();
+            for m in members {
+                if let Some(pm) = PresenceMember::from_parts(m.user_id, m.user_info) {
+                    by_app.entry(m.app).or_default().push((m.channel, pm));
+                }
+            }
+            for app in state.apps() {
+                let members = by_app.remove(&app.app.id).unwrap_or_default();
+                app.channels.replace_node(node, members);
+            }
+        }
+        Msg::Hello => bus.send(local_state(state)),
+        Msg::Beat => {}
+        Msg::Bye => {
+            bus.peers.lock().remove(node);
+            drop_node(state, node);
+        }
+        Msg::Terminate { app, user_id } => {
+            if let Some(app) = app_of(&app) {
+                crate::http::users::terminate_local(&app, &user_id);
+            }
+        }
+        Msg::Query {
+            id,
+            app,
+            channel,
+            prefix,
+        } => {
+            let (channels, connections) = match app_of(&app) {
+                Some(app) => (
+                    local_counts(&app, channel.as_deref(), &prefix),
+                    app.connections.len(),
+                ),
+                None => (Vec::new(), 0),
+            };
+            bus.send(Msg::Reply {
+                id,
+                to: node.to_owned(),
+                channels,
+                connections,
+            });
+        }
+        Msg::Reply {
+            id,
+            to,
+            channels,
+            connections,
+        } => {
+            if to == bus.node {
+                if let Some(tx) = bus.queries.lock().get(&id) {
+                    let reply = Counts {
+                        channels,
+                        connections,
+                    };
+                    let _ = tx.send((node.to_owned(), reply));
+                }
+            }
+        }
+    }
+}
+
+/// This node's occupied channels (one, or all with `prefix`) and their subscriber counts.
+pub fn local_counts(app: &AppRuntime, channel: Option<&str>, prefix: &str) -> Vec<(String, usize)> {
+    match channel {
+        Some(name) => match app.channels.subscription_count(name) {
+            0 => Vec::new(),
+            n => vec![(name.to_owned(), n)],
+        },
+        None => app
+            .channels
+            .occupied(prefix)
+            .into_iter()
+            .map(|c| (c.name, c.subscription_count))
+            .collect(),
+    }
+}
+
+fn drop_node(state: &State, node: &str) {
+    debug!(node, "scaling: node gone; dropping its presence members");
+    for app in state.apps() {
+        app.channels.replace_node(node, Vec::new());
+    }
+}

@@ -1,0 +1,386 @@
+//! Multi-node scaling: two or three resound nodes sharing a real `redis-server` (started here
+//! on a free loopback port; the test fails, never skips, when the binary is missing).
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use resound::auth;
+use resound::config::Scaling;
+use serde_json::{json, Value};
+use support::*;
+
+/// A `redis-server` on a free loopback port, killed when dropped.
+struct Redis {
+    port: u16,
+    child: Child,
+}
+
+impl Redis {
+    async fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Redis::start_on(port).await
+    }
+
+    #[allow(clippy::zombie_processes)] // waited for in `stop`, from `Drop`
+    async fn start_on(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed for the scaling tests (scripts/test.sh installs it)");
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Redis { port, child };
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("redis-server did not listen on {port}");
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn node_config(redis_port: u16, channel: &str) -> resound::Config {
+    resound::Config {
+        scaling: Some(Scaling {
+            channel: channel.into(),
+            url: format!("redis://127.0.0.1:{redis_port}/0"),
+            timeout: Duration::from_secs(5),
+        }),
+        ..config_with(app())
+    }
+}
+
+/// Starts `n` nodes on one Redis and waits until each has heard from all the others.
+async fn cluster(redis: &Redis, n: usize) -> Vec<TestServer> {
+    let channel = format!("resound-test-{}", rand_suffix());
+    let mut nodes = Vec::new();
+    for _ in 0..n {
+        nodes.push(TestServer::start_with(node_config(redis.port, &channel)).await);
+    }
+    wait_for_peers(&nodes, n - 1).await;
+    nodes
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+async fn wait_for_peers(nodes: &[TestServer], peers: usize) {
+    for _ in 0..400 {
+        if nodes
+            .iter()
+            .all(|s| s.state.bus.as_ref().unwrap().live_peers().len() == peers)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("nodes did not all see {peers} peers within 10 s");
+}
+
+/// Polls a node's users API until it answers `expected` (presence news travel through Redis).
+async fn users_become(node: &TestServer, channel: &str, expected: Value) {
+    let mut seen = Value::Null;
+    for _ in 0..200 {
+        seen = node
+            .http()
+            .get(&format!("/channels/{channel}/users"), &[])
+            .await
+            .json();
+        if seen == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("users of {channel}: expected {expected}, last saw {seen}");
+}
+
+fn signin_frame(socket_id: &str, user_data: &str) -> Value {
+    let sig = auth::sign(SECRET, &auth::signin_string_to_sign(socket_id, user_data));
+    json!({"event":"pusher:signin","data":{"auth": format!("{KEY}:{sig}"), "user_data": user_data}})
+}
+
+#[tokio::test]
+async fn http_events_reach_every_node_and_skip_the_socket_id_wherever_it_is() {
+    let redis = Redis::start().await;
+    let nodes = cluster(&redis, 2).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let mut on_a = a.connected().await;
+    let mut on_b = b.connected().await;
+    let mut sender_on_b = b.connected().await;
+    for c in [&mut on_a, &mut on_b, &mut sender_on_b] {
+        c.subscribe_signed("private-Rooms.lobby", None).await;
+    }
+    // The backend used toOthers(): the sender is on node B, the API call lands on node A.
+    let ciphertext = r#"{"message":"3q2+7w==","slug":"lobby"}"#;
+    a.http()
+        .trigger(
+            &["private-Rooms.lobby"],
+            "App\\Events\\RoomMessageEvent",
+            ciphertext,
+            Some(&sender_on_b.socket_id),
+        )
+        .await;
+    let expected = r#"{"event":"App\\Events\\RoomMessageEvent","channel":"private-Rooms.lobby","data":"{\"message\":\"3q2+7w==\",\"slug\":\"lobby\"}"}"#;
+    assert_eq!(on_a.recv_raw().await, expected);
+    assert_eq!(
+        on_b.recv_raw().await,
+        expected,
+        "same bytes on the other node"
+    );
+    sender_on_b.expect_nothing().await;
+
+    // A batch through node B reaches node A in order.
+    let batch = json!({"batch": [
+        {"channel": "private-Rooms.lobby", "name": "one", "data": "1"},
+        {"channel": "private-Rooms.lobby", "name": "two", "data": "2"},
+    ]});
+    assert_eq!(b.http().post("/batch_events", batch).await.status, 200);
+    assert_eq!(on_a.recv().await["event"], "one");
+    assert_eq!(on_a.recv().await["event"], "two");
+}
+
+#[tokio::test]
+async fn client_events_cross_nodes_and_are_not_echoed() {
+    let redis = Redis::start().await;
+    let nodes = cluster(&redis, 2).await;
+    let mut alice = nodes[0].connected().await;
+    let mut bob = nodes[1].connected().await;
+    alice.join("presence-Rooms.x", "1").await;
+    bob.join("presence-Rooms.x", "2").await;
+    assert_eq!(alice.recv().await["event"], "pusher_internal:member_added");
+    alice
+        .send(json!({"event":"client-typing","channel":"presence-Rooms.x","data":{"typing":true}}))
+        .await;
+    assert_eq!(
+        bob.recv_raw().await,
+        r#"{"event":"client-typing","channel":"presence-Rooms.x","data":{"typing":true},"user_id":"1"}"#
+    );
+    alice.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn presence_members_are_cluster_wide() {
+    let redis = Redis::start().await;
+    let nodes = cluster(&redis, 2).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let ch = "presence-Rooms.team";
+    let mut one_on_a = a.connected().await;
+    one_on_a.join(ch, "1").await;
+    // Node B must have heard the join before user 2 subscribes there.
+    let mut two_on_b = b.connected().await;
+    users_become(b, ch, json!({"users":[{"id":"1"}]})).await;
+    let data = two_on_b.join(ch, "2").await;
+    assert_eq!(data["presence"]["count"], 2, "{data}");
+    assert_eq!(data["presence"]["hash"]["1"], json!({"name":"user 1"}));
+    assert_eq!(
+        one_on_a.recv_raw().await,
+        format!(
+            r#"{{"event":"pusher_internal:member_added","channel":"{ch}","data":"{{\"user_id\":\"2\",\"user_info\":{{\"name\":\"user 2\"}}}}"}}"#
+        )
+    );
+
+    // User 1 opens a second tab on node B: already present, nobody hears of it.
+    let mut one_on_b = b.connected().await;
+    assert_eq!(one_on_b.join(ch, "1").await["presence"]["count"], 2);
+    two_on_b.expect_nothing().await;
+    one_on_a.expect_nothing().await;
+    let users = a
+        .http()
+        .get(&format!("/channels/{ch}"), &[("info", "user_count")])
+        .await;
+    assert_eq!(users.json(), json!({"occupied": true, "user_count": 2}));
+
+    // The tab on node A closes: user 1 is still on node B.
+    drop(one_on_a);
+    two_on_b.expect_nothing().await;
+    // The last tab closes: gone everywhere.
+    drop(one_on_b);
+    assert_eq!(
+        two_on_b.recv_raw().await,
+        format!(
+            r#"{{"event":"pusher_internal:member_removed","channel":"{ch}","data":"{{\"user_id\":\"1\"}}"}}"#
+        )
+    );
+    // Node A hears of it through Redis.
+    users_become(a, ch, json!({"users":[{"id":"2"}]})).await;
+}
+
+#[tokio::test]
+async fn a_node_that_starts_later_learns_the_members_already_there() {
+    let redis = Redis::start().await;
+    let mut nodes = cluster(&redis, 1).await;
+    let mut early = nodes[0].connected().await;
+    early.join("presence-late", "1").await;
+    // Same Redis channel as node 0: reuse its configuration.
+    let late = TestServer::start_with(nodes[0].state.config.clone()).await;
+    nodes.push(late);
+    wait_for_peers(&nodes, 1).await;
+    users_become(&nodes[1], "presence-late", json!({"users":[{"id":"1"}]})).await;
+    let mut newcomer = nodes[1].connected().await;
+    let data = newcomer.join("presence-late", "2").await;
+    assert_eq!(data["presence"]["count"], 2, "{data}");
+    assert_eq!(early.recv().await["event"], "pusher_internal:member_added");
+}
+
+#[tokio::test]
+async fn a_node_shutting_down_takes_its_members_with_it_at_once() {
+    let redis = Redis::start().await;
+    let mut nodes = cluster(&redis, 2).await;
+    let mut stays = nodes[0].connected().await;
+    stays.join("presence-bye", "1").await;
+    let mut leaves = nodes[1].connected().await;
+    leaves.join("presence-bye", "2").await;
+    assert_eq!(stays.recv().await["event"], "pusher_internal:member_added");
+    let task = nodes[1].shutdown();
+    // `bye`, not the 15 s peer timeout (WAIT is 5 s).
+    let v = stays.recv().await;
+    assert_eq!(v["event"], "pusher_internal:member_removed", "{v}");
+    assert_eq!(v["data"], r#"{"user_id":"2"}"#);
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn http_queries_count_every_node() {
+    let redis = Redis::start().await;
+    let nodes = cluster(&redis, 3).await;
+    let mut clients = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for _ in 0..=i {
+            let mut c = node.connected().await;
+            c.subscribe_public("public-news").await;
+            clients.push(c);
+        }
+    }
+    let mut only_c = nodes[2].connected().await;
+    only_c.subscribe_public("public-only-on-c").await;
+    let api = nodes[0].http();
+    let one = api
+        .get("/channels/public-news", &[("info", "subscription_count")])
+        .await;
+    assert_eq!(
+        one.json(),
+        json!({"occupied": true, "subscription_count": 6})
+    );
+    let all = api
+        .get(
+            "/channels",
+            &[
+                ("filter_by_prefix", "public-"),
+                ("info", "subscription_count"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        all.json(),
+        json!({"channels": {
+            "public-news": {"subscription_count": 6},
+            "public-only-on-c": {"subscription_count": 1}
+        }})
+    );
+    let conns = api.get("/connections", &[]).await;
+    assert_eq!(conns.json(), json!({"connections": 7}));
+    let none = api.get("/channels/public-nobody", &[]).await;
+    assert_eq!(none.json(), json!({"occupied": false}));
+}
+
+#[tokio::test]
+async fn terminating_a_user_closes_its_connections_on_every_node() {
+    let redis = Redis::start().await;
+    let nodes = cluster(&redis, 2).await;
+    let mut user = nodes[1].connected().await;
+    let user_data = r#"{"id":"42","user_info":{"name":"x"}}"#;
+    user.send(signin_frame(&user.socket_id, user_data)).await;
+    assert_eq!(user.recv().await["event"], "pusher:signin_success");
+    let mut other = nodes[1].connected().await;
+    let r = nodes[0]
+        .http()
+        .post("/users/42/terminate_connections", json!({}))
+        .await;
+    assert_eq!(r.status, 200);
+    let v = user.recv().await;
+    assert_eq!(error_of(&v).0, 4009, "{v}");
+    assert_eq!(user.expect_close().await.0, Some(4009));
+    other.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn nodes_keep_serving_alone_while_redis_is_away_and_rejoin_when_it_returns() {
+    let mut redis = Redis::start().await;
+    let nodes = cluster(&redis, 2).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let mut on_a = a.connected().await;
+    on_a.subscribe_public("public-x").await;
+    let mut on_b = b.connected().await;
+    on_b.subscribe_public("public-x").await;
+
+    redis.stop();
+    // Local delivery does not depend on Redis.
+    a.http().trigger(&["public-x"], "alone", "{}", None).await;
+    assert_eq!(on_a.recv().await["event"], "alone");
+
+    let port = redis.port;
+    let _redis = Redis::start_on(port).await;
+    // Each node redials (backoff under 10 s) and says hello again; then events cross again.
+    let mut crossed = false;
+    for _ in 0..60 {
+        a.http().trigger(&["public-x"], "back", "{}", None).await;
+        assert_eq!(on_a.recv().await["event"], "back");
+        if let Some(Seen::Frame(v)) = on_b.next_seen(Duration::from_millis(500)).await {
+            // Anything queued while Redis was away may arrive first.
+            if v["event"] == "back" {
+                crossed = true;
+                break;
+            }
+        }
+    }
+    assert!(crossed, "events did not cross nodes after Redis came back");
+}
+
+#[tokio::test]
+async fn a_single_node_with_scaling_and_no_redis_still_serves() {
+    // Nothing listens on this port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let node = TestServer::start_with(node_config(port, "nobody")).await;
+    let mut c = node.connected().await;
+    c.subscribe_public("public-x").await;
+    node.http()
+        .trigger(&["public-x"], "still-here", "{}", None)
+        .await;
+    assert_eq!(c.recv().await["event"], "still-here");
+    let one = node
+        .http()
+        .get("/channels/public-x", &[("info", "subscription_count")])
+        .await;
+    assert_eq!(
+        one.json(),
+        json!({"occupied": true, "subscription_count": 1})
+    );
+}
