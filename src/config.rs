@@ -801,4 +801,82 @@ mod tests {
         .0;
         assert!(e.contains("unknown key 'prot'"), "{e}");
     }
+
+    #[test]
+    fn scaling_is_off_unless_enabled_and_ignores_the_apps_redis_settings_then() {
+        let d = tmpdir("scaling-off");
+        std::fs::write(d.path().join(".env"), "REDIS_PORT=not-a-port\n").unwrap();
+        let c = load_args(&["--redis-db", "x"], d.path()).unwrap();
+        assert!(c.scaling.is_none());
+    }
+
+    #[test]
+    fn scaling_url_from_parts_with_the_password_encoded_and_redacted() {
+        let d = tmpdir("scaling-parts");
+        let c = load_args(
+            &[
+                "--scaling",
+                "true",
+                "--redis-host",
+                "cache.internal",
+                "--redis-port",
+                "6380",
+                "--redis-db",
+                "2",
+                "--redis-username",
+                "app",
+                "--redis-password",
+                "p@ss:w/rd",
+                "--redis-timeout",
+                "3",
+            ],
+            d.path(),
+        )
+        .unwrap();
+        let s = c.scaling.unwrap();
+        assert_eq!(s.url, "redis://app:p%40ss%3Aw%2Frd@cache.internal:6380/2");
+        assert_eq!(
+            (s.channel.as_str(), s.timeout),
+            ("reverb", Duration::from_secs(3))
+        );
+        let shown = format!("{s:?}");
+        assert!(
+            shown.contains("app:***@cache.internal") && !shown.contains("p%40ss"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn scaling_url_overrides_parts_and_bad_values_are_named() {
+        let d = tmpdir("scaling-url");
+        let c = load_args(
+            &[
+                "--scaling",
+                "on",
+                "--redis-url",
+                "redis://10.0.0.5:7000/1",
+                "--redis-port",
+                "1",
+                "--scaling-channel",
+                "chat",
+            ],
+            d.path(),
+        )
+        .unwrap();
+        let s = c.scaling.unwrap();
+        assert_eq!(
+            (s.url.as_str(), s.channel.as_str()),
+            ("redis://10.0.0.5:7000/1", "chat")
+        );
+        let e = load_args(&["--scaling", "true", "--redis-port", "99999"], d.path())
+            .unwrap_err()
+            .0;
+        assert!(e.contains("REDIS_PORT") && e.contains("99999"), "{e}");
+        let e = load_args(&["--scaling", "true", "--redis-url", "http://x"], d.path())
+            .unwrap_err()
+            .0;
+        assert!(e.contains("invalid Redis URL"), "{e}");
+        let e = load_args(&["--scaling", "maybe"], d.path()).unwrap_err().0;
+        assert!(e.contains("REVERB_SCALING_ENABLED"), "{e}");
+    }
 }

@@ -76,6 +76,13 @@ fn main() -> ExitCode {
                 println!("  app id={} key={}", app.id, app.key);
             }
         }
+        if let Some(s) = &config.scaling {
+            println!(
+                "  scaling: Redis {} on channel {:?}",
+                resound::config::redact(&s.url),
+                s.channel
+            );
+        }
         resound::run(listener, config, shutdown).await;
         println!("resound stopped");
         ExitCode::SUCCESS
