@@ -289,9 +289,9 @@ fn receive(state: &State, bus: &Bus, payload: &[u8]) {
         return;
     }
     let node = env.node.as_str();
-    if bus.heard(node) && !matches!(env.msg, Msg::Hello | Msg::Bye) {
-        // A node we did not know, or had given up on, and that did not say hello (say we
-        // missed it while reconnecting): ask for everybody's state again.
+    if bus.heard(node) && !matches!(env.msg, Msg::Hello | Msg::Bye | Msg::State { .. }) {
+        // A node we did not know, or had given up on, that neither said hello nor gave its
+        // state (we missed them, say while reconnecting): ask for everybody's state again.
         bus.send(Msg::Hello);
     }
     let app_of = |id: &str| state.app_by_id(id).cloned();
