@@ -170,6 +170,7 @@ async fn client_events_cross_nodes_and_are_not_echoed() {
     let mut alice = nodes[0].connected().await;
     let mut bob = nodes[1].connected().await;
     alice.join("presence-Rooms.x", "1").await;
+    users_become(&nodes[1], "presence-Rooms.x", json!({"users":[{"id":"1"}]})).await;
     bob.join("presence-Rooms.x", "2").await;
     assert_eq!(alice.recv().await["event"], "pusher_internal:member_added");
     alice
