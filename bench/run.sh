@@ -8,7 +8,9 @@
 #
 # Scenarios: idle fanout-100 fanout-flat channels trigger whisper, and on request
 # fanout-flat-4 and fanout-flat-1 (flat out with 4 or 1 publishers instead of 16) and floor (no server: the kernel's
-# own cost of one small write per socket, the lower bound for unbatched fan-out).
+# own cost of one small write per socket, the lower bound for unbatched fan-out), and
+# fanout-2node-100 / fanout-2node-flat (two resound nodes sharing a redis-server: subscribers on
+# one node, every trigger sent to the other, so each message crosses Redis).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
@@ -26,8 +28,8 @@ start_server() {
   env -i PATH="$PATH" REVERB_SERVER_HOST=127.0.0.1 REVERB_SERVER_PORT="$port" \
     REVERB_APP_ID=558412 REVERB_APP_KEY=q7h2x9v4m1n8b3c6z5k0 REVERB_APP_SECRET=w3e8r1t6y9u4i2o7p5a0 \
     REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM=members REVERB_MAX_REQUEST_SIZE=100000 \
-    RESOUND_WORKERS="${RESOUND_WORKERS:-0}" \
-    target/release/resound >"$log" 2>&1 &
+    RESOUND_WORKERS="${RESOUND_WORKERS:-0}" "${SCALING[@]}" \
+    target/release/resound >>"$log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do
     curl -sf "http://127.0.0.1:$port/up" >/dev/null 2>&1 && return 0
@@ -37,12 +39,38 @@ start_server() {
 }
 stop_server() { kill -TERM "$pid"; wait "$pid" || true; }
 
+# Two nodes sharing a redis-server: node A (api_port/api_pid) takes the triggers, node B
+# (port/pid) the subscribers.
+start_pair() {
+  command -v redis-server >/dev/null || { echo "redis-server is needed for $scenario" >&2; exit 1; }
+  redis_port=$(free_port)
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
+  redis_pid=$!
+  for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && break; sleep 0.05; done
+  SCALING=(REVERB_SCALING_ENABLED=true REDIS_PORT="$redis_port")
+  start_server; api_port=$port; api_pid=$pid
+  start_server
+  SCALING=()
+  # Give the nodes a moment to say hello to each other through Redis (milliseconds here).
+  sleep 1
+}
+stop_pair() {
+  stop_server
+  kill -TERM "$api_pid"; wait "$api_pid" || true
+  kill -TERM "$redis_pid"; wait "$redis_pid" || true
+}
+SCALING=()
+bench_pair() { bench --api-addr "127.0.0.1:$api_port" --api-pid "$api_pid" "$@"; }
+
 bench() { target/release/resound-bench --addr "127.0.0.1:$port" --server-pid "$pid" --label "run $run" "$@"; }
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for scenario in "${scenarios[@]}"; do
   for run in $(seq "$RUNS"); do
-    start_server
+    case "$scenario" in
+      fanout-2node-*) start_pair ;;
+      *) start_server ;;
+    esac
     case "$scenario" in
       idle) bench idle --connections 19000 ;;
       fanout-100) bench fanout --subscribers 1000 --rate 100 --size 100 --duration "$DURATION" ;;
@@ -53,8 +81,13 @@ for scenario in "${scenarios[@]}"; do
       trigger) bench trigger --concurrency 16 --duration "$DURATION" ;;
       whisper) bench whisper --pairs 200 --rate 5 --duration "$DURATION" ;;
       floor) target/release/resound-bench --label "run $run" floor --sockets 1000 --rate 100 --size 100 --duration 5 ;;
+      fanout-2node-100) bench_pair fanout --subscribers 1000 --rate 100 --size 100 --duration "$DURATION" ;;
+      fanout-2node-flat) bench_pair fanout --subscribers 1000 --rate 0 --size 100 --duration "$DURATION" --publishers 16 --publisher-thread ;;
       *) echo "unknown scenario $scenario" >&2; exit 2 ;;
     esac
-    stop_server
+    case "$scenario" in
+      fanout-2node-*) stop_pair ;;
+      *) stop_server ;;
+    esac
   done
 done

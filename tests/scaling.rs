@@ -27,11 +27,16 @@ impl Redis {
         Redis::start_on(port).await
     }
 
-    #[allow(clippy::zombie_processes)] // waited for in `stop`, from `Drop`
     async fn start_on(port: u16) -> Redis {
+        Redis::start_with(port, &[]).await
+    }
+
+    #[allow(clippy::zombie_processes)] // waited for in `stop`, from `Drop`
+    async fn start_with(port: u16, args: &[&str]) -> Redis {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(args)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server must be installed for the scaling tests (scripts/test.sh installs it)");
@@ -60,10 +65,14 @@ impl Drop for Redis {
 }
 
 fn node_config(redis_port: u16, channel: &str) -> resound::Config {
+    node_config_url(&format!("redis://127.0.0.1:{redis_port}/0"), channel)
+}
+
+fn node_config_url(url: &str, channel: &str) -> resound::Config {
     resound::Config {
         scaling: Some(Scaling {
             channel: channel.into(),
-            url: format!("redis://127.0.0.1:{redis_port}/0"),
+            url: url.into(),
             timeout: Duration::from_secs(5),
         }),
         ..config_with(app())
@@ -384,4 +393,45 @@ async fn a_single_node_with_scaling_and_no_redis_still_serves() {
         one.json(),
         json!({"occupied": true, "subscription_count": 1})
     );
+}
+
+#[tokio::test]
+async fn nodes_authenticate_to_a_redis_with_a_password_and_a_wrong_one_stays_alone() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _redis = Redis::start_with(port, &["--requirepass", "s3cr:t@x"]).await;
+    let url = format!("redis://:s3cr%3At%40x@127.0.0.1:{port}/0");
+    let nodes = vec![
+        TestServer::start_with(node_config_url(&url, "auth")).await,
+        TestServer::start_with(node_config_url(&url, "auth")).await,
+    ];
+    wait_for_peers(&nodes, 1).await;
+    let mut on_b = nodes[1].connected().await;
+    on_b.subscribe_public("public-auth").await;
+    nodes[0]
+        .http()
+        .trigger(&["public-auth"], "in", "{}", None)
+        .await;
+    assert_eq!(on_b.recv().await["event"], "in");
+
+    let wrong = format!("redis://:nope@127.0.0.1:{port}/0");
+    let outsider = TestServer::start_with(node_config_url(&wrong, "auth")).await;
+    let mut local = outsider.connected().await;
+    local.subscribe_public("public-auth").await;
+    nodes[0]
+        .http()
+        .trigger(&["public-auth"], "not-for-outsider", "{}", None)
+        .await;
+    assert_eq!(on_b.recv().await["event"], "not-for-outsider");
+    local.expect_nothing().await;
+    outsider
+        .http()
+        .trigger(&["public-auth"], "own", "{}", None)
+        .await;
+    assert_eq!(local.recv().await["event"], "own");
+    on_b.expect_nothing().await;
+    assert!(outsider.state.bus.as_ref().unwrap().live_peers().is_empty());
 }

@@ -1,15 +1,16 @@
-//! The Redis side of the bus: one subscriber connection that feeds [`super::receive`], one
-//! connection that publishes the outbox (pipelined, in order), the beat, and reconnection with
-//! backoff. A link that hears nothing, not even its own beat, for `PEER_TIMEOUT` is redialled.
+//! The Redis side of the bus: one subscriber connection that feeds [`super::receive`] (read at
+//! our pace, see [`Subscriber`]), one connection that publishes the outbox (pipelined, in
+//! order), the beat, and reconnection with backoff. A link that hears nothing, not even its own
+//! beat, for `PEER_TIMEOUT` is redialled.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::subscriber::Subscriber;
 use super::{drop_node, encode, local_state, receive, Bus, Msg, BEAT_EVERY, PEER_TIMEOUT};
 use crate::state::State;
 
@@ -58,22 +59,21 @@ async fn run(state: Arc<State>, bus: Arc<Bus>, mut outbox: mpsc::Receiver<String
     }
 }
 
-type Subscription = (redis::aio::PubSubSink, redis::aio::PubSubStream);
-
 async fn connect(
     client: &redis::Client,
     bus: &Bus,
-) -> Result<(MultiplexedConnection, Subscription), String> {
+) -> Result<(MultiplexedConnection, Subscriber), String> {
     let timeout = bus.settings.timeout;
     let dial = async {
-        let publisher = client.get_multiplexed_async_connection().await?;
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(&bus.settings.channel).await?;
-        Ok::<_, redis::RedisError>((publisher, pubsub.split()))
+        let publisher = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| e.to_string())?;
+        let subscriber = Subscriber::connect(&bus.settings.url, &bus.settings.channel).await?;
+        Ok::<_, String>((publisher, subscriber))
     };
     match tokio::time::timeout(timeout, dial).await {
-        Ok(Ok(link)) => Ok(link),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(result) => result,
         Err(_) => Err(format!("no answer within {} s", timeout.as_secs())),
     }
 }
@@ -96,7 +96,7 @@ async fn serve(
     state: &State,
     bus: &Bus,
     mut publisher: MultiplexedConnection,
-    (_sink, mut messages): Subscription,
+    mut messages: Subscriber,
     outbox: &mut mpsc::Receiver<String>,
 ) -> Result<(), String> {
     let channel = bus.settings.channel.as_str();
@@ -118,13 +118,10 @@ async fn serve(
                 let _ = tokio::time::timeout(Duration::from_secs(1), publish(&mut publisher, channel, &bye)).await;
                 return Ok(());
             }
-            msg = messages.next() => match msg {
-                Some(msg) => {
-                    last_heard = Instant::now();
-                    receive(state, bus, msg.get_payload_bytes());
-                }
-                None => return Err("subscription closed".into()),
-            },
+            payload = messages.next_message() => {
+                last_heard = Instant::now();
+                receive(state, bus, &payload?);
+            }
             n = outbox.recv_many(&mut batch, BATCH) => {
                 if n == 0 {
                     return Ok(());

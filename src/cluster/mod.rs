@@ -15,6 +15,7 @@
 //! with backoff; messages for the other nodes are dropped meanwhile (pub/sub keeps nothing).
 
 mod link;
+mod subscriber;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -33,6 +33,13 @@ struct Cli {
     /// PID of the server process, for CPU time and RSS (every scenario but `floor`)
     #[arg(long, default_value_t = 0)]
     server_pid: u32,
+    /// Where publishers send their HTTP API calls, when not `--addr`: another node of a
+    /// cluster (must be on 127.0.0.0/8)
+    #[arg(long)]
+    api_addr: Option<SocketAddr>,
+    /// PID of the `--api-addr` node, for its CPU time
+    #[arg(long, default_value_t = 0)]
+    api_pid: u32,
     /// Free-form label copied into the output
     #[arg(long, default_value = "")]
     label: String,
@@ -110,6 +117,10 @@ enum Scenario {
 
 struct Target {
     addr: String,
+    /// HTTP API calls go here (`addr` unless `--api-addr`).
+    api_addr: String,
+    /// The `api_addr` node's PID when it is another process, else 0.
+    api_pid: u32,
     app_id: String,
     key: String,
     secret: String,
@@ -144,6 +155,8 @@ fn rss_bytes(pid: u32) -> u64 {
 
 /// CPU used by the server and by this generator between `start()` and `stop()`.
 struct CpuWindow {
+    /// CPU seconds of the `--api-pid` node at the start (0 without one).
+    api: f64,
     server: f64,
     server_sys: f64,
     own: f64,
@@ -154,6 +167,7 @@ impl CpuWindow {
     fn start(pid: u32) -> CpuWindow {
         let (u, s) = cpu_split(&pid.to_string());
         CpuWindow {
+            api: 0.0,
             server: u + s,
             server_sys: s,
             own: cpu_seconds("self"),
@@ -170,6 +184,19 @@ impl CpuWindow {
         } else {
             0.0
         }
+    }
+
+    /// Also watches the `--api-pid` node.
+    fn with_api(mut self, api_pid: u32) -> CpuWindow {
+        if api_pid != 0 {
+            self.api = cpu_seconds(&api_pid.to_string());
+        }
+        self
+    }
+
+    /// CPU seconds the `--api-pid` node used since `start()`.
+    fn api_cpu(&self, api_pid: u32) -> f64 {
+        cpu_seconds(&api_pid.to_string()) - self.api
     }
 
     /// (server CPU s, generator CPU s, wall s)
@@ -222,7 +249,7 @@ impl Target {
         format!(
             "POST {path}?{}&auth_signature={sig} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             query.join("&"),
-            self.addr,
+            self.api_addr,
             body.len()
         )
         .into_bytes()
@@ -368,7 +395,7 @@ async fn publish(t: &Arc<Target>, load: &Load) -> u64 {
         .map(|_| {
             let (t, sent, pick) = (t.clone(), sent.clone(), load.pick.clone());
             tokio::spawn(async move {
-                let mut http = Http::connect(&t.addr).await.expect("http connect");
+                let mut http = Http::connect(&t.api_addr).await.expect("http connect");
                 let mut tick = per.map(|p| {
                     let mut i = tokio::time::interval(p);
                     i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -397,7 +424,7 @@ async fn delivery_run(t: Arc<Target>, subs: Vec<Ws>, per_trigger: u64, load: Loa
     let delivered = Arc::new(AtomicU64::new(0));
     let stop = CancellationToken::new();
     let receivers = spawn_receivers(&t, subs, &delivered, &stop);
-    let cpu = CpuWindow::start(t.pid);
+    let cpu = CpuWindow::start(t.pid).with_api(t.api_pid);
     // With `--publisher-thread` the publishers get a thread of their own, as a backend
     // publishes from its own processes: on the receivers' thread a trigger's response waits
     // behind the frames it caused, which throttles a lone flat-out publisher.
@@ -444,11 +471,12 @@ async fn finish(
     drain(delivered, expected, grace).await;
     let (server_cpu, own_cpu, wall) = cpu.stop(t.pid);
     let kernel = cpu.server_kernel_share(t.pid);
+    let api_cpu = (t.api_pid != 0).then(|| cpu.api_cpu(t.api_pid));
     stop.cancel();
     let lat = collect_latencies(receivers).await;
     let got = delivered.load(Ordering::Relaxed);
     let per_million = |cpu: f64| round(cpu / got.max(1) as f64 * 1e6, 3);
-    json!({
+    let mut v = json!({
         "delivered": got,
         "delivery_ratio": round(got as f64 / expected.max(1) as f64, 4),
         "delivered_per_s": round(got as f64 / wall, 0),
@@ -459,7 +487,11 @@ async fn finish(
         "server_kernel_share": round(kernel, 2),
         "generator_cpu_s_per_million": per_million(own_cpu),
         "wall_s": round(wall, 2),
-    })
+    });
+    if let Some(api_cpu) = api_cpu {
+        v["api_node_cpu_s"] = json!(round(api_cpu, 2));
+    }
+    v
 }
 
 async fn idle(t: Arc<Target>, connections: usize) -> Value {
@@ -548,7 +580,7 @@ async fn trigger(t: Arc<Target>, concurrency: usize, duration: u64) -> Value {
         .map(|_| {
             let (t, req) = (t.clone(), req.clone());
             tokio::spawn(async move {
-                let mut http = Http::connect(&t.addr).await.expect("http connect");
+                let mut http = Http::connect(&t.api_addr).await.expect("http connect");
                 let mut lat = Vec::new();
                 while Instant::now() < end {
                     let s = Instant::now();
@@ -574,10 +606,13 @@ async fn trigger(t: Arc<Target>, concurrency: usize, duration: u64) -> Value {
 
 fn main() {
     let cli = Cli::parse();
-    let ip = cli.addr.ip();
-    if !ip.is_loopback() {
-        eprintln!("resound-bench: refusing to target {ip}: only loopback addresses are allowed");
-        std::process::exit(2);
+    for ip in std::iter::once(cli.addr.ip()).chain(cli.api_addr.map(|a| a.ip())) {
+        if !ip.is_loopback() {
+            eprintln!(
+                "resound-bench: refusing to target {ip}: only loopback addresses are allowed"
+            );
+            std::process::exit(2);
+        }
     }
     if let Scenario::Floor {
         sockets,
@@ -598,6 +633,8 @@ fn main() {
     }
     let t = Arc::new(Target {
         addr: cli.addr.to_string(),
+        api_addr: cli.api_addr.unwrap_or(cli.addr).to_string(),
+        api_pid: cli.api_pid,
         app_id: cli.app_id,
         key: cli.key,
         secret: cli.secret,
