@@ -408,6 +408,11 @@ describe('scaling: two nodes on one Redis', () => {
     const alice = joinRoom('alice (user 1, node A)', A, room, user(1, 'Alice'));
     const hereAlice = await echoSaw(alice, 'here');
     assert.deepEqual(hereAlice.data, [{ id: 1, name: 'Alice' }], 'alice alone: here() lists only herself');
+    // Presence news travel through Redis: bob subscribes once node B has heard of alice.
+    await pollUntil(() => users(sdkB, 'B'), (ids) => ids.includes('1'), {
+      timeout: 5000,
+      what: 'users of the room through node B (alice joined on node A)',
+    });
 
     const bob = joinRoom('bob (user 2, node B)', B, room, user(2, 'Bob'));
     const hereBob = await echoSaw(bob, 'here');

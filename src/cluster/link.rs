@@ -110,8 +110,9 @@ async fn serve(
     let mut last_heard = Instant::now();
     let mut batch = Vec::with_capacity(BATCH);
     loop {
+        // Not biased: under a backlog of messages the outbox and the beat still get their turn
+        // (a node that stopped beating would be dropped by the others).
         tokio::select! {
-            biased;
             _ = state.shutdown.cancelled() => {
                 // Best effort: the others drop our members now rather than after the timeout.
                 let bye = [encode(bus.node(), &Msg::Bye)];

@@ -236,8 +236,18 @@ impl Bus {
     /// Marks `node` alive; true when it was not known (or had timed out).
     fn heard(&self, node: &str) -> bool {
         let now = Instant::now();
-        let previous = self.peers.lock().insert(node.to_owned(), now);
-        previous.is_none_or(|at| now.duration_since(at) >= PEER_TIMEOUT)
+        let mut peers = self.peers.lock();
+        match peers.get_mut(node) {
+            Some(at) => {
+                let stale = now.duration_since(*at) >= PEER_TIMEOUT;
+                *at = now;
+                stale
+            }
+            None => {
+                peers.insert(node.to_owned(), now);
+                true
+            }
+        }
     }
 
     /// Forgets nodes silent for [`PEER_TIMEOUT`]; returns them.
