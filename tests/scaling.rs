@@ -435,3 +435,43 @@ async fn nodes_authenticate_to_a_redis_with_a_password_and_a_wrong_one_stays_alo
     on_b.expect_nothing().await;
     assert!(outsider.state.bus.as_ref().unwrap().live_peers().is_empty());
 }
+
+#[tokio::test]
+async fn a_node_that_stops_answering_delays_one_query_not_every_query() {
+    let redis = Redis::start().await;
+    let nodes = cluster(&redis, 2).await;
+    let mut on_b = nodes[1].connected().await;
+    on_b.subscribe_public("public-count").await;
+    // A node that beats once and then dies without a word (as after SIGKILL).
+    let channel = nodes[0]
+        .state
+        .config
+        .scaling
+        .as_ref()
+        .unwrap()
+        .channel
+        .clone();
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", redis.port)).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let beat = r#"{"resound":1,"node":"ghost","msg":"beat"}"#;
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(&channel)
+        .arg(beat)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    wait_for_peers(&nodes[..1], 2).await;
+    let api = nodes[0].http();
+    let ask = || api.get("/channels/public-count", &[("info", "subscription_count")]);
+    let expected = json!({"occupied": true, "subscription_count": 1});
+    // The first query waits for the ghost until QUERY_WAIT and answers with what it has.
+    assert_eq!(ask().await.json(), expected);
+    // The next ones do not wait for it again.
+    let started = std::time::Instant::now();
+    assert_eq!(ask().await.json(), expected);
+    assert!(
+        started.elapsed() < resound::cluster::QUERY_WAIT,
+        "waited {:?} for a node that already missed a query",
+        started.elapsed()
+    );
+}

@@ -37,11 +37,13 @@ use crate::state::{AppRuntime, State};
 pub use link::spawn;
 
 /// How often a node says it is alive.
-pub const BEAT_EVERY: Duration = Duration::from_secs(5);
+pub const BEAT_EVERY: Duration = Duration::from_secs(3);
 /// A node not heard from for this long is gone, and so are its presence members.
-pub const PEER_TIMEOUT: Duration = Duration::from_secs(15);
-/// The longest an HTTP API query waits for the other nodes' counts.
-pub const QUERY_WAIT: Duration = Duration::from_secs(10);
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest an HTTP API query waits for the other nodes' counts. A live node answers in
+/// milliseconds; one that lets a query time out is not waited for again until it is heard
+/// from, so a crashed node delays one query, not every query until it times out.
+pub const QUERY_WAIT: Duration = Duration::from_secs(3);
 /// Messages waiting for Redis before new ones are dropped.
 const OUTBOX: usize = 65_536;
 /// Marks our messages on a channel other software may share.
@@ -122,6 +124,12 @@ struct Envelope<N, M> {
     msg: M,
 }
 
+struct Peer {
+    heard: Instant,
+    /// It let a query time out and has not been heard from since.
+    missed_query: bool,
+}
+
 /// What the other nodes answered to a query, added up.
 #[derive(Debug, Default)]
 pub struct Counts {
@@ -140,7 +148,7 @@ pub struct Bus {
     outbox: mpsc::Sender<String>,
     /// Taken once by [`spawn`].
     inbox_for_link: Mutex<Option<mpsc::Receiver<String>>>,
-    peers: Mutex<HashMap<String, Instant>>,
+    peers: Mutex<HashMap<String, Peer>>,
     queries: Mutex<HashMap<u64, ReplySender>>,
     next_query: AtomicU64,
     dropped: AtomicU64,
@@ -183,11 +191,15 @@ impl Bus {
 
     /// Nodes heard from within [`PEER_TIMEOUT`].
     pub fn live_peers(&self) -> HashSet<String> {
+        self.peers_where(|_| true)
+    }
+
+    fn peers_where(&self, keep: impl Fn(&Peer) -> bool) -> HashSet<String> {
         let now = Instant::now();
         self.peers
             .lock()
             .iter()
-            .filter(|(_, at)| now.duration_since(**at) < PEER_TIMEOUT)
+            .filter(|(_, p)| now.duration_since(p.heard) < PEER_TIMEOUT && keep(p))
             .map(|(n, _)| n.clone())
             .collect()
     }
@@ -197,7 +209,7 @@ impl Bus {
     /// [`QUERY_WAIT`]; a node that does not answer in time is left out.
     pub async fn query(&self, app: &str, channel: Option<&str>, prefix: &str) -> Counts {
         let mut counts = Counts::default();
-        let mut waiting = self.live_peers();
+        let mut waiting = self.peers_where(|p| !p.missed_query);
         if waiting.is_empty() {
             return counts;
         }
@@ -225,6 +237,12 @@ impl Bus {
                 },
                 _ = &mut deadline => {
                     warn!(missing = waiting.len(), "scaling: query answered by only some nodes");
+                    let mut peers = self.peers.lock();
+                    for node in &waiting {
+                        if let Some(p) = peers.get_mut(node) {
+                            p.missed_query = true;
+                        }
+                    }
                     break;
                 }
             }
@@ -238,13 +256,18 @@ impl Bus {
         let now = Instant::now();
         let mut peers = self.peers.lock();
         match peers.get_mut(node) {
-            Some(at) => {
-                let stale = now.duration_since(*at) >= PEER_TIMEOUT;
-                *at = now;
+            Some(p) => {
+                let stale = now.duration_since(p.heard) >= PEER_TIMEOUT;
+                p.heard = now;
+                p.missed_query = false;
                 stale
             }
             None => {
-                peers.insert(node.to_owned(), now);
+                let p = Peer {
+                    heard: now,
+                    missed_query: false,
+                };
+                peers.insert(node.to_owned(), p);
                 true
             }
         }
@@ -254,8 +277,8 @@ impl Bus {
     fn expire_peers(&self) -> Vec<String> {
         let now = Instant::now();
         let mut gone = Vec::new();
-        self.peers.lock().retain(|node, at| {
-            let alive = now.duration_since(*at) < PEER_TIMEOUT;
+        self.peers.lock().retain(|node, p| {
+            let alive = now.duration_since(p.heard) < PEER_TIMEOUT;
             if !alive {
                 gone.push(node.clone());
             }
