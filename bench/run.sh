@@ -9,8 +9,9 @@
 # Scenarios: idle fanout-100 fanout-flat channels trigger whisper, and on request
 # fanout-flat-4 and fanout-flat-1 (flat out with 4 or 1 publishers instead of 16) and floor (no server: the kernel's
 # own cost of one small write per socket, the lower bound for unbatched fan-out), and
-# fanout-2node-100 / fanout-2node-flat (two resound nodes sharing a redis-server: subscribers on
-# one node, every trigger sent to the other, so each message crosses Redis).
+# fanout-2node-100 / fanout-2node-rate-N / fanout-2node-flat (two resound nodes sharing a
+# redis-server: subscribers on one node, every trigger sent to the other at 100/s, N/s or flat
+# out, so each message crosses Redis).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
@@ -83,6 +84,7 @@ for scenario in "${scenarios[@]}"; do
       floor) target/release/resound-bench --label "run $run" floor --sockets 1000 --rate 100 --size 100 --duration 5 ;;
       fanout-2node-100) bench_pair fanout --subscribers 1000 --rate 100 --size 100 --duration "$DURATION" ;;
       fanout-2node-flat) bench_pair fanout --subscribers 1000 --rate 0 --size 100 --duration "$DURATION" --publishers 16 --publisher-thread ;;
+      fanout-2node-rate-*) bench_pair fanout --subscribers 1000 --rate "${scenario#fanout-2node-rate-}" --size 100 --duration "$DURATION" --publishers 16 --publisher-thread ;;
       *) echo "unknown scenario $scenario" >&2; exit 2 ;;
     esac
     case "$scenario" in
