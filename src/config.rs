@@ -399,14 +399,19 @@ fn normalize_path(p: &str) -> String {
 struct Layers<'a>(Vec<(&'a Layer, Origin)>);
 
 impl Layers<'_> {
-    /// The first layer's value; an empty value counts as unset (Laravel `.env` style `X=`).
+    /// The first layer's value. As Laravel's `env()` reads them, an empty value (`X=`) and
+    /// `null`/`(null)`/`empty`/`(empty)` count as unset (a Laravel `.env` has
+    /// `REDIS_PASSWORD=null`), and `(true)`/`(false)` are `true`/`false`.
     fn get(&self, name: &str) -> Option<(String, Origin)> {
-        self.0
-            .iter()
-            .find_map(|(layer, origin)| match layer.get(name) {
-                Some(v) if !v.trim().is_empty() => Some((v.trim().to_owned(), *origin)),
-                _ => None,
-            })
+        self.0.iter().find_map(|(layer, origin)| {
+            let v = layer.get(name)?.trim();
+            match v.to_ascii_lowercase().as_str() {
+                "" | "null" | "(null)" | "empty" | "(empty)" => None,
+                "(true)" => Some(("true".to_owned(), *origin)),
+                "(false)" => Some(("false".to_owned(), *origin)),
+                _ => Some((v.to_owned(), *origin)),
+            }
+        })
     }
 
     fn parse<T>(
@@ -510,19 +515,12 @@ fn app_options(l: &Layers, mut app: App) -> Result<App, ConfigError> {
         .positive("REVERB_APP_ACTIVITY_TIMEOUT")?
         .map(|n| n as u64)
         .unwrap_or(app.activity_timeout);
-    app.max_connections = l
-        .parse(
-            "REVERB_APP_MAX_CONNECTIONS",
-            "a whole number or null",
-            |v| {
-                if v == "null" {
-                    Some(None)
-                } else {
-                    v.parse().ok().map(Some)
-                }
-            },
-        )?
-        .flatten();
+    // `null` (Reverb's "unlimited") counts as unset, see `Layers::get`.
+    app.max_connections = l.parse(
+        "REVERB_APP_MAX_CONNECTIONS",
+        "a whole number or null",
+        |v| v.parse().ok(),
+    )?;
     app.max_message_size = l
         .positive("REVERB_APP_MAX_MESSAGE_SIZE")?
         .unwrap_or(app.max_message_size);
@@ -808,6 +806,24 @@ mod tests {
         std::fs::write(d.path().join(".env"), "REDIS_PORT=not-a-port\n").unwrap();
         let c = load_args(&["--redis-db", "x"], d.path()).unwrap();
         assert!(c.scaling.is_none());
+    }
+
+    #[test]
+    fn laravel_env_null_and_empty_are_unset() {
+        let d = tmpdir("laravel-null");
+        std::fs::write(
+            d.path().join(".env"),
+            "REVERB_SCALING_ENABLED=(true)\nREDIS_HOST=127.0.0.1\nREDIS_PASSWORD=null\nREDIS_USERNAME=(null)\nREDIS_PORT=6379\nREVERB_APP_MAX_CONNECTIONS=null\nREVERB_SERVER_PATH=empty\n",
+        )
+        .unwrap();
+        let c = load_args(&[], d.path()).unwrap();
+        assert_eq!(
+            c.scaling.unwrap().url,
+            "redis://127.0.0.1:6379/0",
+            "no password 'null'"
+        );
+        assert_eq!(c.apps[0].max_connections, None);
+        assert_eq!(c.path, "");
     }
 
     #[test]
