@@ -694,3 +694,18 @@ export function uniq(prefix) {
 export function randomBase64(bytes) {
   return randomBytes(bytes).toString('base64');
 }
+
+/** A HAWKI-like message payload: the content is encrypted client-side (AES-GCM). */
+export function encryptedMessage(slug, author, role = 'user') {
+  return JSON.stringify({
+    type: 'message',
+    slug,
+    messageData: {
+      message_role: role,
+      message_id: `${Math.floor(Math.random() * 1000)}.000`,
+      author: { username: author, name: author },
+      content: { ciphertext: randomBase64(96), iv: randomBase64(12), tag: randomBase64(16) },
+      created_at: new Date().toISOString(),
+    },
+  });
+}

@@ -4,7 +4,7 @@
 import { describe } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { useServer, makeEcho, nodeSdk, pythonSdk, randomBase64, sdkJson, scenario, uniq } from '../lib/harness.mjs';
+import { useServer, makeEcho, nodeSdk, pythonSdk, encryptedMessage, sdkJson, scenario, uniq } from '../lib/harness.mjs';
 
 let sdk;
 const server = useServer({}, (s) => {
@@ -13,21 +13,6 @@ const server = useServer({}, (s) => {
 
 const EVENT = 'App\\Events\\RoomMessageEvent';
 const NAMES = ['Ada', 'Ben', 'Cem', 'Dora', 'Eli'];
-
-/** A HAWKI-like message payload: the content is encrypted client-side (AES-GCM). */
-function encryptedMessage(slug, author, role = 'user') {
-  return JSON.stringify({
-    type: 'message',
-    slug,
-    messageData: {
-      message_role: role,
-      message_id: `${Math.floor(Math.random() * 1000)}.000`,
-      author: { username: author, name: author },
-      content: { ciphertext: randomBase64(96), iv: randomBase64(12), tag: randomBase64(16) },
-      created_at: new Date().toISOString(),
-    },
-  });
-}
 
 describe('HAWKI room', () => {
   scenario(server, 'five members: messages, AI reply, typing whispers, a member leaves', async () => {

@@ -21,7 +21,7 @@ import {
   makePusher,
   nodeSdk,
   pythonSdk,
-  randomBase64,
+  encryptedMessage,
   sdkJson,
   scenario,
   sleep,
@@ -176,21 +176,6 @@ function joinRoom(label, server, room, member) {
   const c = makeEcho(label, server, { user: member });
   c.echo.join(room).here(into(c, 'here')).joining(into(c, 'joining')).leaving(into(c, 'leaving'));
   return c;
-}
-
-/** A HAWKI-like message payload: the content is encrypted client-side (AES-GCM). */
-function encryptedMessage(slug, author, role = 'user') {
-  return JSON.stringify({
-    type: 'message',
-    slug,
-    messageData: {
-      message_role: role,
-      message_id: `${Math.floor(Math.random() * 1000)}.000`,
-      author: { username: author, name: author },
-      content: { ciphertext: randomBase64(96), iv: randomBase64(12), tag: randomBase64(16) },
-      created_at: new Date().toISOString(),
-    },
-  });
 }
 
 // The app's user-authentication endpoint (Laravel: /broadcasting/user-auth), run locally.
