@@ -35,11 +35,13 @@ pub struct AppRuntime {
 impl AppRuntime {
     fn new(app: App, config: &Config, bus: Option<Arc<Bus>>) -> AppRuntime {
         let announce = bus.clone().map(|b| (b, app.id.clone()));
-        let channels = ChannelRegistry::new(config.cache_ttl, app.subscription_count, announce);
+        let channels =
+            ChannelRegistry::new(config.cache_ttl, app.subscription_count, announce.clone());
+        let users = UserRegistry::new(announce);
         AppRuntime {
             app,
             channels,
-            users: UserRegistry::default(),
+            users,
             connections: DashMap::new(),
             bus,
             slots: AtomicUsize::new(0),

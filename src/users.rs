@@ -1,16 +1,19 @@
 //! Signed-in users (`pusher:signin`): who is online on which connections, and who watches whom.
-//! Decides online/offline transitions and sends `watchlist_events` to watchers.
+//! Decides online/offline transitions and sends `watchlist_events` to watchers. With scaling,
+//! a user is online while signed in here or on another node (see `cluster`).
 //!
 //! Lock order is always `transitions`, then `sockets`, then `watchers`, never the reverse, so
 //! nothing can deadlock; nothing is held across an `.await` (sends never wait).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::cluster::{Bus, Msg};
 use crate::connection::{ConnectionHandle, Flushes, Outgoing, SocketId};
 use crate::protocol::{server, PusherError};
 
@@ -80,21 +83,101 @@ pub struct UserRegistry {
     watchers: DashMap<String, Sockets>,
     /// Held for a whole sign-in or sign-out, so a new watcher's first report and the
     /// online/offline events of the users it watches reach it in the order they happened.
-    /// Sign-ins are rare next to messages; one lock per app costs nothing measurable.
-    transitions: Mutex<()>,
+    /// Sign-ins are rare next to messages; one lock per app costs nothing measurable. With
+    /// scaling it also guards the users other nodes report online: user id -> those nodes.
+    transitions: Mutex<HashMap<String, HashSet<String>>>,
+    /// With scaling: the bus and this app's id, to tell the other nodes.
+    bus: Option<(Arc<Bus>, String)>,
 }
 
 impl UserRegistry {
+    pub fn new(bus: Option<(Arc<Bus>, String)>) -> UserRegistry {
+        UserRegistry {
+            bus,
+            ..UserRegistry::default()
+        }
+    }
+
+    fn tell(&self, user_id: &str, online: bool) {
+        if let Some((bus, app)) = &self.bus {
+            bus.send(Msg::Online {
+                app: app.clone(),
+                user_id: user_id.to_owned(),
+                online,
+            });
+        }
+    }
+
+    /// Another node reports `user_id` online (its first connection there) or offline (its
+    /// last one): watchers here hear of it when that changes whether the user is online
+    /// anywhere.
+    pub fn remote(&self, node: &str, user_id: &str, online: bool) {
+        let mut remote = self.transitions.lock();
+        self.remote_locked(&mut remote, node, user_id, online);
+    }
+
+    fn remote_locked(
+        &self,
+        remote: &mut HashMap<String, HashSet<String>>,
+        node: &str,
+        user_id: &str,
+        online: bool,
+    ) {
+        let was = self.is_online_locked(remote, user_id);
+        if online {
+            remote
+                .entry(user_id.to_owned())
+                .or_default()
+                .insert(node.to_owned());
+        } else if let Some(nodes) = remote.get_mut(user_id) {
+            nodes.remove(node);
+            if nodes.is_empty() {
+                remote.remove(user_id);
+            }
+        }
+        if was != self.is_online_locked(remote, user_id) {
+            self.notify(user_id, online);
+        }
+    }
+
+    /// Makes `users` the whole of who `node` reports online; an empty list drops the node.
+    pub fn replace_node(&self, node: &str, users: &[String]) {
+        let mut remote = self.transitions.lock();
+        let gone: Vec<String> = remote
+            .iter()
+            .filter(|(id, nodes)| nodes.contains(node) && !users.contains(id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            self.remote_locked(&mut remote, node, &id, false);
+        }
+        for id in users {
+            self.remote_locked(&mut remote, node, id, true);
+        }
+    }
+
+    /// Users signed in on this node.
+    pub fn local_users(&self) -> Vec<String> {
+        self.sockets.iter().map(|e| e.key().clone()).collect()
+    }
+
+    fn is_online_locked(&self, remote: &HashMap<String, HashSet<String>>, user_id: &str) -> bool {
+        remote.contains_key(user_id) || self.sockets.get(user_id).is_some_and(|s| !s.is_empty())
+    }
+
     /// Records `handle` as signed in as `user`, tells watchers when the user comes online,
     /// starts watching the user's watchlist and sends its current state to `handle`.
     pub fn sign_in(&self, user: &SignedInUser, handle: &ConnectionHandle) {
-        let _order = self.transitions.lock();
+        let remote = self.transitions.lock();
         {
             let mut entry = self.sockets.entry(user.id.clone()).or_default();
             let first = entry.is_empty();
             entry.insert(handle.id(), handle.clone());
             if first {
-                self.notify(&user.id, true);
+                self.tell(&user.id, true);
+                if !remote.contains_key(&user.id) {
+                    self.notify(&user.id, true);
+                }
             }
         }
         for w in &user.watchlist {
@@ -108,7 +191,7 @@ impl UserRegistry {
                 .watchlist
                 .iter()
                 .map(String::as_str)
-                .partition(|w| self.is_online(w));
+                .partition(|w| self.is_online_locked(&remote, w));
             handle.send_text(server::watchlist_events(&online, &offline).into());
         }
     }
@@ -116,7 +199,7 @@ impl UserRegistry {
     /// Undoes [`Self::sign_in`] for a closing connection; watchers hear `offline` when it was
     /// the user's last connection.
     pub fn sign_out(&self, user: &SignedInUser, id: SocketId) {
-        let _order = self.transitions.lock();
+        let remote = self.transitions.lock();
         for w in &user.watchlist {
             self.watchers.remove_if_mut(w, |_, set| {
                 set.remove(&id);
@@ -124,9 +207,12 @@ impl UserRegistry {
             });
         }
         if let Some(mut entry) = self.sockets.get_mut(&user.id) {
-            entry.remove(&id);
-            if entry.is_empty() {
-                self.notify(&user.id, false);
+            // Only a connection that signed in is removed (its socket id is unique).
+            if entry.remove(&id).is_some() && entry.is_empty() {
+                self.tell(&user.id, false);
+                if !remote.contains_key(&user.id) {
+                    self.notify(&user.id, false);
+                }
             }
         }
         self.sockets.remove_if(&user.id, |_, set| set.is_empty());
@@ -147,11 +233,6 @@ impl UserRegistry {
                 out.send(h, frame.clone());
             }
         }
-    }
-
-    /// Whether `user_id` is signed in on at least one connection.
-    pub fn is_online(&self, user_id: &str) -> bool {
-        self.sockets.get(user_id).is_some_and(|s| !s.is_empty())
     }
 
     /// Every connection signed in as `user_id`.

@@ -475,3 +475,52 @@ async fn a_node_that_stops_answering_delays_one_query_not_every_query() {
         started.elapsed()
     );
 }
+
+fn watch_events(v: &Value) -> Value {
+    assert_eq!(v["event"], "pusher_internal:watchlist_events", "{v}");
+    serde_json::from_str::<Value>(v["data"].as_str().unwrap()).unwrap()["events"].clone()
+}
+
+async fn sign_in(node: &TestServer, user_data: &str) -> Client {
+    let mut c = node.connected().await;
+    c.send(signin_frame(&c.socket_id, user_data)).await;
+    assert_eq!(c.recv().await["event"], "pusher:signin_success");
+    c
+}
+
+#[tokio::test]
+async fn watchlists_see_users_online_on_any_node() {
+    let redis = Redis::start().await;
+    let nodes = cluster(&redis, 2).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let mut watcher = sign_in(a, r#"{"id":"w","watchlist":["42"]}"#).await;
+    assert_eq!(
+        watch_events(&watcher.recv().await),
+        json!([{"name":"offline","user_ids":["42"]}])
+    );
+    let on_b = sign_in(b, r#"{"id":"42"}"#).await;
+    assert_eq!(
+        watch_events(&watcher.recv().await),
+        json!([{"name":"online","user_ids":["42"]}])
+    );
+    // A second connection on node A: already online, nobody hears of it.
+    let on_a = sign_in(a, r#"{"id":"42"}"#).await;
+    watcher.expect_nothing().await;
+    // A watcher signing in later on node A is told 42 is online (known from node B).
+    let mut late = sign_in(a, r#"{"id":"w2","watchlist":["42"]}"#).await;
+    assert_eq!(
+        watch_events(&late.recv().await),
+        json!([{"name":"online","user_ids":["42"]}])
+    );
+    drop(on_b);
+    watcher.expect_nothing().await;
+    drop(on_a);
+    assert_eq!(
+        watch_events(&watcher.recv().await),
+        json!([{"name":"offline","user_ids":["42"]}])
+    );
+    assert_eq!(
+        watch_events(&late.recv().await),
+        json!([{"name":"offline","user_ids":["42"]}])
+    );
+}

@@ -2,11 +2,11 @@
 //! Reverb's do. What one node must tell the others goes over it:
 //! - HTTP API events (with the `socket_id` to skip, which may be on any node), client events,
 //!   and user terminations: every node delivers them to its own sockets;
-//! - presence: each node announces its users' first join and last leave per channel, answers
-//!   a newcomer's `hello` with its whole presence state, beats every few seconds, and says
-//!   `bye` on shutdown; a node silent for [`PEER_TIMEOUT`] is dropped with its members. So
-//!   `subscription_succeeded`, `member_added`/`member_removed` and the users API are
-//!   cluster-wide;
+//! - presence and signed-in users: each node announces a user's first join and last leave per
+//!   presence channel, and its first sign-in and last sign-out; it answers a newcomer's `hello`
+//!   with its whole state, beats every few seconds, and says `bye` on shutdown; a node silent
+//!   for [`PEER_TIMEOUT`] is dropped with its members and users. So `subscription_succeeded`,
+//!   `member_added`/`member_removed`, the users API and watchlist events are cluster-wide;
 //! - HTTP API channel queries: the node that got the request asks the others for their counts
 //!   and waits for every live node's reply, at most [`QUERY_WAIT`].
 //!
@@ -82,8 +82,21 @@ pub enum Msg {
         channel: String,
         id: String,
     },
-    /// Every presence member of the sending node (replaces what it reported before).
-    State { members: Vec<StateMember> },
+    /// A user's first connection on the sending node signed in (`online`), or its last one
+    /// closed.
+    Online {
+        app: String,
+        user_id: String,
+        online: bool,
+    },
+    /// Every presence member and signed-in user of the sending node (replaces what it
+    /// reported before).
+    State {
+        members: Vec<StateMember>,
+        /// (app id, user id)
+        #[serde(default)]
+        users: Vec<(String, String)>,
+    },
     /// A node (re)joined: everybody answers with `State`.
     Hello,
     /// The sending node is alive.
@@ -300,6 +313,7 @@ fn encode(node: &str, msg: &Msg) -> String {
 /// Everything this node knows about its own presence members, for a `State` message.
 fn local_state(state: &State) -> Msg {
     let mut members = Vec::new();
+    let mut users = Vec::new();
     for app in state.apps() {
         for (channel, m) in app.channels.local_presence() {
             members.push(StateMember {
@@ -309,8 +323,14 @@ fn local_state(state: &State) -> Msg {
                 user_info: m.user_info,
             });
         }
+        users.extend(
+            app.users
+                .local_users()
+                .into_iter()
+                .map(|u| (app.app.id.clone(), u)),
+        );
     }
-    Msg::State { members }
+    Msg::State { members, users }
 }
 
 /// Applies one message from the bus. Our own messages come back too and are skipped.
@@ -375,16 +395,31 @@ fn receive(state: &State, bus: &Bus, payload: &[u8]) {
                 app.channels.remote_leave(node, &channel, &id);
             }
         }
-        Msg::State { members } => {
+        Msg::State { members, users } => {
             let mut by_app: HashMap<String, Vec<(String, PresenceMember)>> = HashMap::new();
             for m in members {
                 if let Some(pm) = PresenceMember::from_parts(m.user_id, m.user_info) {
                     by_app.entry(m.app).or_default().push((m.channel, pm));
                 }
             }
+            let mut users_by_app: HashMap<String, Vec<String>> = HashMap::new();
+            for (app, user) in users {
+                users_by_app.entry(app).or_default().push(user);
+            }
             for app in state.apps() {
                 let members = by_app.remove(&app.app.id).unwrap_or_default();
                 app.channels.replace_node(node, members);
+                let users = users_by_app.remove(&app.app.id).unwrap_or_default();
+                app.users.replace_node(node, &users);
+            }
+        }
+        Msg::Online {
+            app,
+            user_id,
+            online,
+        } => {
+            if let Some(app) = app_of(&app) {
+                app.users.remote(node, &user_id, online);
             }
         }
         Msg::Hello => bus.send(local_state(state)),
@@ -457,5 +492,6 @@ fn drop_node(state: &State, node: &str) {
     debug!(node, "scaling: node gone; dropping its presence members");
     for app in state.apps() {
         app.channels.replace_node(node, Vec::new());
+        app.users.replace_node(node, &[]);
     }
 }
