@@ -60,6 +60,8 @@ pub struct Scaling {
     pub url: String,
     /// How long connecting may take.
     pub timeout: Duration,
+    /// PEM certificates to trust for `rediss://` instead of the system's roots.
+    pub ca: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Scaling {
@@ -68,6 +70,7 @@ impl std::fmt::Debug for Scaling {
             .field("channel", &self.channel)
             .field("url", &redact(&self.url))
             .field("timeout", &self.timeout)
+            .field("ca", &self.ca.as_ref().map(|_| "PEM"))
             .finish()
     }
 }
@@ -163,6 +166,8 @@ const SETTINGS: &[Setting] = &[
     s("REDIS_PASSWORD", "redis-password", "redis_password", false, "Redis password for scaling [default: none]"),
     s("REDIS_DB", "redis-db", "redis_db", false, "Redis database number for scaling [default: 0]"),
     s("REDIS_TIMEOUT", "redis-timeout", "redis_timeout", false, "Seconds allowed to connect to Redis [default: 60]"),
+    s("REDIS_SCHEME", "redis-scheme", "redis_scheme", false, "tcp, or tls (also rediss) for Redis over TLS [default: tcp]"),
+    s("RESOUND_REDIS_CA_FILE", "redis-ca-file", "redis_ca_file", false, "PEM file of the CA certificates to trust for Redis over TLS [default: the system's roots]"),
     s("REVERB_APP_ID", "app-id", "app_id", true, "App id (used in HTTP API paths)"),
     s("REVERB_APP_KEY", "app-key", "key", true, "App key (used by clients in /app/{key})"),
     s("REVERB_APP_SECRET", "app-secret", "secret", true, "App secret (signs channel auth and API requests)"),
@@ -367,7 +372,15 @@ fn scaling(l: &Layers) -> Result<Option<Scaling>, ConfigError> {
             } else {
                 host
             };
-            format!("redis://{auth}{host}:{port}/{db}")
+            let scheme = match l.get("REDIS_SCHEME") {
+                None => "redis",
+                Some((v, origin)) => match v.to_ascii_lowercase().as_str() {
+                    "tcp" | "redis" => "redis",
+                    "tls" | "rediss" => "rediss",
+                    _ => return Err(bad("REDIS_SCHEME", &v, origin, "tcp or tls")),
+                },
+            };
+            format!("{scheme}://{auth}{host}:{port}/{db}")
         }
     };
     if let Err(e) = redis::Client::open(url.as_str()) {
@@ -376,6 +389,28 @@ fn scaling(l: &Layers) -> Result<Option<Scaling>, ConfigError> {
             redact(&url)
         )));
     }
+    let ca = match l.get("RESOUND_REDIS_CA_FILE") {
+        None => None,
+        Some((path, origin)) => {
+            let pem = std::fs::read(&path).map_err(|e| {
+                bad(
+                    "RESOUND_REDIS_CA_FILE",
+                    &path,
+                    origin,
+                    &format!("a readable PEM file ({e})"),
+                )
+            })?;
+            if crate::cluster::tls::certificates(&pem).is_err() {
+                return Err(bad(
+                    "RESOUND_REDIS_CA_FILE",
+                    &path,
+                    origin,
+                    "a PEM file with certificates",
+                ));
+            }
+            Some(pem)
+        }
+    };
     Ok(Some(Scaling {
         channel: l
             .get("REVERB_SCALING_CHANNEL")
@@ -384,6 +419,7 @@ fn scaling(l: &Layers) -> Result<Option<Scaling>, ConfigError> {
         timeout: l
             .seconds("REDIS_TIMEOUT")?
             .unwrap_or(Duration::from_secs(60)),
+        ca,
     }))
 }
 
@@ -894,5 +930,44 @@ mod tests {
         assert!(e.contains("invalid Redis URL"), "{e}");
         let e = load_args(&["--scaling", "maybe"], d.path()).unwrap_err().0;
         assert!(e.contains("REVERB_SCALING_ENABLED"), "{e}");
+        let c = load_args(&["--scaling", "true", "--redis-scheme", "tls"], d.path()).unwrap();
+        assert_eq!(c.scaling.unwrap().url, "rediss://127.0.0.1:6379/0");
+        let e = load_args(&["--scaling", "true", "--redis-scheme", "udp"], d.path())
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("REDIS_SCHEME") && e.contains("tcp or tls"),
+            "{e}"
+        );
+        let missing = d.path().join("missing.pem");
+        let e = load_args(
+            &[
+                "--scaling",
+                "true",
+                "--redis-ca-file",
+                missing.to_str().unwrap(),
+            ],
+            d.path(),
+        )
+        .unwrap_err()
+        .0;
+        assert!(
+            e.contains("RESOUND_REDIS_CA_FILE") && e.contains("readable"),
+            "{e}"
+        );
+        std::fs::write(d.path().join("junk.pem"), "not a certificate").unwrap();
+        let junk = d.path().join("junk.pem");
+        let e = load_args(
+            &[
+                "--scaling",
+                "true",
+                "--redis-ca-file",
+                junk.to_str().unwrap(),
+            ],
+            d.path(),
+        )
+        .unwrap_err()
+        .0;
+        assert!(e.contains("with certificates"), "{e}");
     }
 }

@@ -31,8 +31,13 @@ impl Redis {
         Redis::start_with(port, &[]).await
     }
 
-    #[allow(clippy::zombie_processes)] // waited for in `stop`, from `Drop`
     async fn start_with(port: u16, args: &[&str]) -> Redis {
+        Redis::spawn(port, args, port).await
+    }
+
+    /// Starts with `--port port` and `args`; ready when `listen` accepts connections.
+    #[allow(clippy::zombie_processes)] // waited for in `stop`, from `Drop`
+    async fn spawn(port: u16, args: &[&str], listen: u16) -> Redis {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -41,15 +46,18 @@ impl Redis {
             .spawn()
             .expect("redis-server must be installed for the scaling tests (scripts/test.sh installs it)");
         for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            if tokio::net::TcpStream::connect(("127.0.0.1", listen))
                 .await
                 .is_ok()
             {
-                return Redis { port, child };
+                return Redis {
+                    port: listen,
+                    child,
+                };
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("redis-server did not listen on {port}");
+        panic!("redis-server did not listen on {listen}");
     }
 
     fn stop(&mut self) {
@@ -74,6 +82,7 @@ fn node_config_url(url: &str, channel: &str) -> resound::Config {
             channel: channel.into(),
             url: url.into(),
             timeout: Duration::from_secs(5),
+            ca: None,
         }),
         ..config_with(app())
     }
@@ -523,4 +532,85 @@ async fn watchlists_see_users_online_on_any_node() {
         watch_events(&late.recv().await),
         json!([{"name":"offline","user_ids":["42"]}])
     );
+}
+
+#[tokio::test]
+async fn nodes_reach_a_redis_over_tls_trusting_the_configured_ca() {
+    // A CA and a server certificate for "localhost" signed by it.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    std::fs::write(path("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(path("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(path("key.pem"), key.serialize_pem()).unwrap();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tls_port = port.to_string();
+    let (cert_file, key_file, ca_file) = (path("cert.pem"), path("key.pem"), path("ca.pem"));
+    // Only TLS: the plain port is off.
+    let _redis = Redis::spawn(
+        0,
+        &[
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            &cert_file,
+            "--tls-key-file",
+            &key_file,
+            "--tls-ca-cert-file",
+            &ca_file,
+            "--tls-auth-clients",
+            "no",
+        ],
+        port,
+    )
+    .await;
+    let trusted = |channel: &str| resound::Config {
+        scaling: Some(Scaling {
+            channel: channel.into(),
+            url: format!("rediss://localhost:{port}/0"),
+            timeout: Duration::from_secs(5),
+            ca: Some(ca_cert.pem().into_bytes()),
+        }),
+        ..config_with(app())
+    };
+    let nodes = vec![
+        TestServer::start_with(trusted("tls")).await,
+        TestServer::start_with(trusted("tls")).await,
+    ];
+    wait_for_peers(&nodes, 1).await;
+    let mut on_b = nodes[1].connected().await;
+    on_b.subscribe_public("public-tls").await;
+    nodes[0]
+        .http()
+        .trigger(&["public-tls"], "sealed", "{}", None)
+        .await;
+    assert_eq!(on_b.recv().await["event"], "sealed");
+
+    // Without the CA (system roots only) the certificate is not trusted: the node stays alone.
+    let mut untrusting = trusted("tls");
+    untrusting.scaling.as_mut().unwrap().ca = None;
+    let outsider = TestServer::start_with(untrusting).await;
+    let mut local = outsider.connected().await;
+    local.subscribe_public("public-tls").await;
+    nodes[0]
+        .http()
+        .trigger(&["public-tls"], "not-for-outsider", "{}", None)
+        .await;
+    assert_eq!(on_b.recv().await["event"], "not-for-outsider");
+    local.expect_nothing().await;
+    assert!(outsider.state.bus.as_ref().unwrap().live_peers().is_empty());
 }

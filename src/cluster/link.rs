@@ -26,7 +26,21 @@ pub fn spawn(state: Arc<State>) -> Option<tokio::task::JoinHandle<()>> {
 }
 
 async fn run(state: Arc<State>, bus: Arc<Bus>, mut outbox: mpsc::Receiver<String>) {
-    let client = match redis::Client::open(bus.settings.url.as_str()) {
+    let settings = &bus.settings;
+    if settings.url.starts_with("rediss:") {
+        super::tls::install_provider();
+    }
+    let opened = match &settings.ca {
+        Some(pem) => redis::Client::build_with_tls(
+            settings.url.as_str(),
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            },
+        ),
+        None => redis::Client::open(settings.url.as_str()),
+    };
+    let client = match opened {
         Ok(c) => c,
         Err(e) => {
             // The URL was checked when the configuration was read.
@@ -69,7 +83,9 @@ async fn connect(
             .get_multiplexed_async_connection()
             .await
             .map_err(|e| e.to_string())?;
-        let subscriber = Subscriber::connect(&bus.settings.url, &bus.settings.channel).await?;
+        let settings = &bus.settings;
+        let subscriber =
+            Subscriber::connect(&settings.url, settings.ca.as_deref(), &settings.channel).await?;
         Ok::<_, String>((publisher, subscriber))
     };
     match tokio::time::timeout(timeout, dial).await {

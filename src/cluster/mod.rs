@@ -16,6 +16,7 @@
 
 mod link;
 mod subscriber;
+pub mod tls;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};

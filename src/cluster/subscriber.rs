@@ -11,8 +11,12 @@
 //! strings and arrays of them.
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// A plain or TLS connection to Redis.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// The largest value accepted from Redis (our messages are a few KB; a presence state may be
 /// a few MB).
@@ -28,24 +32,52 @@ enum Value {
 }
 
 pub struct Subscriber {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     buf: BytesMut,
 }
 
 impl Subscriber {
-    /// Connects to the Redis of `url`, authenticates when it has credentials, and subscribes
-    /// to `channel`.
-    pub async fn connect(url: &str, channel: &str) -> Result<Subscriber, String> {
+    /// Connects to the Redis of `url` (over TLS for `rediss://`, trusting `ca` or the system's
+    /// roots), authenticates when it has credentials, and subscribes to `channel`.
+    pub async fn connect(
+        url: &str,
+        ca: Option<&[u8]>,
+        channel: &str,
+    ) -> Result<Subscriber, String> {
         let info =
             redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| e.to_string())?;
-        let (host, port) = match info.addr() {
-            redis::ConnectionAddr::Tcp(host, port) => (host.clone(), *port),
-            other => return Err(format!("only redis:// over TCP is supported, not {other}")),
+        let (host, port, tls) = match info.addr() {
+            redis::ConnectionAddr::Tcp(host, port) => (host.clone(), *port, false),
+            redis::ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: false,
+                ..
+            } => (host.clone(), *port, true),
+            other => {
+                return Err(format!(
+                    "unsupported Redis address {other} (use redis:// or rediss://)"
+                ))
+            }
         };
-        let stream = TcpStream::connect((host.as_str(), port))
+        let tcp = TcpStream::connect((host.as_str(), port))
             .await
             .map_err(|e| e.to_string())?;
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn Io> = if tls {
+            let config = super::tls::client_config(ca)?;
+            let name = rustls::pki_types::ServerName::try_from(host.clone())
+                .map_err(|e| format!("{host}: {e}"))?;
+            let connector = tokio_rustls::TlsConnector::from(config);
+            Box::new(
+                connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS: {e}"))?,
+            )
+        } else {
+            Box::new(tcp)
+        };
         let mut sub = Subscriber {
             stream,
             buf: BytesMut::with_capacity(16 * 1024),
