@@ -614,3 +614,42 @@ async fn nodes_reach_a_redis_over_tls_trusting_the_configured_ca() {
     local.expect_nothing().await;
     assert!(outsider.state.bus.as_ref().unwrap().live_peers().is_empty());
 }
+
+#[tokio::test]
+async fn subscription_counts_pushed_to_clients_add_up_every_node() {
+    let redis = Redis::start().await;
+    let channel = format!("resound-test-{}", rand_suffix());
+    let config = || {
+        let mut c = node_config(redis.port, &channel);
+        c.apps[0].subscription_count = true;
+        c
+    };
+    let nodes = vec![
+        TestServer::start_with(config()).await,
+        TestServer::start_with(config()).await,
+    ];
+    wait_for_peers(&nodes, 1).await;
+    let count_of = |v: &Value| -> u64 {
+        assert_eq!(v["event"], "pusher_internal:subscription_count", "{v}");
+        let data: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+        data["subscription_count"].as_u64().unwrap()
+    };
+    let mut on_a = nodes[0].connected().await;
+    on_a.subscribe_public("public-viewers").await;
+    assert_eq!(count_of(&on_a.recv().await), 1);
+    let mut on_b = nodes[1].connected().await;
+    on_b.subscribe_public("public-viewers").await;
+    // Node B may count before or after it hears node A's count: it ends at 2.
+    let mut seen = count_of(&on_b.recv().await);
+    if seen == 1 {
+        seen = count_of(&on_b.recv().await);
+    }
+    assert_eq!(seen, 2);
+    assert_eq!(
+        count_of(&on_a.recv().await),
+        2,
+        "node A hears node B's subscriber"
+    );
+    drop(on_b);
+    assert_eq!(count_of(&on_a.recv().await), 1, "and its departure");
+}

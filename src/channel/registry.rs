@@ -80,6 +80,8 @@ pub struct ChannelRegistry {
     counts_pending: Mutex<HashSet<String>>,
     /// With scaling: the bus and this app's id, to tell the other nodes about presence.
     bus: Option<(Arc<Bus>, String)>,
+    /// With scaling and `subscription_count`: channel -> node -> that node's subscribers.
+    remote_counts: Mutex<HashMap<String, HashMap<String, usize>>>,
 }
 
 impl ChannelRegistry {
@@ -94,22 +96,105 @@ impl ChannelRegistry {
             subscription_count,
             counts_pending: Default::default(),
             bus,
+            remote_counts: Default::default(),
         }
     }
 
     /// Sends `subscription_count` after a change, unless the channel is busy and heard one
     /// less than 5 s ago (then it is sent by the next [`Self::flush_counts`]).
+    /// With scaling the count is the cluster's: this node's subscribers plus what the other
+    /// nodes last reported.
     fn count_changed(&self, name: &str, kind: ChannelKind, ch: &mut Channel, out: &mut Flushes) {
-        let n = ch.subscribers.len();
-        if !self.subscription_count || kind.presence || n == 0 {
+        let local = ch.subscribers.len();
+        if !self.subscription_count || kind.presence || local == 0 {
             return;
         }
+        let remote: usize = match &self.bus {
+            Some(_) => self
+                .remote_counts
+                .lock()
+                .get(name)
+                .map_or(0, |nodes| nodes.values().sum()),
+            None => 0,
+        };
+        let n = local + remote;
         if n > COUNT_THROTTLE_ABOVE && ch.count_sent.is_some_and(|t| t.elapsed() < COUNT_EVERY) {
             self.counts_pending.lock().insert(name.to_owned());
             return;
         }
         ch.count_sent = Some(Instant::now());
         ch.send_all(&server::subscription_count(name, n).into(), None, out);
+    }
+
+    /// With scaling: tells the other nodes this node's new subscriber count of `name`.
+    fn announce_count(&self, name: &str, kind: ChannelKind, local: usize) {
+        if let Some((bus, app)) = self.bus.as_ref().filter(|_| self.subscription_count) {
+            if !kind.presence {
+                bus.send(Msg::Count {
+                    app: app.clone(),
+                    channel: name.to_owned(),
+                    subscribers: local,
+                });
+            }
+        }
+    }
+
+    /// Another node now has `n` subscribers on `name`: this node's subscribers hear the new
+    /// total.
+    pub fn remote_count(&self, node: &str, name: &str, n: usize) {
+        {
+            let mut counts = self.remote_counts.lock();
+            if n == 0 {
+                if let Some(nodes) = counts.get_mut(name) {
+                    nodes.remove(node);
+                    if nodes.is_empty() {
+                        counts.remove(name);
+                    }
+                }
+            } else {
+                counts
+                    .entry(name.to_owned())
+                    .or_default()
+                    .insert(node.to_owned(), n);
+            }
+        }
+        let mut out = Flushes::default();
+        if let Some(mut ch) = self.channels.get_mut(name) {
+            self.count_changed(name, ChannelKind::from_name(name), &mut ch, &mut out);
+        }
+    }
+
+    /// Makes `counts` (channel, subscribers) the whole of what `node` reports; an empty list
+    /// drops the node.
+    pub fn replace_node_counts(&self, node: &str, counts: Vec<(String, usize)>) {
+        let stale: Vec<String> = self
+            .remote_counts
+            .lock()
+            .iter()
+            .filter(|(name, nodes)| {
+                nodes.contains_key(node) && !counts.iter().any(|(c, _)| c == *name)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            self.remote_count(node, &name, 0);
+        }
+        for (name, n) in counts {
+            self.remote_count(node, &name, n);
+        }
+    }
+
+    /// This node's subscriber counts of occupied non-presence channels, for a `State`
+    /// message (only when `subscription_count` is on: nobody needs them otherwise).
+    pub fn local_counts(&self) -> Vec<(String, usize)> {
+        if !self.subscription_count {
+            return Vec::new();
+        }
+        self.channels
+            .iter()
+            .filter(|c| !c.subscribers.is_empty() && !ChannelKind::from_name(c.key()).presence)
+            .map(|c| (c.key().clone(), c.subscribers.len()))
+            .collect()
     }
 
     /// Sends the throttled `subscription_count` updates that are due.
@@ -186,6 +271,7 @@ impl ChannelRegistry {
         }
         if fresh {
             self.count_changed(name, kind, &mut ch, &mut out);
+            self.announce_count(name, kind, ch.subscribers.len());
         }
         fresh
     }
@@ -221,7 +307,9 @@ impl ChannelRegistry {
                             &mut out,
                         );
                     }
-                    self.count_changed(name, ChannelKind::from_name(name), &mut ch, &mut out);
+                    let kind = ChannelKind::from_name(name);
+                    self.count_changed(name, kind, &mut ch, &mut out);
+                    self.announce_count(name, kind, ch.subscribers.len());
                     true
                 }
             },

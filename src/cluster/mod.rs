@@ -90,13 +90,23 @@ pub enum Msg {
         user_id: String,
         online: bool,
     },
-    /// Every presence member and signed-in user of the sending node (replaces what it
-    /// reported before).
+    /// The sending node's subscriber count of a channel changed (sent only for apps with
+    /// `subscription_count` on).
+    Count {
+        app: String,
+        channel: String,
+        subscribers: usize,
+    },
+    /// Every presence member, signed-in user and (with `subscription_count`) channel count of
+    /// the sending node (replaces what it reported before).
     State {
         members: Vec<StateMember>,
         /// (app id, user id)
         #[serde(default)]
         users: Vec<(String, String)>,
+        /// (app id, channel, subscribers)
+        #[serde(default)]
+        counts: Vec<(String, String, usize)>,
     },
     /// A node (re)joined: everybody answers with `State`.
     Hello,
@@ -315,6 +325,7 @@ fn encode(node: &str, msg: &Msg) -> String {
 fn local_state(state: &State) -> Msg {
     let mut members = Vec::new();
     let mut users = Vec::new();
+    let mut counts = Vec::new();
     for app in state.apps() {
         for (channel, m) in app.channels.local_presence() {
             members.push(StateMember {
@@ -330,8 +341,19 @@ fn local_state(state: &State) -> Msg {
                 .into_iter()
                 .map(|u| (app.app.id.clone(), u)),
         );
+        let id = &app.app.id;
+        counts.extend(
+            app.channels
+                .local_counts()
+                .into_iter()
+                .map(|(c, n)| (id.clone(), c, n)),
+        );
     }
-    Msg::State { members, users }
+    Msg::State {
+        members,
+        users,
+        counts,
+    }
 }
 
 /// Applies one message from the bus. Our own messages come back too and are skipped.
@@ -396,7 +418,11 @@ fn receive(state: &State, bus: &Bus, payload: &[u8]) {
                 app.channels.remote_leave(node, &channel, &id);
             }
         }
-        Msg::State { members, users } => {
+        Msg::State {
+            members,
+            users,
+            counts,
+        } => {
             let mut by_app: HashMap<String, Vec<(String, PresenceMember)>> = HashMap::new();
             for m in members {
                 if let Some(pm) = PresenceMember::from_parts(m.user_id, m.user_info) {
@@ -407,11 +433,26 @@ fn receive(state: &State, bus: &Bus, payload: &[u8]) {
             for (app, user) in users {
                 users_by_app.entry(app).or_default().push(user);
             }
+            let mut counts_by_app: HashMap<String, Vec<(String, usize)>> = HashMap::new();
+            for (app, channel, n) in counts {
+                counts_by_app.entry(app).or_default().push((channel, n));
+            }
             for app in state.apps() {
                 let members = by_app.remove(&app.app.id).unwrap_or_default();
                 app.channels.replace_node(node, members);
                 let users = users_by_app.remove(&app.app.id).unwrap_or_default();
                 app.users.replace_node(node, &users);
+                let counts = counts_by_app.remove(&app.app.id).unwrap_or_default();
+                app.channels.replace_node_counts(node, counts);
+            }
+        }
+        Msg::Count {
+            app,
+            channel,
+            subscribers,
+        } => {
+            if let Some(app) = app_of(&app) {
+                app.channels.remote_count(node, &channel, subscribers);
             }
         }
         Msg::Online {
@@ -494,5 +535,6 @@ fn drop_node(state: &State, node: &str) {
     for app in state.apps() {
         app.channels.replace_node(node, Vec::new());
         app.users.replace_node(node, &[]);
+        app.channels.replace_node_counts(node, Vec::new());
     }
 }
