@@ -143,9 +143,10 @@ impl UserRegistry {
     /// Makes `users` the whole of who `node` reports online; an empty list drops the node.
     pub fn replace_node(&self, node: &str, users: &[String]) {
         let mut remote = self.transitions.lock();
+        let reported: HashSet<&String> = users.iter().collect();
         let gone: Vec<String> = remote
             .iter()
-            .filter(|(id, nodes)| nodes.contains(node) && !users.contains(id))
+            .filter(|(id, nodes)| nodes.contains(node) && !reported.contains(id))
             .map(|(id, _)| id.clone())
             .collect();
         for id in gone {
@@ -168,6 +169,7 @@ impl UserRegistry {
     /// Records `handle` as signed in as `user`, tells watchers when the user comes online,
     /// starts watching the user's watchlist and sends its current state to `handle`.
     pub fn sign_in(&self, user: &SignedInUser, handle: &ConnectionHandle) {
+        let _ordered = self.bus.as_ref().map(|(bus, _)| bus.ordered());
         let remote = self.transitions.lock();
         {
             let mut entry = self.sockets.entry(user.id.clone()).or_default();
@@ -199,6 +201,7 @@ impl UserRegistry {
     /// Undoes [`Self::sign_in`] for a closing connection; watchers hear `offline` when it was
     /// the user's last connection.
     pub fn sign_out(&self, user: &SignedInUser, id: SocketId) {
+        let _ordered = self.bus.as_ref().map(|(bus, _)| bus.ordered());
         let remote = self.transitions.lock();
         for w in &user.watchlist {
             self.watchers.remove_if_mut(w, |_, set| {

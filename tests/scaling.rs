@@ -653,3 +653,52 @@ async fn subscription_counts_pushed_to_clients_add_up_every_node() {
     drop(on_b);
     assert_eq!(count_of(&on_a.recv().await), 1, "and its departure");
 }
+
+#[tokio::test]
+async fn presence_converges_after_changes_made_while_redis_was_away() {
+    let mut redis = Redis::start().await;
+    let nodes = cluster(&redis, 2).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let ch = "presence-outage";
+    let mut one = a.connected().await;
+    one.join(ch, "1").await;
+    let mut two = b.connected().await;
+    users_become(b, ch, json!({"users":[{"id":"1"}]})).await;
+    two.join(ch, "2").await;
+    assert_eq!(one.recv().await["event"], "pusher_internal:member_added");
+
+    redis.stop();
+    // While the nodes cannot talk: user 2 leaves node B, user 3 joins it.
+    drop(two);
+    let mut three = b.connected().await;
+    three.join(ch, "3").await;
+    let _redis = Redis::start_on(redis.port).await;
+    // Node A ends up with exactly users 1 and 3, and its client heard it.
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let v = one.recv().await;
+        seen.push((
+            v["event"].as_str().unwrap().to_owned(),
+            v["data"].as_str().unwrap().to_owned(),
+        ));
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            (
+                "pusher_internal:member_added".to_owned(),
+                r#"{"user_id":"3","user_info":{"name":"user 3"}}"#.to_owned()
+            ),
+            (
+                "pusher_internal:member_removed".to_owned(),
+                r#"{"user_id":"2"}"#.to_owned()
+            ),
+        ]
+    );
+    let users = a
+        .http()
+        .get(&format!("/channels/{ch}"), &[("info", "user_count")])
+        .await;
+    assert_eq!(users.json(), json!({"occupied": true, "user_count": 2}));
+}

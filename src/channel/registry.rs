@@ -152,10 +152,13 @@ impl ChannelRegistry {
                     }
                 }
             } else {
-                counts
+                let previous = counts
                     .entry(name.to_owned())
                     .or_default()
                     .insert(node.to_owned(), n);
+                if previous == Some(n) {
+                    return;
+                }
             }
         }
         let mut out = Flushes::default();
@@ -167,13 +170,12 @@ impl ChannelRegistry {
     /// Makes `counts` (channel, subscribers) the whole of what `node` reports; an empty list
     /// drops the node.
     pub fn replace_node_counts(&self, node: &str, counts: Vec<(String, usize)>) {
+        let reported: HashSet<&str> = counts.iter().map(|(c, _)| c.as_str()).collect();
         let stale: Vec<String> = self
             .remote_counts
             .lock()
             .iter()
-            .filter(|(name, nodes)| {
-                nodes.contains_key(node) && !counts.iter().any(|(c, _)| c == *name)
-            })
+            .filter(|(name, nodes)| nodes.contains_key(node) && !reported.contains(name.as_str()))
             .map(|(name, _)| name.clone())
             .collect();
         for name in stale {
@@ -223,6 +225,7 @@ impl ChannelRegistry {
     ) -> bool {
         // Declared before the entry: dropped (and written) after the lock is released.
         let mut out = Flushes::default();
+        let _ordered = self.bus.as_ref().map(|(bus, _)| bus.ordered());
         let mut ch = self.channels.entry(name.to_owned()).or_default();
         let id = handle.id();
         let fresh = !ch.subscribers.contains_key(&id);
@@ -281,6 +284,7 @@ impl ChannelRegistry {
     pub fn unsubscribe(&self, name: &str, id: SocketId) -> bool {
         let now = Instant::now();
         let mut out = Flushes::default();
+        let ordered = self.bus.as_ref().map(|(bus, _)| bus.ordered());
         let removed = match self.channels.get_mut(name) {
             None => return false,
             Some(mut ch) => match ch.subscribers.remove(&id) {
@@ -314,6 +318,7 @@ impl ChannelRegistry {
                 }
             },
         };
+        drop(ordered);
         self.channels
             .remove_if(name, |_, ch| ch.is_idle(now, self.cache_ttl));
         removed

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::subscriber::Subscriber;
-use super::{drop_node, encode, local_state, receive, Bus, Msg, BEAT_EVERY, PEER_TIMEOUT};
+use super::{drop_node, encode, receive, Bus, Msg, BEAT_EVERY, PEER_TIMEOUT};
 use crate::state::State;
 
 /// Most outbox messages sent in one pipeline.
@@ -48,6 +48,8 @@ async fn run(state: Arc<State>, bus: Arc<Bus>, mut outbox: mpsc::Receiver<String
             return;
         }
     };
+    // Taken from the outbox but not yet published: kept across a reconnect, sent first.
+    let mut batch = Vec::with_capacity(BATCH);
     let mut backoff = Duration::from_millis(250);
     loop {
         match connect(&client, &bus).await {
@@ -58,7 +60,7 @@ async fn run(state: Arc<State>, bus: Arc<Bus>, mut outbox: mpsc::Receiver<String
                     "scaling: connected to Redis"
                 );
                 backoff = Duration::from_millis(250);
-                match serve(&state, &bus, publisher, messages, &mut outbox).await {
+                match serve(&state, &bus, publisher, messages, &mut outbox, &mut batch).await {
                     Ok(()) => return,
                     Err(e) => warn!(error = %e, "scaling: lost Redis; reconnecting"),
                 }
@@ -79,8 +81,13 @@ async fn connect(
 ) -> Result<(MultiplexedConnection, Subscriber), String> {
     let timeout = bus.settings.timeout;
     let dial = async {
+        // The crate's default response timeout (0.5 s) would count a large state message on a
+        // slow link as a lost connection.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
         let publisher = client
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(|e| e.to_string())?;
         let settings = &bus.settings;
@@ -108,44 +115,76 @@ async fn publish(
         .map_err(|e| e.to_string())
 }
 
+/// Takes up to [`BATCH`] waiting messages into `batch` without waiting.
+fn take_waiting(bus: &Bus, outbox: &mut mpsc::Receiver<String>, batch: &mut Vec<String>) {
+    while batch.len() < BATCH {
+        match outbox.try_recv() {
+            Ok(text) => {
+                bus.dequeued(text.len());
+                batch.push(text);
+            }
+            Err(_) => break,
+        }
+    }
+}
+
 async fn serve(
     state: &State,
     bus: &Bus,
     mut publisher: MultiplexedConnection,
     mut messages: Subscriber,
     outbox: &mut mpsc::Receiver<String>,
+    batch: &mut Vec<String>,
 ) -> Result<(), String> {
     let channel = bus.settings.channel.as_str();
-    // Say hello (everybody answers with their presence state) and give ours.
-    let hello = [
-        encode(bus.node(), &Msg::Hello),
-        encode(bus.node(), &local_state(state)),
-    ];
-    publish(&mut publisher, channel, &hello).await?;
+    // What a lost connection left unsent goes first, in order.
+    if !batch.is_empty() {
+        publish(&mut publisher, channel, batch).await?;
+        batch.clear();
+    }
+    // Peers' beats were not read while we were away; their state answers our hello.
+    bus.refresh_peers();
+    // Hello (everybody answers with their state) and ours, behind whatever waits in the
+    // outbox, so that the others apply our older changes before the state that follows them.
+    bus.send(Msg::Hello);
+    bus.queue_state(state);
     let mut beat = tokio::time::interval(BEAT_EVERY);
+    beat.tick().await;
     let mut last_heard = Instant::now();
-    let mut batch = Vec::with_capacity(BATCH);
     loop {
         // Not biased: under a backlog of messages the outbox and the beat still get their turn
         // (a node that stopped beating would be dropped by the others).
         tokio::select! {
             _ = state.shutdown.cancelled() => {
-                // Best effort: the others drop our members now rather than after the timeout.
-                let bye = [encode(bus.node(), &Msg::Bye)];
-                let _ = tokio::time::timeout(Duration::from_secs(1), publish(&mut publisher, channel, &bye)).await;
+                // Best effort, within a second: what was accepted before the shutdown, then
+                // `bye`, so the others drop our members now rather than after the timeout.
+                let farewell = async {
+                    loop {
+                        take_waiting(bus, outbox, batch);
+                        if batch.is_empty() {
+                            break;
+                        }
+                        publish(&mut publisher, channel, batch).await?;
+                        batch.clear();
+                    }
+                    publish(&mut publisher, channel, &[encode(bus.node(), &Msg::Bye)]).await
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(1), farewell).await;
                 return Ok(());
             }
             payload = messages.next_message() => {
                 last_heard = Instant::now();
                 receive(state, bus, &payload?);
             }
-            n = outbox.recv_many(&mut batch, BATCH) => {
+            n = outbox.recv_many(batch, BATCH) => {
                 if n == 0 {
                     return Ok(());
                 }
-                let sent = publish(&mut publisher, channel, &batch).await;
+                let bytes: usize = batch.iter().map(String::len).sum();
+                bus.dequeued(bytes);
+                // On failure the batch stays for the next connection.
+                publish(&mut publisher, channel, batch).await?;
                 batch.clear();
-                sent?;
             }
             _ = beat.tick() => {
                 if last_heard.elapsed() >= PEER_TIMEOUT {
@@ -154,6 +193,10 @@ async fn serve(
                 publish(&mut publisher, channel, &[encode(bus.node(), &Msg::Beat)]).await?;
                 for node in bus.expire_peers() {
                     drop_node(state, &node);
+                }
+                if bus.resync.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                    // Something for the others was dropped: our state makes up for it.
+                    bus.queue_state(state);
                 }
             }
         }

@@ -12,18 +12,23 @@
 //!
 //! Each node delivers locally at once and publishes for the others; a node ignores its own
 //! messages. When Redis is unreachable the node keeps serving its own sockets and reconnects
-//! with backoff; messages for the other nodes are dropped meanwhile (pub/sub keeps nothing).
+//! with backoff; messages for the other nodes wait in a bounded outbox meanwhile (beyond it
+//! they are dropped, and the node's state is re-sent once the link is back).
+//!
+//! A node's state message must agree with the joins and leaves around it: every change that
+//! is announced takes [`Bus::ordered`] (shared) before its own locks, and the state is read
+//! and queued under it exclusively, so each change is either in the state or queued after it.
 
 mod link;
 mod subscriber;
 pub mod tls;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
@@ -45,8 +50,9 @@ pub const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 /// milliseconds; one that lets a query time out is not waited for again until it is heard
 /// from, so a crashed node delays one query, not every query until it times out.
 pub const QUERY_WAIT: Duration = Duration::from_secs(3);
-/// Messages waiting for Redis before new ones are dropped.
+/// Messages, and bytes, waiting for Redis before new ones are dropped.
 const OUTBOX: usize = 65_536;
+const OUTBOX_BYTES: usize = 64 << 20;
 /// Marks our messages on a channel other software may share.
 const WIRE_VERSION: u32 = 1;
 
@@ -176,6 +182,12 @@ pub struct Bus {
     queries: Mutex<HashMap<u64, ReplySender>>,
     next_query: AtomicU64,
     dropped: AtomicU64,
+    /// Bytes in the outbox.
+    queued_bytes: AtomicUsize,
+    /// Something was dropped: the others may have missed a change, send the state again.
+    resync: AtomicBool,
+    /// Orders announced changes against state snapshots (see the module notes).
+    order: RwLock<()>,
 }
 
 impl Bus {
@@ -190,7 +202,37 @@ impl Bus {
             queries: Mutex::default(),
             next_query: AtomicU64::new(1),
             dropped: AtomicU64::new(0),
+            queued_bytes: AtomicUsize::new(0),
+            resync: AtomicBool::new(false),
+            order: RwLock::new(()),
         })
+    }
+
+    /// Held (shared) by every change that is announced to the other nodes, from before the
+    /// change until its message is queued.
+    pub fn ordered(&self) -> RwLockReadGuard<'_, ()> {
+        // Recursive: never waits behind a pending snapshot while a change holds it already.
+        self.order.read_recursive()
+    }
+
+    /// Queues this node's whole state, read while no announced change is in progress.
+    fn queue_state(&self, state: &State) {
+        let _snapshot = self.order.write();
+        self.send(local_state(state));
+    }
+
+    /// Counts every peer as just heard: after our own outage, their beats are still on the
+    /// way, and the state they send on our hello replaces what we had.
+    fn refresh_peers(&self) {
+        let now = Instant::now();
+        for p in self.peers.lock().values_mut() {
+            p.heard = now;
+        }
+    }
+
+    /// The link took `n` bytes out of the outbox.
+    fn dequeued(&self, n: usize) {
+        self.queued_bytes.fetch_sub(n, Ordering::Relaxed);
     }
 
     /// This node's id on the bus.
@@ -202,7 +244,11 @@ impl Bus {
     /// outbox to fill, messages are dropped and counted.
     pub fn send(&self, msg: Msg) {
         let text = encode(&self.node, &msg);
-        if self.outbox.try_send(text).is_err() {
+        let len = text.len();
+        let within = self.queued_bytes.fetch_add(len, Ordering::Relaxed) + len <= OUTBOX_BYTES;
+        if !within || self.outbox.try_send(text).is_err() {
+            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            self.resync.store(true, Ordering::Relaxed);
             let n = self.dropped.fetch_add(1, Ordering::Relaxed);
             if n.is_multiple_of(10_000) {
                 warn!(
@@ -240,6 +286,14 @@ impl Bus {
         let id = self.next_query.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::unbounded_channel();
         self.queries.lock().insert(id, tx);
+        // Forgets the query however this future ends (a dropped HTTP request included).
+        struct Forget<'a>(&'a Bus, u64);
+        impl Drop for Forget<'_> {
+            fn drop(&mut self) {
+                self.0.queries.lock().remove(&self.1);
+            }
+        }
+        let _forget = Forget(self, id);
         self.send(Msg::Query {
             id,
             app: app.to_owned(),
@@ -271,7 +325,6 @@ impl Bus {
                 }
             }
         }
-        self.queries.lock().remove(&id);
         counts
     }
 
@@ -464,7 +517,7 @@ fn receive(state: &State, bus: &Bus, payload: &[u8]) {
                 app.users.remote(node, &user_id, online);
             }
         }
-        Msg::Hello => bus.send(local_state(state)),
+        Msg::Hello => bus.queue_state(state),
         Msg::Beat => {}
         Msg::Bye => {
             bus.peers.lock().remove(node);
