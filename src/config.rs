@@ -343,13 +343,32 @@ fn scaling(l: &Layers) -> Result<Option<Scaling>, ConfigError> {
     if !l.boolean("REVERB_SCALING_ENABLED")?.unwrap_or(false) {
         return Ok(None);
     }
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
     let url = match l.get("REDIS_URL") {
-        Some((url, _)) => url,
-        None => {
-            let enc = |s: &str| {
-                percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
-                    .to_string()
+        // As Laravel reads it: `tcp://`/`tls://` are `redis://`/`rediss://`, and credentials
+        // the URL lacks come from REDIS_USERNAME/REDIS_PASSWORD.
+        Some((url, _)) => {
+            let url = match url.split_once("://") {
+                Some(("tcp", rest)) => format!("redis://{rest}"),
+                Some(("tls", rest)) => format!("rediss://{rest}"),
+                _ => url,
             };
+            let user = l.get("REDIS_USERNAME").map(|(v, _)| enc(&v));
+            let password = l.get("REDIS_PASSWORD").map(|(v, _)| enc(&v));
+            match url.split_once("://") {
+                Some((scheme, rest))
+                    if !rest.split('/').next().unwrap_or("").contains('@')
+                        && (user.is_some() || password.is_some()) =>
+                {
+                    let (user, password) = (user.unwrap_or_default(), password.unwrap_or_default());
+                    format!("{scheme}://{user}:{password}@{rest}")
+                }
+                _ => url,
+            }
+        }
+        None => {
             let host = l.get("REDIS_HOST").map_or("127.0.0.1".into(), |(v, _)| v);
             let port = l
                 .parse("REDIS_PORT", "a port number (1-65535)", |v| {
@@ -435,19 +454,20 @@ fn normalize_path(p: &str) -> String {
 struct Layers<'a>(Vec<(&'a Layer, Origin)>);
 
 impl Layers<'_> {
-    /// The first layer's value. As Laravel's `env()` reads them, an empty value (`X=`) and
-    /// `null`/`(null)`/`empty`/`(empty)` count as unset (a Laravel `.env` has
-    /// `REDIS_PASSWORD=null`), and `(true)`/`(false)` are `true`/`false`.
+    /// The first layer's value; an empty value (`X=`) counts as unset there. As Laravel's
+    /// `env()` reads them, `null`/`(null)`/`empty`/`(empty)` mean unset (a Laravel `.env` has
+    /// `REDIS_PASSWORD=null`) and hide the lower layers, and `(true)`/`(false)` are booleans.
     fn get(&self, name: &str) -> Option<(String, Origin)> {
-        self.0.iter().find_map(|(layer, origin)| {
+        let (v, origin) = self.0.iter().find_map(|(layer, origin)| {
             let v = layer.get(name)?.trim();
-            match v.to_ascii_lowercase().as_str() {
-                "" | "null" | "(null)" | "empty" | "(empty)" => None,
-                "(true)" => Some(("true".to_owned(), *origin)),
-                "(false)" => Some(("false".to_owned(), *origin)),
-                _ => Some((v.to_owned(), *origin)),
-            }
-        })
+            (!v.is_empty()).then_some((v, *origin))
+        })?;
+        match v.to_ascii_lowercase().as_str() {
+            "null" | "(null)" | "empty" | "(empty)" => None,
+            "(true)" => Some(("true".to_owned(), origin)),
+            "(false)" => Some(("false".to_owned(), origin)),
+            _ => Some((v.to_owned(), origin)),
+        }
     }
 
     fn parse<T>(
@@ -845,6 +865,32 @@ mod tests {
     }
 
     #[test]
+    fn redis_url_takes_laravel_schemes_and_missing_credentials() {
+        let d = tmpdir("redis-url");
+        let url = |args: &[&str]| {
+            let mut all = vec!["--scaling", "true"];
+            all.extend_from_slice(args);
+            load_args(&all, d.path()).unwrap().scaling.unwrap().url
+        };
+        assert_eq!(url(&["--redis-url", "tcp://h:1/2"]), "redis://h:1/2");
+        assert_eq!(url(&["--redis-url", "tls://h:1"]), "rediss://h:1");
+        assert_eq!(
+            url(&["--redis-url", "redis://h:1/0", "--redis-password", "p w"]),
+            "redis://:p%20w@h:1/0"
+        );
+        assert_eq!(
+            url(&[
+                "--redis-url",
+                "redis://u:x@h:1/0",
+                "--redis-password",
+                "other"
+            ]),
+            "redis://u:x@h:1/0",
+            "the URL's own credentials win"
+        );
+    }
+
+    #[test]
     fn laravel_env_null_and_empty_are_unset() {
         let d = tmpdir("laravel-null");
         std::fs::write(
@@ -860,6 +906,10 @@ mod tests {
         );
         assert_eq!(c.apps[0].max_connections, None);
         assert_eq!(c.path, "");
+        // An explicit null hides the lower layers, as in Laravel.
+        std::fs::write(d.path().join(".env"), "REVERB_APP_MAX_CONNECTIONS=5\n").unwrap();
+        let c = load_args(&["--max-connections", "null"], d.path()).unwrap();
+        assert_eq!(c.apps[0].max_connections, None);
     }
 
     #[test]

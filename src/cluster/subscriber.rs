@@ -154,7 +154,7 @@ impl Subscriber {
 /// it has not all arrived.
 fn parse(buf: &mut BytesMut) -> Result<Option<Value>, String> {
     let mut at = 0;
-    match value(buf, &mut at)? {
+    match value(buf, &mut at, 0)? {
         Some(v) => {
             buf.advance(at);
             Ok(Some(v))
@@ -182,7 +182,13 @@ fn number(text: &[u8]) -> Result<i64, String> {
         })
 }
 
-fn value(buf: &BytesMut, at: &mut usize) -> Result<Option<Value>, String> {
+/// Arrays nest this deep at most (ours nest once).
+const MAX_DEPTH: usize = 8;
+
+fn value(buf: &BytesMut, at: &mut usize, depth: usize) -> Result<Option<Value>, String> {
+    if depth > MAX_DEPTH {
+        return Err("Redis reply nested too deep".into());
+    }
     let Some(&kind) = buf.get(*at) else {
         return Ok(None);
     };
@@ -216,7 +222,7 @@ fn value(buf: &BytesMut, at: &mut usize) -> Result<Option<Value>, String> {
             let n = number(head)?;
             let mut items = Vec::with_capacity(n.clamp(0, 16) as usize);
             for _ in 0..n.max(0) {
-                match value(buf, at)? {
+                match value(buf, at, depth + 1)? {
                     Some(v) => items.push(v),
                     None => return Ok(None),
                 }
@@ -262,5 +268,6 @@ mod tests {
         );
         assert!(parse(&mut BytesMut::from(&b"?x\r\n"[..])).is_err());
         assert!(parse(&mut BytesMut::from(&b"$999999999999\r\n"[..])).is_err());
+        assert!(parse(&mut BytesMut::from("*1\r\n".repeat(20).as_bytes())).is_err());
     }
 }
