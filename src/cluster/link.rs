@@ -17,6 +17,8 @@ use crate::state::State;
 /// Most outbox messages sent in one pipeline.
 const BATCH: usize = 256;
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// The longest Redis may take to answer a command before the link counts as lost.
+const RESPONSE_TIMEOUT_MAX: Duration = Duration::from_secs(5);
 
 /// Starts the link when scaling is enabled. It runs until shutdown, when it says `bye`.
 pub fn spawn(state: Arc<State>) -> Option<tokio::task::JoinHandle<()>> {
@@ -82,10 +84,10 @@ async fn connect(
     let timeout = bus.settings.timeout;
     let dial = async {
         // The crate's default response timeout (0.5 s) would count a large state message on a
-        // slow link as a lost connection.
+        // slow link as a lost connection; much longer would stall the link past our beats.
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
+            .set_response_timeout(Some(timeout.min(RESPONSE_TIMEOUT_MAX)));
         let publisher = client
             .get_multiplexed_async_connection_with_config(&config)
             .await
