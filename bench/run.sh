@@ -11,7 +11,7 @@
 # own cost of one small write per socket, the lower bound for unbatched fan-out), and
 # fanout-2node-100 / fanout-2node-rate-N / fanout-2node-flat (two resound nodes sharing a
 # redis-server: subscribers on one node, every trigger sent to the other at 100/s, N/s or flat
-# out, so each message crosses Redis).
+# out, so each message crosses Redis), and channels-2node (the channels scenario the same way).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
@@ -69,7 +69,7 @@ echo "# $(date -u +%FT%TZ) $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg
 for scenario in "${scenarios[@]}"; do
   for run in $(seq "$RUNS"); do
     case "$scenario" in
-      fanout-2node-*) start_pair ;;
+      fanout-2node-*|channels-2node) start_pair ;;
       *) start_server ;;
     esac
     case "$scenario" in
@@ -84,11 +84,12 @@ for scenario in "${scenarios[@]}"; do
       floor) target/release/resound-bench --label "run $run" floor --sockets 1000 --rate 100 --size 100 --duration 5 ;;
       fanout-2node-100) bench_pair fanout --subscribers 1000 --rate 100 --size 100 --duration "$DURATION" ;;
       fanout-2node-flat) bench_pair fanout --subscribers 1000 --rate 0 --size 100 --duration "$DURATION" --publishers 16 --publisher-thread ;;
+      channels-2node) bench_pair channels --channels 1000 --per-channel 5 --size 100 --duration "$DURATION" ;;
       fanout-2node-rate-*) bench_pair fanout --subscribers 1000 --rate "${scenario#fanout-2node-rate-}" --size 100 --duration "$DURATION" --publishers 16 --publisher-thread ;;
       *) echo "unknown scenario $scenario" >&2; exit 2 ;;
     esac
     case "$scenario" in
-      fanout-2node-*) stop_pair ;;
+      fanout-2node-*|channels-2node) stop_pair ;;
       *) stop_server ;;
     esac
   done

@@ -403,14 +403,35 @@ impl ConnectionHandle {
 /// Frames queued now and written later, after the caller has let go of its locks: a
 /// fan-out queues to every recipient under the channel's lock (so everybody sees one order)
 /// and writes the sockets outside it, when this is dropped (so no path can strand a queue).
-#[derive(Default)]
-pub struct Flushes(Vec<ConnectionHandle>);
+pub struct Flushes {
+    owed: Vec<ConnectionHandle>,
+    /// Up to this many owed sockets are written by the caller itself.
+    inline_max: usize,
+}
+
+impl Default for Flushes {
+    fn default() -> Flushes {
+        Flushes {
+            owed: Vec::new(),
+            inline_max: INLINE_FLUSHES,
+        }
+    }
+}
 
 impl Flushes {
+    /// Leaves every write to the connections' writer tasks, for a caller that must not spend
+    /// its own time on syscalls (one task delivering a whole cluster's events).
+    pub fn to_writers() -> Flushes {
+        Flushes {
+            owed: Vec::new(),
+            inline_max: 0,
+        }
+    }
+
     /// Queues `frame` for `handle`; the write happens when this is dropped.
     pub fn send(&mut self, handle: &ConnectionHandle, frame: Outgoing) {
         if let Pushed::Flush = handle.push(frame) {
-            self.0.push(handle.clone());
+            self.owed.push(handle.clone());
         }
     }
 }
@@ -423,12 +444,12 @@ const INLINE_FLUSHES: usize = 16;
 
 impl Drop for Flushes {
     fn drop(&mut self) {
-        if self.0.len() <= INLINE_FLUSHES {
-            for h in self.0.drain(..) {
+        if self.owed.len() <= self.inline_max {
+            for h in self.owed.drain(..) {
                 h.flush();
             }
         } else {
-            for h in self.0.drain(..) {
+            for h in self.owed.drain(..) {
                 h.hand_to_writer();
             }
         }
