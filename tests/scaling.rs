@@ -322,6 +322,19 @@ async fn http_queries_count_every_node() {
     );
     let conns = api.get("/connections", &[]).await;
     assert_eq!(conns.json(), json!({"connections": 7}));
+    // A trigger asking for counts gets the cluster's too.
+    let body = json!({"name": "e", "data": "{}", "channels": ["public-news"], "info": "subscription_count"});
+    let r = api.post("/events", body).await;
+    assert_eq!(
+        r.json(),
+        json!({"channels": {"public-news": {"subscription_count": 6}}})
+    );
+    let batch = json!({"batch": [
+        {"name": "e", "data": "{}", "channel": "public-only-on-c", "info": "subscription_count"},
+        {"name": "e", "data": "{}", "channel": "public-news"},
+    ]});
+    let r = api.post("/batch_events", batch).await;
+    assert_eq!(r.json(), json!({"batch": [{"subscription_count": 1}, {}]}));
     let none = api.get("/channels/public-nobody", &[]).await;
     assert_eq!(none.json(), json!({"occupied": false}));
 }

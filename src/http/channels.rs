@@ -51,6 +51,11 @@ async fn counts(
     (channels, connections)
 }
 
+/// Subscribers of `name` on every node.
+pub async fn subscriptions(app: &AppRuntime, name: &str) -> usize {
+    counts(app, Some(name), "").await.0.values().sum()
+}
+
 /// `GET /channels`: occupied channels, optionally filtered by prefix. Always an object.
 pub async fn list(app: &AppRuntime, params: &Params<'_>) -> Result<Value, ApiError> {
     let prefix = param(params, "filter_by_prefix").unwrap_or("");
@@ -67,7 +72,7 @@ pub async fn list(app: &AppRuntime, params: &Params<'_>) -> Result<Value, ApiErr
 pub async fn show(app: &AppRuntime, name: &str, params: &Params<'_>) -> Result<Value, ApiError> {
     checked_name(name)?;
     let info = info_list(params);
-    let subscriptions: usize = counts(app, Some(name), "").await.0.values().sum();
+    let subscriptions = subscriptions(app, name).await;
     let mut out = Map::new();
     out.insert("occupied".into(), (subscriptions > 0).into());
     out.extend(channel_attributes(app, name, subscriptions, &info));

@@ -164,51 +164,81 @@ pub fn channel_attributes(
     attrs
 }
 
-fn publish(app: &AppRuntime, ev: &Event, out: &mut Flushes) -> Map<String, Value> {
-    dispatch::publish(app, &ev.channels, &ev.name, &ev.data, ev.except, out);
-    let mut out = Map::new();
-    if !ev.info.is_empty() {
-        for c in &ev.channels {
-            out.insert(
-                c.clone(),
-                // This node's count: a trigger does not wait for the other nodes.
-                Value::Object(channel_attributes(
-                    app,
-                    c,
-                    app.channels.subscription_count(c),
-                    &ev.info,
-                )),
-            );
-        }
-    }
-    out
+/// What a trigger or batch reports once it is published: per event, its channels and the
+/// attributes (`info`) it asked for. Read after the sockets are written, and with scaling the
+/// counts are the cluster's.
+pub struct Report {
+    batch: bool,
+    asked: Vec<(Vec<String>, Vec<String>)>,
 }
 
-/// Handles a trigger; the response is `{}` or `{"channels":{..}}` when `info` was asked.
-/// The sockets are written by `out`, after this returns.
+impl Report {
+    /// The response body: `{}` or `{"channels":{..}}` for a trigger, `{"batch":{}}` or
+    /// `{"batch":[..]}` (one entry per event, its first channel) for a batch.
+    pub async fn into_json(self, app: &AppRuntime) -> Value {
+        let mut entries = Vec::with_capacity(self.asked.len());
+        for (channels, info) in &self.asked {
+            let mut attrs = Map::new();
+            if !info.is_empty() {
+                let shown = if self.batch {
+                    &channels[..1]
+                } else {
+                    &channels[..]
+                };
+                for c in shown {
+                    let subscriptions = super::channels::subscriptions(app, c).await;
+                    let a = channel_attributes(app, c, subscriptions, info);
+                    attrs.insert(c.clone(), Value::Object(a));
+                }
+            }
+            entries.push(attrs);
+        }
+        let any_info = self.asked.iter().any(|(_, info)| !info.is_empty());
+        match (self.batch, any_info) {
+            (false, false) => Value::Object(Map::new()),
+            (false, true) => serde_json::json!({ "channels": entries.pop().unwrap_or_default() }),
+            (true, false) => serde_json::json!({ "batch": {} }),
+            (true, true) => {
+                let results: Vec<Value> = self
+                    .asked
+                    .iter()
+                    .zip(entries)
+                    .map(|((channels, _), mut attrs)| {
+                        attrs
+                            .remove(&channels[0])
+                            .unwrap_or_else(|| Value::Object(Map::new()))
+                    })
+                    .collect();
+                serde_json::json!({ "batch": results })
+            }
+        }
+    }
+}
+
+/// Handles a trigger. The sockets are written by `out`, after this returns; the response
+/// comes from the [`Report`].
 pub fn trigger(
     app: &AppRuntime,
     config: &Config,
     body: &[u8],
     out: &mut Flushes,
-) -> Result<Value, ApiError> {
+) -> Result<Report, ApiError> {
     let ev = parse_event(&parse_body(body)?, config, "", false)?;
-    let channels = publish(app, &ev, out);
-    Ok(if ev.info.is_empty() {
-        Value::Object(Map::new())
-    } else {
-        serde_json::json!({ "channels": channels })
+    dispatch::publish(app, &ev.channels, &ev.name, &ev.data, ev.except, out);
+    Ok(Report {
+        batch: false,
+        asked: vec![(ev.channels, ev.info)],
     })
 }
 
 /// Handles a batch: every item is validated before any is published. The sockets are
-/// written by `out`, after this returns.
+/// written by `out`, after this returns; the response comes from the [`Report`].
 pub fn batch(
     app: &AppRuntime,
     config: &Config,
     body: &[u8],
     out: &mut Flushes,
-) -> Result<Value, ApiError> {
+) -> Result<Report, ApiError> {
     let obj = parse_body(body)?;
     let items = match obj.get("batch") {
         Some(Value::Array(items)) => items,
@@ -235,19 +265,11 @@ pub fn batch(
             ))),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let any_info = events.iter().any(|e| !e.info.is_empty());
-    let results: Vec<Value> = events
-        .iter()
-        .map(|ev| {
-            let mut attrs = publish(app, ev, out);
-            attrs
-                .remove(&ev.channels[0])
-                .unwrap_or_else(|| Value::Object(Map::new()))
-        })
-        .collect();
-    Ok(if any_info {
-        serde_json::json!({ "batch": results })
-    } else {
-        serde_json::json!({ "batch": {} })
+    for ev in &events {
+        dispatch::publish(app, &ev.channels, &ev.name, &ev.data, ev.except, out);
+    }
+    Ok(Report {
+        batch: true,
+        asked: events.into_iter().map(|e| (e.channels, e.info)).collect(),
     })
 }

@@ -115,13 +115,14 @@ async fn api_call<'a>(
     match tail {
         // The sockets are written (or handed to their writers) when the `Flushes` drops, at
         // the end of the statement.
-        ["events"] => ok(events::trigger(
-            app,
-            config,
-            &body,
-            &mut Flushes::default(),
-        )?),
-        ["batch_events"] => ok(events::batch(app, config, &body, &mut Flushes::default())?),
+        ["events"] => {
+            let report = events::trigger(app, config, &body, &mut Flushes::default())?;
+            ok(report.into_json(app).await)
+        }
+        ["batch_events"] => {
+            let report = events::batch(app, config, &body, &mut Flushes::default())?;
+            ok(report.into_json(app).await)
+        }
         ["channels"] => ok(channels::list(app, &params).await?),
         ["channels", name] => ok(channels::show(app, name, &params).await?),
         ["channels", name, "users"] => ok(channels::users(app, name)?),
