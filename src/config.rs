@@ -358,7 +358,7 @@ fn scaling(l: &Layers) -> Result<Option<Scaling>, ConfigError> {
             let user = l.get("REDIS_USERNAME").map(|(v, _)| enc(&v));
             let password = l.get("REDIS_PASSWORD").map(|(v, _)| enc(&v));
             match url.split_once("://") {
-                Some((scheme, rest))
+                Some((scheme @ ("redis" | "rediss"), rest))
                     if !rest.split('/').next().unwrap_or("").contains('@')
                         && (user.is_some() || password.is_some()) =>
                 {
@@ -887,6 +887,16 @@ mod tests {
             ]),
             "redis://u:x@h:1/0",
             "the URL's own credentials win"
+        );
+        assert_eq!(
+            url(&[
+                "--redis-url",
+                "unix:///run/redis.sock",
+                "--redis-password",
+                "p"
+            ]),
+            "unix:///run/redis.sock",
+            "no credentials spliced into a socket path"
         );
     }
 

@@ -715,3 +715,46 @@ async fn presence_converges_after_changes_made_while_redis_was_away() {
         .await;
     assert_eq!(users.json(), json!({"occupied": true, "user_count": 2}));
 }
+
+#[tokio::test]
+async fn a_message_published_twice_after_a_lost_connection_is_delivered_once() {
+    let redis = Redis::start().await;
+    let nodes = cluster(&redis, 1).await;
+    let mut c = nodes[0].connected().await;
+    c.subscribe_public("public-once").await;
+    let channel = nodes[0]
+        .state
+        .config
+        .scaling
+        .as_ref()
+        .unwrap()
+        .channel
+        .clone();
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", redis.port)).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    // What another node's link does when a pipeline fails after Redis carried some of it: the
+    // same numbered messages again, then new ones.
+    let event = |seq: u64, name: &str| {
+        format!(
+            r#"{{"resound":1,"node":"replayer","seq":{seq},"msg":{{"event":{{"app":"{APP_ID}","channels":["public-once"],"event":"{name}","data":"{{}}","except":null}}}}}}"#
+        )
+    };
+    for text in [
+        event(1, "first"),
+        event(2, "second"),
+        event(1, "first"),
+        event(2, "second"),
+        event(3, "third"),
+    ] {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(text)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    for name in ["first", "second", "third"] {
+        assert_eq!(c.recv().await["event"], name);
+    }
+    c.expect_nothing().await;
+}

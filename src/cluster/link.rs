@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::subscriber::Subscriber;
-use super::{drop_node, encode, receive, Bus, Msg, BEAT_EVERY, PEER_TIMEOUT};
+use super::{drop_node, encode, receive, wrap, Bus, Msg, BEAT_EVERY, PEER_TIMEOUT};
 use crate::state::State;
 
 /// Most outbox messages sent in one pipeline.
@@ -50,8 +50,10 @@ async fn run(state: Arc<State>, bus: Arc<Bus>, mut outbox: mpsc::Receiver<String
             return;
         }
     };
-    // Taken from the outbox but not yet published: kept across a reconnect, sent first.
+    // Taken from the outbox and numbered but not yet known to be published: kept across a
+    // reconnect and sent first (with the same numbers, so the others skip what they have).
     let mut batch = Vec::with_capacity(BATCH);
+    let mut seq = Seq(0);
     let mut backoff = Duration::from_millis(250);
     loop {
         match connect(&client, &bus).await {
@@ -62,7 +64,13 @@ async fn run(state: Arc<State>, bus: Arc<Bus>, mut outbox: mpsc::Receiver<String
                     "scaling: connected to Redis"
                 );
                 backoff = Duration::from_millis(250);
-                match serve(&state, &bus, publisher, messages, &mut outbox, &mut batch).await {
+                let link = Link {
+                    state: &state,
+                    bus: &bus,
+                    publisher,
+                    messages,
+                };
+                match link.serve(&mut outbox, &mut batch, &mut seq).await {
                     Ok(()) => return,
                     Err(e) => warn!(error = %e, "scaling: lost Redis; reconnecting"),
                 }
@@ -117,88 +125,122 @@ async fn publish(
         .map_err(|e| e.to_string())
 }
 
-/// Takes up to [`BATCH`] waiting messages into `batch` without waiting.
-fn take_waiting(bus: &Bus, outbox: &mut mpsc::Receiver<String>, batch: &mut Vec<String>) {
+/// The next sequence number of this node's messages (see `Envelope::seq`).
+struct Seq(u64);
+
+impl Seq {
+    /// `msg` (encoded) in its numbered envelope.
+    fn wrap(&mut self, bus: &Bus, msg: &str) -> String {
+        self.0 += 1;
+        wrap(bus.node(), self.0, msg)
+    }
+}
+
+struct Link<'a> {
+    state: &'a State,
+    bus: &'a Bus,
+    publisher: MultiplexedConnection,
+    messages: Subscriber,
+}
+
+/// Takes up to [`BATCH`] waiting messages into `batch` (numbered) without waiting.
+fn take_waiting(
+    bus: &Bus,
+    outbox: &mut mpsc::Receiver<String>,
+    batch: &mut Vec<String>,
+    seq: &mut Seq,
+) {
     while batch.len() < BATCH {
         match outbox.try_recv() {
             Ok(text) => {
                 bus.dequeued(text.len());
-                batch.push(text);
+                batch.push(seq.wrap(bus, &text));
             }
             Err(_) => break,
         }
     }
 }
 
-async fn serve(
-    state: &State,
-    bus: &Bus,
-    mut publisher: MultiplexedConnection,
-    mut messages: Subscriber,
-    outbox: &mut mpsc::Receiver<String>,
-    batch: &mut Vec<String>,
-) -> Result<(), String> {
-    let channel = bus.settings.channel.as_str();
-    // What a lost connection left unsent goes first, in order.
-    if !batch.is_empty() {
-        publish(&mut publisher, channel, batch).await?;
-        batch.clear();
-    }
-    // Peers' beats were not read while we were away; their state answers our hello.
-    bus.refresh_peers();
-    // Hello (everybody answers with their state) and ours, behind whatever waits in the
-    // outbox, so that the others apply our older changes before the state that follows them.
-    bus.send(Msg::Hello);
-    bus.queue_state(state);
-    let mut beat = tokio::time::interval(BEAT_EVERY);
-    beat.tick().await;
-    let mut last_heard = Instant::now();
-    loop {
-        // Not biased: under a backlog of messages the outbox and the beat still get their turn
-        // (a node that stopped beating would be dropped by the others).
-        tokio::select! {
-            _ = state.shutdown.cancelled() => {
-                // Best effort, within a second: what was accepted before the shutdown, then
-                // `bye`, so the others drop our members now rather than after the timeout.
-                let farewell = async {
-                    loop {
-                        take_waiting(bus, outbox, batch);
-                        if batch.is_empty() {
-                            break;
+impl Link<'_> {
+    async fn serve(
+        mut self,
+        outbox: &mut mpsc::Receiver<String>,
+        batch: &mut Vec<String>,
+        seq: &mut Seq,
+    ) -> Result<(), String> {
+        let (state, bus) = (self.state, self.bus);
+        let channel = bus.settings.channel.as_str();
+        let publisher = &mut self.publisher;
+        // What a lost connection left unconfirmed goes first, in order.
+        if !batch.is_empty() {
+            publish(publisher, channel, batch).await?;
+            batch.clear();
+        }
+        // Peers' beats were not read while we were away; their state answers our hello.
+        bus.refresh_peers();
+        // Hello (everybody answers with their state) and ours, behind whatever waits in the
+        // outbox, so that the others apply our older changes before the state that follows
+        // them. The state covers whatever was dropped, too.
+        bus.resync
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        bus.send(Msg::Hello);
+        bus.queue_state(state);
+        let mut beat = tokio::time::interval(BEAT_EVERY);
+        beat.tick().await;
+        let mut last_heard = Instant::now();
+        let mut incoming = Vec::with_capacity(BATCH);
+        loop {
+            // Not biased: under a backlog of messages the outbox and the beat still get their
+            // turn (a node that stopped beating would be dropped by the others).
+            tokio::select! {
+                _ = state.shutdown.cancelled() => {
+                    // Best effort, within a second: what was accepted before the shutdown,
+                    // then `bye`, so the others drop our members now rather than after the
+                    // timeout.
+                    let farewell = async {
+                        loop {
+                            take_waiting(bus, outbox, batch, seq);
+                            if batch.is_empty() {
+                                break;
+                            }
+                            publish(publisher, channel, batch).await?;
+                            batch.clear();
                         }
-                        publish(&mut publisher, channel, batch).await?;
-                        batch.clear();
-                    }
-                    publish(&mut publisher, channel, &[encode(bus.node(), &Msg::Bye)]).await
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(1), farewell).await;
-                return Ok(());
-            }
-            payload = messages.next_message() => {
-                last_heard = Instant::now();
-                receive(state, bus, &payload?);
-            }
-            n = outbox.recv_many(batch, BATCH) => {
-                if n == 0 {
+                        let bye = seq.wrap(bus, &encode(&Msg::Bye));
+                        publish(publisher, channel, &[bye]).await
+                    };
+                    let _ = tokio::time::timeout(Duration::from_secs(1), farewell).await;
                     return Ok(());
                 }
-                let bytes: usize = batch.iter().map(String::len).sum();
-                bus.dequeued(bytes);
-                // On failure the batch stays for the next connection.
-                publish(&mut publisher, channel, batch).await?;
-                batch.clear();
-            }
-            _ = beat.tick() => {
-                if last_heard.elapsed() >= PEER_TIMEOUT {
-                    return Err(format!("nothing heard for {} s", PEER_TIMEOUT.as_secs()));
+                payload = self.messages.next_message() => {
+                    last_heard = Instant::now();
+                    receive(state, bus, &payload?);
                 }
-                publish(&mut publisher, channel, &[encode(bus.node(), &Msg::Beat)]).await?;
-                for node in bus.expire_peers() {
-                    drop_node(state, &node);
+                n = outbox.recv_many(&mut incoming, BATCH) => {
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    for text in incoming.drain(..) {
+                        bus.dequeued(text.len());
+                        batch.push(seq.wrap(bus, &text));
+                    }
+                    // On failure the batch stays for the next connection.
+                    publish(publisher, channel, batch).await?;
+                    batch.clear();
                 }
-                if bus.resync.swap(false, std::sync::atomic::Ordering::Relaxed) {
-                    // Something for the others was dropped: our state makes up for it.
-                    bus.queue_state(state);
+                _ = beat.tick() => {
+                    if last_heard.elapsed() >= PEER_TIMEOUT {
+                        return Err(format!("nothing heard for {} s", PEER_TIMEOUT.as_secs()));
+                    }
+                    let beat = seq.wrap(bus, &encode(&Msg::Beat));
+                    publish(publisher, channel, &[beat]).await?;
+                    for node in bus.expire_peers() {
+                        drop_node(state, &node);
+                    }
+                    if bus.resync.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                        // Something for the others was dropped: our state makes up for it.
+                        bus.queue_state(state);
+                    }
                 }
             }
         }

@@ -147,15 +147,21 @@ pub struct StateMember {
     user_info: Option<Box<RawValue>>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Envelope<N, M> {
+#[derive(Deserialize)]
+struct Envelope {
     resound: u32,
-    node: N,
-    msg: M,
+    node: String,
+    /// Numbers the sending node's messages in the order it published them, so that what a
+    /// lost connection makes it publish again is recognised (0: unnumbered).
+    #[serde(default)]
+    seq: u64,
+    msg: Msg,
 }
 
 struct Peer {
     heard: Instant,
+    /// The highest sequence number seen from it.
+    last_seq: u64,
     /// It let a query time out and has not been heard from since.
     missed_query: bool,
 }
@@ -211,8 +217,9 @@ impl Bus {
     /// Held (shared) by every change that is announced to the other nodes, from before the
     /// change until its message is queued.
     pub fn ordered(&self) -> RwLockReadGuard<'_, ()> {
-        // Recursive: never waits behind a pending snapshot while a change holds it already.
-        self.order.read_recursive()
+        // Never taken twice by one thread (so a waiting snapshot cannot deadlock it), and not
+        // recursive, so a snapshot is not starved by a stream of changes.
+        self.order.read()
     }
 
     /// Queues this node's whole state, read while no announced change is in progress.
@@ -243,7 +250,7 @@ impl Bus {
     /// Queues `msg` for the other nodes. Never waits: when Redis is away long enough for the
     /// outbox to fill, messages are dropped and counted.
     pub fn send(&self, msg: Msg) {
-        let text = encode(&self.node, &msg);
+        let text = encode(&msg);
         let len = text.len();
         let within = self.queued_bytes.fetch_add(len, Ordering::Relaxed) + len <= OUTBOX_BYTES;
         if !within || self.outbox.try_send(text).is_err() {
@@ -328,24 +335,30 @@ impl Bus {
         counts
     }
 
-    /// Marks `node` alive; true when it was not known (or had timed out).
-    fn heard(&self, node: &str) -> bool {
+    /// Marks `node` alive: `Some(true)` when it was not known (or had timed out), `None` when
+    /// message `seq` was seen already (published again after a lost connection).
+    fn heard(&self, node: &str, seq: u64) -> Option<bool> {
         let now = Instant::now();
         let mut peers = self.peers.lock();
         match peers.get_mut(node) {
             Some(p) => {
+                if seq != 0 && seq <= p.last_seq {
+                    return None;
+                }
                 let stale = now.duration_since(p.heard) >= PEER_TIMEOUT;
                 p.heard = now;
+                p.last_seq = p.last_seq.max(seq);
                 p.missed_query = false;
-                stale
+                Some(stale)
             }
             None => {
                 let p = Peer {
                     heard: now,
+                    last_seq: seq,
                     missed_query: false,
                 };
                 peers.insert(node.to_owned(), p);
-                true
+                Some(true)
             }
         }
     }
@@ -365,13 +378,15 @@ impl Bus {
     }
 }
 
-fn encode(node: &str, msg: &Msg) -> String {
-    serde_json::to_string(&Envelope {
-        resound: WIRE_VERSION,
-        node,
-        msg,
-    })
-    .expect("cluster messages serialize")
+/// A message's JSON, without its envelope (added by the link, see [`wrap`]).
+fn encode(msg: &Msg) -> String {
+    serde_json::to_string(msg).expect("cluster messages serialize")
+}
+
+/// The envelope around an encoded message: our marker, the node id (hex) and the sequence
+/// number.
+fn wrap(node: &str, seq: u64, msg: &str) -> String {
+    format!(r#"{{"resound":{WIRE_VERSION},"node":"{node}","seq":{seq},"msg":{msg}}}"#)
 }
 
 /// Everything this node knows about its own presence members, for a `State` message.
@@ -411,7 +426,7 @@ fn local_state(state: &State) -> Msg {
 
 /// Applies one message from the bus. Our own messages come back too and are skipped.
 fn receive(state: &State, bus: &Bus, payload: &[u8]) {
-    let Ok(env) = serde_json::from_slice::<Envelope<String, Msg>>(payload) else {
+    let Ok(env) = serde_json::from_slice::<Envelope>(payload) else {
         debug!("scaling: ignored a message that is not ours");
         return;
     };
@@ -419,7 +434,15 @@ fn receive(state: &State, bus: &Bus, payload: &[u8]) {
         return;
     }
     let node = env.node.as_str();
-    if bus.heard(node) && !matches!(env.msg, Msg::Hello | Msg::Bye | Msg::State { .. }) {
+    let Some(new_peer) = bus.heard(node, env.seq) else {
+        debug!(
+            node,
+            seq = env.seq,
+            "scaling: skipped a message published twice"
+        );
+        return;
+    };
+    if new_peer && !matches!(env.msg, Msg::Hello | Msg::Bye | Msg::State { .. }) {
         // A node we did not know, or had given up on, that neither said hello nor gave its
         // state (we missed them, say while reconnecting): ask for everybody's state again.
         bus.send(Msg::Hello);

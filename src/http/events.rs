@@ -185,8 +185,12 @@ impl Report {
                 } else {
                     &channels[..]
                 };
-                for c in shown {
-                    let subscriptions = super::channels::subscriptions(app, c).await;
+                // With scaling each count asks the other nodes: all at once.
+                let counts = futures_util::future::join_all(
+                    shown.iter().map(|c| super::channels::subscriptions(app, c)),
+                )
+                .await;
+                for (c, subscriptions) in shown.iter().zip(counts) {
                     let a = channel_attributes(app, c, subscriptions, info);
                     attrs.insert(c.clone(), Value::Object(a));
                 }
