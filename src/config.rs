@@ -402,11 +402,26 @@ fn scaling(l: &Layers) -> Result<Option<Scaling>, ConfigError> {
             format!("{scheme}://{auth}{host}:{port}/{db}")
         }
     };
-    if let Err(e) = redis::Client::open(url.as_str()) {
-        return Err(ConfigError(format!(
-            "invalid Redis URL '{}' for scaling: {e}",
+    let refuse = |why: String| {
+        ConfigError(format!(
+            "invalid Redis URL '{}' for scaling: {why}",
             redact(&url)
-        )));
+        ))
+    };
+    match redis::IntoConnectionInfo::into_connection_info(url.as_str()) {
+        Err(e) => return Err(refuse(e.to_string())),
+        Ok(info) => match info.addr() {
+            redis::ConnectionAddr::Tcp(..) => {}
+            redis::ConnectionAddr::TcpTls {
+                insecure: false, ..
+            } => {}
+            redis::ConnectionAddr::TcpTls { .. } => {
+                return Err(refuse(
+                    "#insecure (no certificate check) is not supported".into(),
+                ))
+            }
+            _ => return Err(refuse("only redis:// and rediss:// are supported".into())),
+        },
     }
     let ca = match l.get("RESOUND_REDIS_CA_FILE") {
         None => None,
@@ -888,16 +903,12 @@ mod tests {
             "redis://u:x@h:1/0",
             "the URL's own credentials win"
         );
-        assert_eq!(
-            url(&[
-                "--redis-url",
-                "unix:///run/redis.sock",
-                "--redis-password",
-                "p"
-            ]),
-            "unix:///run/redis.sock",
-            "no credentials spliced into a socket path"
-        );
+        for refused in ["unix:///run/redis.sock", "rediss://h:1/#insecure"] {
+            let e = load_args(&["--scaling", "true", "--redis-url", refused], d.path())
+                .unwrap_err()
+                .0;
+            assert!(e.contains("invalid Redis URL"), "{e}");
+        }
     }
 
     #[test]
