@@ -739,6 +739,21 @@ async fn a_message_published_twice_after_a_lost_connection_is_delivered_once() {
             r#"{{"resound":1,"node":"replayer","seq":{seq},"msg":{{"event":{{"app":"{APP_ID}","channels":["public-once"],"event":"{name}","data":"{{}}","except":null}}}}}}"#
         )
     };
+    // Until the node has subscribed, a publication reaches nobody (PUBLISH counts receivers).
+    let mut receivers = 0;
+    for _ in 0..200 {
+        receivers = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg("not one of ours")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if receivers > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(receivers, 1, "the node never subscribed");
     for text in [
         event(1, "first"),
         event(2, "second"),
