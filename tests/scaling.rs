@@ -119,6 +119,20 @@ async fn wait_for_peers(nodes: &[TestServer], peers: usize) {
     panic!("nodes did not all see {peers} peers within 10 s");
 }
 
+/// Publishes `text` on `node`'s scaling channel as another program would; returns how many
+/// subscribers received it.
+async fn publish_raw(redis: &Redis, node: &TestServer, text: &str) -> i64 {
+    let channel = &node.state.config.scaling.as_ref().unwrap().channel;
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", redis.port)).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg(text)
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
 /// Polls a node's users API until it answers `expected` (presence news travel through Redis).
 async fn users_become(node: &TestServer, channel: &str, expected: Value) {
     let mut seen = Value::Null;
@@ -465,23 +479,12 @@ async fn a_node_that_stops_answering_delays_one_query_not_every_query() {
     let mut on_b = nodes[1].connected().await;
     on_b.subscribe_public("public-count").await;
     // A node that beats once and then dies without a word (as after SIGKILL).
-    let channel = nodes[0]
-        .state
-        .config
-        .scaling
-        .as_ref()
-        .unwrap()
-        .channel
-        .clone();
-    let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", redis.port)).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let beat = r#"{"resound":1,"node":"ghost","msg":"beat"}"#;
-    let _: i64 = redis::cmd("PUBLISH")
-        .arg(&channel)
-        .arg(beat)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    publish_raw(
+        &redis,
+        &nodes[0],
+        r#"{"resound":1,"node":"ghost","msg":"beat"}"#,
+    )
+    .await;
     wait_for_peers(&nodes[..1], 2).await;
     let api = nodes[0].http();
     let ask = || api.get("/channels/public-count", &[("info", "subscription_count")]);
@@ -722,16 +725,6 @@ async fn a_message_published_twice_after_a_lost_connection_is_delivered_once() {
     let nodes = cluster(&redis, 1).await;
     let mut c = nodes[0].connected().await;
     c.subscribe_public("public-once").await;
-    let channel = nodes[0]
-        .state
-        .config
-        .scaling
-        .as_ref()
-        .unwrap()
-        .channel
-        .clone();
-    let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", redis.port)).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     // What another node's link does when a pipeline fails after Redis carried some of it: the
     // same numbered messages again, then new ones.
     let event = |seq: u64, name: &str| {
@@ -742,12 +735,7 @@ async fn a_message_published_twice_after_a_lost_connection_is_delivered_once() {
     // Until the node has subscribed, a publication reaches nobody (PUBLISH counts receivers).
     let mut receivers = 0;
     for _ in 0..200 {
-        receivers = redis::cmd("PUBLISH")
-            .arg(&channel)
-            .arg("not one of ours")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        receivers = publish_raw(&redis, &nodes[0], "not one of ours").await;
         if receivers > 0 {
             break;
         }
@@ -761,12 +749,7 @@ async fn a_message_published_twice_after_a_lost_connection_is_delivered_once() {
         event(2, "second"),
         event(3, "third"),
     ] {
-        let _: i64 = redis::cmd("PUBLISH")
-            .arg(&channel)
-            .arg(text)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        publish_raw(&redis, &nodes[0], &text).await;
     }
     for name in ["first", "second", "third"] {
         assert_eq!(c.recv().await["event"], name);
