@@ -11,6 +11,15 @@ use resound::config::Scaling;
 use serde_json::{json, Value};
 use support::*;
 
+/// A loopback port nothing listens on (yet).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A `redis-server` on a free loopback port, killed when dropped.
 struct Redis {
     port: u16,
@@ -19,11 +28,7 @@ struct Redis {
 
 impl Redis {
     async fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         Redis::start_on(port).await
     }
 
@@ -117,6 +122,34 @@ async fn wait_for_peers(nodes: &[TestServer], peers: usize) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("nodes did not all see {peers} peers within 10 s");
+}
+
+/// Two nodes of one cluster share events both ways; `outsider` (a node that could not join:
+/// wrong password, untrusted certificate) serves its own clients and nobody else's.
+async fn assert_pair_shares_and_outsider_is_alone(nodes: &[TestServer], outsider: &TestServer) {
+    wait_for_peers(nodes, 1).await;
+    let mut on_b = nodes[1].connected().await;
+    on_b.subscribe_public("public-pair").await;
+    nodes[0]
+        .http()
+        .trigger(&["public-pair"], "in", "{}", None)
+        .await;
+    assert_eq!(on_b.recv().await["event"], "in");
+    let mut local = outsider.connected().await;
+    local.subscribe_public("public-pair").await;
+    nodes[0]
+        .http()
+        .trigger(&["public-pair"], "not-for-outsider", "{}", None)
+        .await;
+    assert_eq!(on_b.recv().await["event"], "not-for-outsider");
+    local.expect_nothing().await;
+    outsider
+        .http()
+        .trigger(&["public-pair"], "own", "{}", None)
+        .await;
+    assert_eq!(local.recv().await["event"], "own");
+    on_b.expect_nothing().await;
+    assert!(outsider.state.bus.as_ref().unwrap().live_peers().is_empty());
 }
 
 /// Publishes `text` on `node`'s scaling channel as another program would; returns how many
@@ -409,11 +442,7 @@ async fn nodes_keep_serving_alone_while_redis_is_away_and_rejoin_when_it_returns
 #[tokio::test]
 async fn a_single_node_with_scaling_and_no_redis_still_serves() {
     // Nothing listens on this port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let node = TestServer::start_with(node_config(port, "nobody")).await;
     let mut c = node.connected().await;
     c.subscribe_public("public-x").await;
@@ -433,43 +462,16 @@ async fn a_single_node_with_scaling_and_no_redis_still_serves() {
 
 #[tokio::test]
 async fn nodes_authenticate_to_a_redis_with_a_password_and_a_wrong_one_stays_alone() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let _redis = Redis::start_with(port, &["--requirepass", "s3cr:t@x"]).await;
     let url = format!("redis://:s3cr%3At%40x@127.0.0.1:{port}/0");
     let nodes = vec![
         TestServer::start_with(node_config_url(&url, "auth")).await,
         TestServer::start_with(node_config_url(&url, "auth")).await,
     ];
-    wait_for_peers(&nodes, 1).await;
-    let mut on_b = nodes[1].connected().await;
-    on_b.subscribe_public("public-auth").await;
-    nodes[0]
-        .http()
-        .trigger(&["public-auth"], "in", "{}", None)
-        .await;
-    assert_eq!(on_b.recv().await["event"], "in");
-
     let wrong = format!("redis://:nope@127.0.0.1:{port}/0");
     let outsider = TestServer::start_with(node_config_url(&wrong, "auth")).await;
-    let mut local = outsider.connected().await;
-    local.subscribe_public("public-auth").await;
-    nodes[0]
-        .http()
-        .trigger(&["public-auth"], "not-for-outsider", "{}", None)
-        .await;
-    assert_eq!(on_b.recv().await["event"], "not-for-outsider");
-    local.expect_nothing().await;
-    outsider
-        .http()
-        .trigger(&["public-auth"], "own", "{}", None)
-        .await;
-    assert_eq!(local.recv().await["event"], "own");
-    on_b.expect_nothing().await;
-    assert!(outsider.state.bus.as_ref().unwrap().live_peers().is_empty());
+    assert_pair_shares_and_outsider_is_alone(&nodes, &outsider).await;
 }
 
 #[tokio::test]
@@ -569,11 +571,7 @@ async fn nodes_reach_a_redis_over_tls_trusting_the_configured_ca() {
     std::fs::write(path("cert.pem"), cert.pem()).unwrap();
     std::fs::write(path("key.pem"), key.serialize_pem()).unwrap();
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let tls_port = port.to_string();
     let (cert_file, key_file, ca_file) = (path("cert.pem"), path("key.pem"), path("ca.pem"));
     // Only TLS: the plain port is off.
@@ -607,28 +605,11 @@ async fn nodes_reach_a_redis_over_tls_trusting_the_configured_ca() {
         TestServer::start_with(trusted("tls")).await,
         TestServer::start_with(trusted("tls")).await,
     ];
-    wait_for_peers(&nodes, 1).await;
-    let mut on_b = nodes[1].connected().await;
-    on_b.subscribe_public("public-tls").await;
-    nodes[0]
-        .http()
-        .trigger(&["public-tls"], "sealed", "{}", None)
-        .await;
-    assert_eq!(on_b.recv().await["event"], "sealed");
-
     // Without the CA (system roots only) the certificate is not trusted: the node stays alone.
     let mut untrusting = trusted("tls");
     untrusting.scaling.as_mut().unwrap().ca = None;
     let outsider = TestServer::start_with(untrusting).await;
-    let mut local = outsider.connected().await;
-    local.subscribe_public("public-tls").await;
-    nodes[0]
-        .http()
-        .trigger(&["public-tls"], "not-for-outsider", "{}", None)
-        .await;
-    assert_eq!(on_b.recv().await["event"], "not-for-outsider");
-    local.expect_nothing().await;
-    assert!(outsider.state.bus.as_ref().unwrap().live_peers().is_empty());
+    assert_pair_shares_and_outsider_is_alone(&nodes, &outsider).await;
 }
 
 #[tokio::test]

@@ -499,27 +499,34 @@ fn receive(state: &State, bus: &Bus, payload: &[u8]) {
             users,
             counts,
         } => {
-            let mut by_app: HashMap<String, Vec<(String, PresenceMember)>> = HashMap::new();
+            // What the node reports, per app; an app it does not mention has none of it.
+            #[derive(Default)]
+            struct Reported {
+                members: Vec<(String, PresenceMember)>,
+                users: Vec<String>,
+                counts: Vec<(String, usize)>,
+            }
+            let mut by_app: HashMap<String, Reported> = HashMap::new();
             for m in members {
                 if let Some(pm) = PresenceMember::from_parts(m.user_id, m.user_info) {
-                    by_app.entry(m.app).or_default().push((m.channel, pm));
+                    by_app
+                        .entry(m.app)
+                        .or_default()
+                        .members
+                        .push((m.channel, pm));
                 }
             }
-            let mut users_by_app: HashMap<String, Vec<String>> = HashMap::new();
             for (app, user) in users {
-                users_by_app.entry(app).or_default().push(user);
+                by_app.entry(app).or_default().users.push(user);
             }
-            let mut counts_by_app: HashMap<String, Vec<(String, usize)>> = HashMap::new();
             for (app, channel, n) in counts {
-                counts_by_app.entry(app).or_default().push((channel, n));
+                by_app.entry(app).or_default().counts.push((channel, n));
             }
             for app in state.apps() {
-                let members = by_app.remove(&app.app.id).unwrap_or_default();
-                app.channels.replace_node(node, members);
-                let users = users_by_app.remove(&app.app.id).unwrap_or_default();
-                app.users.replace_node(node, &users);
-                let counts = counts_by_app.remove(&app.app.id).unwrap_or_default();
-                app.channels.replace_node_counts(node, counts);
+                let r = by_app.remove(&app.app.id).unwrap_or_default();
+                app.channels.replace_node(node, r.members);
+                app.users.replace_node(node, &r.users);
+                app.channels.replace_node_counts(node, r.counts);
             }
         }
         Msg::Count {
