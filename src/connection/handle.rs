@@ -279,14 +279,39 @@ impl ConnectionHandle {
         }
     }
 
-    /// Lets the writer task write what is queued (a large fan-out; see [`Flushes`]).
-    fn hand_to_writer(&self) {
+    /// Takes responsibility for flushing the queue on behalf of a flush job (a large
+    /// fan-out; see [`Flushes`]): until [`Self::flush_claimed`], senders only append.
+    fn claim(&self) -> bool {
         if self.0.socket.is_none() {
+            return false;
+        }
+        let mut st = self.0.out.lock();
+        if st.parked || st.queue.is_empty() {
+            return false;
+        }
+        st.parked = true;
+        true
+    }
+
+    /// A flush job's write of a queue it [claimed](Self::claim). If the socket is full the
+    /// writer task takes over, as for any sender.
+    fn flush_claimed(&self) {
+        let Some(socket) = &self.0.socket else { return };
+        let mut st = self.0.out.lock();
+        if st.sealed {
+            // Closing: the writer finishes the queue.
             return;
         }
-        let st = self.0.out.lock();
-        if !st.parked && !st.queue.is_empty() {
-            self.park(st);
+        match st.write_to(socket) {
+            Ok(true) => st.parked = false,
+            Ok(false) => {
+                drop(st);
+                self.0.parked.notify_one();
+            }
+            Err(_) => {
+                drop(st);
+                self.close_now();
+            }
         }
     }
 
@@ -419,8 +444,8 @@ impl Default for Flushes {
 }
 
 impl Flushes {
-    /// Leaves every write to the connections' writer tasks, for a caller that must not spend
-    /// its own time on syscalls (one task delivering a whole cluster's events).
+    /// Leaves every write to flush jobs, for a caller that must not spend its own time on
+    /// syscalls (one task delivering a whole cluster's events).
     pub fn to_writers() -> Flushes {
         Flushes {
             owed: Vec::new(),
@@ -436,23 +461,42 @@ impl Flushes {
     }
 }
 
-/// Above this many owed sockets a fan-out hands the writes to the connections' writer tasks
-/// instead of making them itself: the runtime spreads those over its threads, and each
-/// writer yields once before writing, so frames that other publishers queue meanwhile go out
-/// in the same write (measured: see docs/performance.md).
+/// Above this many owed sockets a fan-out does not write them itself: it hands them to flush
+/// jobs, tasks of [`JOB_SOCKETS`] sockets each that the runtime spreads over its threads.
+/// A job yields once before writing, so frames that other publishers queue meanwhile go out
+/// in the same write, and again every [`JOB_BURST`] writes, so the requests waiting on its
+/// thread (the next trigger) are not held up behind a whole fan-out.
 const INLINE_FLUSHES: usize = 16;
+const JOB_SOCKETS: usize = 128;
+const JOB_BURST: usize = 32;
+
+async fn flush_job(handles: Vec<ConnectionHandle>) {
+    tokio::task::yield_now().await;
+    for (i, h) in handles.iter().enumerate() {
+        if i > 0 && i % JOB_BURST == 0 {
+            tokio::task::yield_now().await;
+        }
+        h.flush_claimed();
+    }
+}
 
 impl Drop for Flushes {
     fn drop(&mut self) {
-        if self.owed.len() <= self.inline_max {
+        let runtime = match self.owed.len() > self.inline_max {
+            true => tokio::runtime::Handle::try_current().ok(),
+            false => None,
+        };
+        let Some(runtime) = runtime else {
             for h in self.owed.drain(..) {
                 h.flush();
             }
-        } else {
-            for h in self.owed.drain(..) {
-                h.hand_to_writer();
-            }
+            return;
+        };
+        self.owed.retain(ConnectionHandle::claim);
+        for job in self.owed.chunks(JOB_SOCKETS) {
+            runtime.spawn(flush_job(job.to_vec()));
         }
+        self.owed.clear();
     }
 }
 
