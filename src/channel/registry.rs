@@ -161,7 +161,7 @@ impl ChannelRegistry {
                 }
             }
         }
-        let mut out = Flushes::to_writers();
+        let mut out = Flushes::deferred();
         if let Some(mut ch) = self.channels.get_mut(name) {
             self.count_changed(name, ChannelKind::from_name(name), &mut ch, &mut out);
         }
@@ -357,7 +357,7 @@ impl ChannelRegistry {
         if !ChannelKind::from_name(name).presence {
             return;
         }
-        let mut out = Flushes::to_writers();
+        let mut out = Flushes::deferred();
         let mut ch = self.channels.entry(name.to_owned()).or_default();
         let announce = server::member_added(name, &member.user_id, member.user_info.as_deref());
         let presence = ch.presence.get_or_insert_with(Presence::default);
@@ -370,7 +370,7 @@ impl ChannelRegistry {
     /// user is now gone everywhere.
     pub fn remote_leave(&self, node: &str, name: &str, id: &str) {
         let now = Instant::now();
-        let mut out = Flushes::to_writers();
+        let mut out = Flushes::deferred();
         if let Some(mut ch) = self.channels.get_mut(name) {
             if let Some(m) = ch.presence.as_mut().and_then(|p| p.remote_leave(node, id)) {
                 ch.send_all(

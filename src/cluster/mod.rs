@@ -458,7 +458,7 @@ fn receive(state: &State, bus: &Bus, payload: &[u8]) {
         } => {
             if let Some(app) = app_of(&app) {
                 let except = except.as_deref().and_then(SocketId::parse);
-                let mut out = Flushes::to_writers();
+                let mut out = Flushes::deferred();
                 crate::dispatch::deliver(&app, &channels, &event, &data, except, &mut out);
             }
         }
@@ -472,7 +472,7 @@ fn receive(state: &State, bus: &Bus, payload: &[u8]) {
             if let Some(app) = app_of(&app) {
                 let text =
                     || server::client_event(&event, &channel, data.as_deref(), user_id.as_deref());
-                let mut out = Flushes::to_writers();
+                let mut out = Flushes::deferred();
                 app.channels
                     .publish(&channel, false, || text().into(), None, &mut out);
             }

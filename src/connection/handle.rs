@@ -6,9 +6,10 @@
 //! socket (one `writev` of every queued frame, each frame's header beside the shared
 //! payload). Senders that find frames already queued only append: the responsible one writes
 //! theirs too, in the same call. So an idle socket costs no task wake-up per message, and a
-//! busy one gets its messages in batches as large as the load (group commit). Only when the
-//! kernel's send buffer is full does the connection's writer task take over
-//! (see `writer.rs`), waiting until the socket is writable again.
+//! busy one gets its messages in batches as large as the load (group commit). A large
+//! fan-out leaves its writes to flush jobs, a few tasks of many sockets each (see
+//! [`Flushes`]). Only when the kernel's send buffer is full does the connection's writer task
+//! take over (see `writer.rs`), waiting until the socket is writable again.
 //!
 //! Every write to the socket happens under the queue's lock, so frames go out whole and in
 //! queue order. The queue never holds more than `capacity` frames: a client that cannot keep
@@ -104,7 +105,8 @@ struct Outbound {
     queue: VecDeque<Outgoing>,
     /// Bytes of the front frame already written (a partial write).
     front_written: usize,
-    /// The writer task owns flushing: the socket's send buffer was full.
+    /// Somebody other than the next sender owns flushing: a flush job that claimed the
+    /// queue, or the writer task because the socket's send buffer was full.
     parked: bool,
     /// The close frame is queued: nothing more is accepted.
     sealed: bool,
@@ -446,7 +448,7 @@ impl Default for Flushes {
 impl Flushes {
     /// Leaves every write to flush jobs, for a caller that must not spend its own time on
     /// syscalls (one task delivering a whole cluster's events).
-    pub fn to_writers() -> Flushes {
+    pub fn deferred() -> Flushes {
         Flushes {
             owed: Vec::new(),
             inline_max: 0,

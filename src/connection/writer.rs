@@ -1,7 +1,7 @@
-//! The connection's writer task. Senders of a few frames write to the socket themselves (see
-//! `handle.rs`); this task takes over for large fan-outs and when the kernel's send buffer is
-//! full, waiting until the socket is writable again, and it ends the connection: the last
-//! frames, the close frame, then the write half is shut down when the last handle goes.
+//! The connection's writer task. Senders and flush jobs write to the socket themselves (see
+//! `handle.rs`); this task takes over when the kernel's send buffer is full, waiting until
+//! the socket is writable again, and it ends the connection: the last frames, the close
+//! frame, then the write half is shut down when the last handle goes.
 
 use std::time::Duration;
 
@@ -46,8 +46,8 @@ pub(super) async fn run(handle: ConnectionHandle) {
         if handle.is_closing() {
             break;
         }
-        // Handed a fan-out: let the publishers that are queueing finish their bursts first,
-        // so more of them go out in this write (fewer write syscalls under load).
+        // Let the publishers that are queueing finish their bursts first, so more of them go
+        // out in this write (fewer write syscalls under load).
         tokio::task::yield_now().await;
         match drain(&handle, true).await {
             Drained::Done => {}
