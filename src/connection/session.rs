@@ -257,7 +257,7 @@ impl Session {
         *count <= limit.max_attempts
     }
 
-    fn on_message(&mut self, msg: ClientMessage) -> Result<(), PusherError> {
+    fn on_message(&mut self, msg: ClientMessage<'_>) -> Result<(), PusherError> {
         match msg {
             ClientMessage::Ping => self.send(server::PONG.to_owned()),
             ClientMessage::Pong | ClientMessage::Ignored => {}
@@ -273,7 +273,7 @@ impl Session {
                 event,
                 channel,
                 data,
-            } => self.client_event(&event, &channel, data.as_deref())?,
+            } => self.client_event(&event, &channel, data)?,
         }
         Ok(())
     }

@@ -4,14 +4,17 @@
 //! result. Outbound frames are serialized into a `String` once and shared as-is by every
 //! recipient (see `dispatch`).
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::error::PusherError;
 
-/// One inbound WebSocket text frame, understood.
+/// One inbound WebSocket text frame, understood. Client events borrow from the frame's text:
+/// relaying a whisper allocates nothing until its outbound frame is built.
 #[derive(Debug)]
-pub enum ClientMessage {
+pub enum ClientMessage<'a> {
     Ping,
     Pong,
     Subscribe(Subscribe),
@@ -24,9 +27,9 @@ pub enum ClientMessage {
     },
     /// A `client-*` event to relay to the other subscribers of `channel`.
     ClientEvent {
-        event: String,
-        channel: String,
-        data: Option<Box<RawValue>>,
+        event: Cow<'a, str>,
+        channel: Cow<'a, str>,
+        data: Option<&'a RawValue>,
     },
     /// An event that is neither `pusher:` nor `client-`: ignored, as Reverb does.
     Ignored,
@@ -44,12 +47,26 @@ pub struct Subscribe {
 }
 
 #[derive(Deserialize)]
-struct Envelope {
-    event: String,
-    #[serde(default)]
-    channel: Option<serde_json::Value>,
-    #[serde(default)]
-    data: Option<Box<RawValue>>,
+struct Envelope<'a> {
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    #[serde(default, borrow)]
+    channel: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
+}
+
+/// The string a raw JSON value holds, borrowed when it has no escapes; `None` when the value
+/// is not a string.
+fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    if inner.contains('\\') {
+        serde_json::from_str::<String>(text).ok().map(Cow::Owned)
+    } else {
+        // A valid JSON string without escapes is exactly the text between its quotes.
+        Some(Cow::Borrowed(inner))
+    }
 }
 
 #[derive(Deserialize)]
@@ -63,12 +80,12 @@ struct Signin {
     user_data: String,
 }
 
-impl ClientMessage {
+impl<'a> ClientMessage<'a> {
     /// Parses one text frame. Anything malformed is `InvalidMessage` (4200), which never
     /// closes the connection.
-    pub fn parse(text: &str) -> Result<ClientMessage, PusherError> {
+    pub fn parse(text: &'a str) -> Result<ClientMessage<'a>, PusherError> {
         let env: Envelope = serde_json::from_str(text).map_err(|_| PusherError::InvalidMessage)?;
-        match env.event.as_str() {
+        match &*env.event {
             "pusher:ping" => Ok(ClientMessage::Ping),
             "pusher:pong" => Ok(ClientMessage::Pong),
             "pusher:subscribe" => Ok(ClientMessage::Subscribe(decode_data(env.data)?)),
@@ -86,8 +103,8 @@ impl ClientMessage {
             e if e.starts_with("pusher:") || e.starts_with("pusher_internal:") => {
                 Err(PusherError::InvalidMessage)
             }
-            e if e.starts_with("client-") => match env.channel {
-                Some(serde_json::Value::String(channel)) => Ok(ClientMessage::ClientEvent {
+            e if e.starts_with("client-") => match env.channel.and_then(raw_str) {
+                Some(channel) => Ok(ClientMessage::ClientEvent {
                     event: env.event,
                     channel,
                     data: env.data,
@@ -101,9 +118,7 @@ impl ClientMessage {
 
 /// Decodes a `data` field that peers send either as an object (pusher-js) or as a string
 /// holding JSON (other clients).
-fn decode_data<T: for<'de> Deserialize<'de>>(
-    data: Option<Box<RawValue>>,
-) -> Result<T, PusherError> {
+fn decode_data<T: for<'de> Deserialize<'de>>(data: Option<&RawValue>) -> Result<T, PusherError> {
     let raw = data.ok_or(PusherError::InvalidMessage)?;
     let text = raw.get();
     let parsed = if text.starts_with('"') {
@@ -352,6 +367,22 @@ mod tests {
                 PusherError::InvalidMessage,
                 "{text}"
             );
+        }
+    }
+
+    #[test]
+    fn client_events_borrow_or_decode_their_channel() {
+        for (text, want) in [
+            (r#"{"event":"client-x","channel":"private-a","data":{"k":1}}"#, "private-a"),
+            (r#"{ "event" : "client-x" , "channel" :  "private-a" , "data" : {"k":1} }"#, "private-a"),
+            (r#"{"event":"client-x","channel":"private-\u0061\"b","data":{"k":1}}"#, "private-a\"b"),
+        ] {
+            let Ok(ClientMessage::ClientEvent { event, channel, data }) = ClientMessage::parse(text)
+            else {
+                panic!("{text}");
+            };
+            assert_eq!((&*event, &*channel), ("client-x", want), "{text}");
+            assert_eq!(data.map(RawValue::get), Some(r#"{"k":1}"#), "{text}");
         }
     }
 
