@@ -67,6 +67,13 @@ pub fn md5_hex(body: &[u8]) -> String {
     hex::encode(Md5::digest(body))
 }
 
+/// Whether `md5_hex` (either case) is the MD5 of `body`: compared as bytes, without
+/// formatting the digest.
+pub fn md5_matches(body: &[u8], md5_hex: &str) -> bool {
+    let mut given = [0u8; 16];
+    hex::decode_to_slice(md5_hex, &mut given).is_ok() && given[..] == Md5::digest(body)[..]
+}
+
 /// The HTTP API string to sign: method, path, and every query parameter except
 /// `auth_signature`, names lower-cased, sorted by name, joined `name=value` with `&`,
 /// values not re-escaped (`params` must already be percent-decoded).
@@ -333,6 +340,11 @@ mod tests {
     #[test]
     fn t14_t15_posts() {
         assert_eq!(md5_hex(b"{}"), "99914b932bd37a50b983c5e7c90ae93b");
+        assert!(md5_matches(b"{}", "99914b932bd37a50b983c5e7c90ae93b"));
+        assert!(md5_matches(b"{}", "99914B932BD37A50B983C5E7C90AE93B"));
+        assert!(!md5_matches(b"{} ", "99914b932bd37a50b983c5e7c90ae93b"));
+        assert!(!md5_matches(b"{}", "99914b932bd37a50b983c5e7c90ae93"));
+        assert!(!md5_matches(b"{}", ""));
         let p = |md5: &str| {
             params(&[
                 ("auth_key", B_KEY),

@@ -1,6 +1,10 @@
 //! `POST /apps/{id}/events` and `/batch_events`: validate every field, then publish through
 //! the one delivery path. Never writes to a socket itself.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
@@ -8,6 +12,7 @@ use crate::channel::ChannelKind;
 use crate::config::Config;
 use crate::connection::{Flushes, SocketId};
 use crate::dispatch;
+use crate::protocol::message::raw_str;
 use crate::protocol::names::{is_valid_socket_id, validate_channel_name, MAX_EVENT_NAME};
 use crate::state::AppRuntime;
 
@@ -20,45 +25,84 @@ struct Event {
     info: Vec<String>,
 }
 
-fn parse_body(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(ApiError::bad_request("The body must be a JSON object")),
-        Err(e) => Err(ApiError::bad_request(format!(
-            "The body is not valid JSON: {e}"
-        ))),
+/// One event object of a request body, each field as received: validated one by one
+/// below, borrowed from the body (only a string with escapes is decoded).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawEvent<'a> {
+    #[serde(borrow)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow)]
+    channels: Option<&'a RawValue>,
+    #[serde(borrow)]
+    channel: Option<&'a RawValue>,
+    #[serde(borrow)]
+    socket_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    info: Option<&'a RawValue>,
+}
+
+/// A batch body: its `batch` field as received.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawBatch<'a> {
+    #[serde(borrow)]
+    batch: Option<&'a RawValue>,
+}
+
+/// Parses a body that must be one JSON object into `T` (its fields as raw values).
+fn parse_object<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    let invalid =
+        |e: serde_json::Error| ApiError::bad_request(format!("The body is not valid JSON: {e}"));
+    // A struct would also accept an array; only an object is an event.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(invalid)?;
+        return Err(ApiError::bad_request("The body must be a JSON object"));
+    }
+    serde_json::from_slice(body).map_err(invalid)
+}
+
+/// A field that must be a string when present (`null` counts as absent).
+fn string_field<'a>(
+    raw: Option<&'a RawValue>,
+    field: &str,
+    at: &str,
+) -> Result<Option<Cow<'a, str>>, ApiError> {
+    match raw {
+        None => Ok(None),
+        Some(raw) => raw_str(raw)
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request(format!("{at}{field} must be a string"))),
     }
 }
 
-fn string_field<'a>(
-    obj: &'a Map<String, Value>,
-    field: &str,
-    at: &str,
-) -> Result<Option<&'a str>, ApiError> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ApiError::bad_request(format!(
-            "{at}{field} must be a string"
-        ))),
-    }
+/// `channels`: an array of strings.
+fn string_list(raw: &RawValue, at: &str) -> Result<Vec<String>, ApiError> {
+    let bad = || ApiError::bad_request(format!("{at}channels must be an array of strings"));
+    let items: Vec<&RawValue> = serde_json::from_str(raw.get()).map_err(|_| bad())?;
+    items
+        .into_iter()
+        .map(|item| raw_str(item).map(Cow::into_owned).ok_or_else(bad))
+        .collect()
 }
 
 /// Validates one event object. `single_channel` is true for batch items (`channel` only).
 fn parse_event(
-    obj: &Map<String, Value>,
+    obj: &RawEvent<'_>,
     config: &Config,
     at: &str,
     single_channel: bool,
 ) -> Result<Event, ApiError> {
-    let name = string_field(obj, "name", at)?
+    let name = string_field(obj.name, "name", at)?
         .ok_or_else(|| ApiError::bad_request(format!("{at}name is required")))?;
     if name.is_empty() || name.len() > MAX_EVENT_NAME {
         return Err(ApiError::bad_request(format!(
             "{at}name must be 1 to {MAX_EVENT_NAME} characters"
         )));
     }
-    let data = string_field(obj, "data", at)?
+    let data = string_field(obj.data, "data", at)?
         .ok_or_else(|| ApiError::bad_request(format!("{at}data is required (a string)")))?;
     if data.len() > config.max_event_size {
         return Err(ApiError::too_large(format!(
@@ -67,20 +111,9 @@ fn parse_event(
             config.max_event_size
         )));
     }
-    let channels = match (obj.get("channels"), string_field(obj, "channel", at)?) {
-        (Some(Value::Array(list)), _) if !single_channel => list
-            .iter()
-            .map(|v| v.as_str().map(str::to_owned))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| {
-                ApiError::bad_request(format!("{at}channels must be an array of strings"))
-            })?,
-        (Some(_), _) if !single_channel => {
-            return Err(ApiError::bad_request(format!(
-                "{at}channels must be an array of strings"
-            )))
-        }
-        (_, Some(c)) => vec![c.to_owned()],
+    let channels = match (obj.channels, string_field(obj.channel, "channel", at)?) {
+        (Some(list), _) if !single_channel => string_list(list, at)?,
+        (_, Some(c)) => vec![c.into_owned()],
         _ if single_channel => {
             return Err(ApiError::bad_request(format!("{at}channel is required")))
         }
@@ -110,16 +143,16 @@ fn parse_event(
             "{at}encrypted and unencrypted channels cannot be mixed in one event"
         )));
     }
-    let except = match string_field(obj, "socket_id", at)? {
+    let except = match string_field(obj.socket_id, "socket_id", at)? {
         None => None,
-        Some(s) if is_valid_socket_id(s) => SocketId::parse(s),
+        Some(s) if is_valid_socket_id(&s) => SocketId::parse(&s),
         Some(s) => {
             return Err(ApiError::bad_request(format!(
                 "{at}socket_id {s:?} is not of the form 123.456"
             )))
         }
     };
-    let info = string_field(obj, "info", at)?
+    let info = string_field(obj.info, "info", at)?
         .map(|s| {
             s.split(',')
                 .map(|p| p.trim().to_owned())
@@ -128,8 +161,8 @@ fn parse_event(
         })
         .unwrap_or_default();
     Ok(Event {
-        name: name.to_owned(),
-        data: data.to_owned(),
+        name: name.into_owned(),
+        data: data.into_owned(),
         channels,
         except,
         info,
@@ -227,7 +260,7 @@ pub fn trigger(
     body: &[u8],
     out: &mut Flushes,
 ) -> Result<Report, ApiError> {
-    let ev = parse_event(&parse_body(body)?, config, "", false)?;
+    let ev = parse_event(&parse_object::<RawEvent>(body)?, config, "", false)?;
     dispatch::publish(app, &ev.channels, &ev.name, &ev.data, ev.except, out);
     Ok(Report {
         batch: false,
@@ -243,14 +276,11 @@ pub fn batch(
     body: &[u8],
     out: &mut Flushes,
 ) -> Result<Report, ApiError> {
-    let obj = parse_body(body)?;
-    let items = match obj.get("batch") {
-        Some(Value::Array(items)) => items,
-        _ => {
-            return Err(ApiError::bad_request(
-                "batch is required (an array of events)",
-            ))
-        }
+    let obj: RawBatch = parse_object(body)?;
+    let missing = || ApiError::bad_request("batch is required (an array of events)");
+    let items: Vec<&RawValue> = match obj.batch {
+        Some(raw) => serde_json::from_str(raw.get()).map_err(|_| missing())?,
+        None => return Err(missing()),
     };
     if config.max_batch_size > 0 && items.len() > config.max_batch_size {
         return Err(ApiError::bad_request(format!(
@@ -262,11 +292,16 @@ pub fn batch(
     let events = items
         .iter()
         .enumerate()
-        .map(|(i, item)| match item {
-            Value::Object(o) => parse_event(o, config, &format!("batch[{i}].").to_string(), true),
-            _ => Err(ApiError::bad_request(format!(
-                "batch[{i}] must be an object"
-            ))),
+        .map(|(i, item)| {
+            let at = format!("batch[{i}].");
+            match item.get().starts_with('{') {
+                true => serde_json::from_str::<RawEvent>(item.get())
+                    .map_err(|e| ApiError::bad_request(format!("{at} {e}")))
+                    .and_then(|o| parse_event(&o, config, &at, true)),
+                false => Err(ApiError::bad_request(format!(
+                    "batch[{i}] must be an object"
+                ))),
+            }
         })
         .collect::<Result<Vec<_>, _>>()?;
     for ev in &events {
@@ -276,4 +311,93 @@ pub fn batch(
         batch: true,
         asked: events.into_iter().map(|e| (e.channels, e.info)).collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(body: &str) -> Result<Event, ApiError> {
+        parse_event(
+            &parse_object::<RawEvent>(body.as_bytes())?,
+            &Config::default(),
+            "",
+            false,
+        )
+    }
+
+    fn error(body: &str) -> String {
+        match event(body) {
+            Ok(_) => panic!("{body} was accepted"),
+            Err(e) => e.message,
+        }
+    }
+
+    #[test]
+    fn fields_are_borrowed_or_decoded_as_received() {
+        let ev = event(
+            r#" {"name":"App\\Events\\E","data":"{\"k\":\"\u00e9\"}","channels":["a","b\u002dc"],
+                "socket_id":null,"info":"user_count, subscription_count","extra":[1,{"x":2}]}"#,
+        )
+        .unwrap();
+        assert_eq!(ev.name, r"App\Events\E");
+        assert_eq!(ev.data, "{\"k\":\"é\"}");
+        assert_eq!(ev.channels, ["a", "b-c"]);
+        assert!(ev.except.is_none());
+        assert_eq!(ev.info, ["user_count", "subscription_count"]);
+        let ev = event(r#"{"name":"e","data":"d","channel":"c","socket_id":"1.2"}"#).unwrap();
+        assert_eq!(ev.channels, ["c"]);
+        assert_eq!(ev.except, SocketId::parse("1.2"));
+    }
+
+    #[test]
+    fn bodies_that_are_not_one_object_are_refused() {
+        assert_eq!(error(r#"["e","d","c"]"#), "The body must be a JSON object");
+        assert_eq!(error("42"), "The body must be a JSON object");
+        assert!(error("{not json").starts_with("The body is not valid JSON"));
+        assert!(error(r#"["unclosed"#).starts_with("The body is not valid JSON"));
+        assert!(error("").starts_with("The body is not valid JSON"));
+        assert_eq!(
+            error(r#"{"name":null,"data":"d","channel":"c"}"#),
+            "name is required"
+        );
+        assert_eq!(
+            error(r#"{"name":"e","data":"d","channels":["a",1]}"#),
+            "channels must be an array of strings"
+        );
+        assert_eq!(
+            error(r#"{"name":"e","data":"d","channel":["c"]}"#),
+            "channel must be a string"
+        );
+    }
+
+    #[test]
+    fn batches_take_channel_per_item_and_refuse_other_shapes() {
+        let config = Config::default();
+        let app = crate::state::State::new(config.clone());
+        let app = app.apps().next().expect("the default app");
+        let batch_error =
+            |body: &str| match batch(app, &config, body.as_bytes(), &mut Flushes::default()) {
+                Ok(_) => panic!("{body} was accepted"),
+                Err(e) => e.message,
+            };
+        assert_eq!(
+            batch_error(r#"{"batch":{"name":"e"}}"#),
+            "batch is required (an array of events)"
+        );
+        assert_eq!(
+            batch_error(r#"{"batch":null}"#),
+            "batch is required (an array of events)"
+        );
+        assert_eq!(
+            batch_error(r#"{"batch":[1]}"#),
+            "batch[0] must be an object"
+        );
+        assert_eq!(
+            batch_error(
+                r#"{"batch":[{"name":"e","data":"d","channel":"c"},{"name":"e","data":"d","channels":["c"]}]}"#
+            ),
+            "batch[1].channel is required"
+        );
+    }
 }

@@ -58,15 +58,27 @@ fn only(method: &Method, allowed: Method, allow: &'static str) -> Result<(), Api
     }
 }
 
+/// Where an API request went, as received: the path without the server's prefix, the whole
+/// path, and the query.
+struct Target<'a> {
+    rest: &'a str,
+    full_path: &'a str,
+    query: &'a str,
+}
+
 /// A signed API request for `app`; `tail` is the path after `/apps/{id}`.
 async fn api_call<'a>(
     state: &State,
     app: &AppRuntime,
     tail: &[&str],
     req: Request<Incoming>,
-    rest: &'a str,
-    full_path: &'a str,
+    target: Target<'a>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
+    let Target {
+        rest,
+        full_path,
+        query,
+    } = target;
     let method = req.method().clone();
     let (allowed, allow) = match tail {
         ["events"] | ["batch_events"] | ["users", _, "terminate_connections"] => {
@@ -78,7 +90,6 @@ async fn api_call<'a>(
         _ => return Err(ApiError::not_found("Not found.")),
     };
     only(&method, allowed, allow)?;
-    let query = req.uri().query().unwrap_or("").to_owned();
     // A timer only for a body still on its way: most arrive with their head.
     let mut reading = std::pin::pin!(read_body(req, state.config.max_request_size));
     let body = match std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await {
@@ -92,7 +103,7 @@ async fn api_call<'a>(
                 )
             })??,
     };
-    let params = parse_query(&query);
+    let params = parse_query(query);
     let decode = |s: &'a str| match s.contains('%') {
         true => percent_decode_str(s).decode_utf8_lossy(),
         false => Cow::Borrowed(s),
@@ -136,19 +147,25 @@ async fn route(
     state: &Arc<State>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let prefix = state.config.path.as_str();
-    let full_path = req.uri().path().to_owned();
+    // Cloning the URI counts references to its bytes: the path and query are borrowed from
+    // the clone while the request moves on to its handler.
+    let uri = req.uri().clone();
+    let (full_path, query) = (uri.path(), uri.query().unwrap_or(""));
     let rest = full_path
         .strip_prefix(prefix)
         .filter(|r| r.starts_with('/'))
-        .ok_or_else(|| ApiError::not_found("Not found."))?
-        .to_owned();
-    let segments: Vec<String> = rest[1..]
+        .ok_or_else(|| ApiError::not_found("Not found."))?;
+    let segments: Vec<Cow<'_, str>> = rest[1..]
         .split('/')
-        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .map(|s| percent_decode_str(s).decode_utf8_lossy())
         .collect();
-    let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let seg: Vec<&str> = segments.iter().map(|s| &**s).collect();
     let method = req.method().clone();
-    let full_path = full_path.as_str();
+    let target = Target {
+        rest,
+        full_path,
+        query,
+    };
     match seg.as_slice() {
         ["up"] => {
             only(&method, Method::GET, "GET")?;
@@ -165,11 +182,11 @@ async fn route(
                     ApiError::not_found(format!("No matching application for ID [{app_id}]."))
                 })?
                 .clone();
-            api_call(state, &app, tail, req, &rest, full_path).await
+            api_call(state, &app, tail, req, target).await
         }
         // The Python SDK's terminate path has no app id: the app is found by its key.
         ["users", _, "terminate_connections"] => {
-            let params = parse_query(req.uri().query().unwrap_or(""));
+            let params = parse_query(query);
             let key = signature::param(&params, "auth_key")
                 .ok_or_else(|| ApiError::unauthorized("Missing auth_key"))?;
             let app = state
@@ -178,7 +195,7 @@ async fn route(
                     ApiError::not_found(format!("No matching application for key [{key}]."))
                 })?
                 .clone();
-            api_call(state, &app, &seg, req, &rest, full_path).await
+            api_call(state, &app, &seg, req, target).await
         }
         _ => Err(ApiError::not_found("Not found.")),
     }

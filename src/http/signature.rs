@@ -15,7 +15,7 @@ pub type Params<'q> = Vec<(Cow<'q, str>, Cow<'q, str>)>;
 
 /// Percent-decodes a query string (`+` is a space).
 pub fn parse_query(query: &str) -> Params<'_> {
-    if query.bytes().any(|b| b == b'%' || b == b'+') {
+    if memchr::memchr2(b'%', b'+', query.as_bytes()).is_some() {
         return form_urlencoded::parse(query.as_bytes()).collect();
     }
     // Nothing to decode (the usual signed API query): split it in place, as
@@ -74,7 +74,7 @@ pub fn verify(
     if !body.is_empty() {
         let md5 = param(params, "body_md5")
             .ok_or_else(|| ApiError::unauthorized("Missing body_md5 for a request with a body"))?;
-        if !md5.eq_ignore_ascii_case(&auth::md5_hex(body)) {
+        if !auth::md5_matches(body, md5) {
             return Err(ApiError::unauthorized("body_md5 does not match the body"));
         }
     }

@@ -58,7 +58,7 @@ struct Envelope<'a> {
 
 /// The string a raw JSON value holds, borrowed when it has no escapes; `None` when the value
 /// is not a string.
-fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+pub(crate) fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
     let text = raw.get();
     let inner = text.strip_prefix('"')?.strip_suffix('"')?;
     if inner.contains('\\') {
@@ -373,11 +373,24 @@ mod tests {
     #[test]
     fn client_events_borrow_or_decode_their_channel() {
         for (text, want) in [
-            (r#"{"event":"client-x","channel":"private-a","data":{"k":1}}"#, "private-a"),
-            (r#"{ "event" : "client-x" , "channel" :  "private-a" , "data" : {"k":1} }"#, "private-a"),
-            (r#"{"event":"client-x","channel":"private-\u0061\"b","data":{"k":1}}"#, "private-a\"b"),
+            (
+                r#"{"event":"client-x","channel":"private-a","data":{"k":1}}"#,
+                "private-a",
+            ),
+            (
+                r#"{ "event" : "client-x" , "channel" :  "private-a" , "data" : {"k":1} }"#,
+                "private-a",
+            ),
+            (
+                r#"{"event":"client-x","channel":"private-\u0061\"b","data":{"k":1}}"#,
+                "private-a\"b",
+            ),
         ] {
-            let Ok(ClientMessage::ClientEvent { event, channel, data }) = ClientMessage::parse(text)
+            let Ok(ClientMessage::ClientEvent {
+                event,
+                channel,
+                data,
+            }) = ClientMessage::parse(text)
             else {
                 panic!("{text}");
             };
