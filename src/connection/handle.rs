@@ -434,6 +434,8 @@ pub struct Flushes {
     owed: Vec<ConnectionHandle>,
     /// Up to this many owed sockets are written by the caller itself.
     inline_max: usize,
+    /// How this caller's flush jobs give way (see [`flush_job`]).
+    pace: Pace,
 }
 
 impl Default for Flushes {
@@ -441,6 +443,7 @@ impl Default for Flushes {
         Flushes {
             owed: Vec::new(),
             inline_max: INLINE_FLUSHES,
+            pace: Pace::Defer,
         }
     }
 }
@@ -452,6 +455,7 @@ impl Flushes {
         Flushes {
             owed: Vec::new(),
             inline_max: 0,
+            pace: Pace::Budget,
         }
     }
 
@@ -466,17 +470,32 @@ impl Flushes {
 /// Above this many owed sockets a fan-out does not write them itself: it hands them to flush
 /// jobs, tasks of [`JOB_SOCKETS`] sockets each that the runtime spreads over its threads.
 /// A job yields once before writing, so frames that other publishers queue meanwhile go out
-/// in the same write, and again every [`JOB_BURST`] writes, so the requests waiting on its
-/// thread (the next trigger) are not held up behind a whole fan-out.
+/// in the same write, and then gives way to the other tasks of its thread as it goes.
 const INLINE_FLUSHES: usize = 16;
 const JOB_SOCKETS: usize = 128;
+/// Writes between a [`Pace::Defer`] job's yields.
 const JOB_BURST: usize = 32;
 
-async fn flush_job(handles: Vec<ConnectionHandle>) {
+/// How a flush job gives way to the other tasks of its thread.
+#[derive(Clone, Copy)]
+enum Pace {
+    /// After every [`JOB_BURST`] writes it waits until the thread next polls for I/O: the
+    /// triggers arriving meanwhile are handled first and their frames join the same writes
+    /// (measured: flat-out fan-out gains about a quarter in throughput per CPU).
+    Defer,
+    /// It yields in turn when its cooperative budget runs out. For jobs of the cluster link:
+    /// that one task stays busy under a backlog, and jobs waiting for the I/O poll fell so far
+    /// behind it that subscribers' queues overflowed (measured).
+    Budget,
+}
+
+async fn flush_job(handles: Vec<ConnectionHandle>, pace: Pace) {
     tokio::task::yield_now().await;
     for (i, h) in handles.iter().enumerate() {
-        if i > 0 && i % JOB_BURST == 0 {
-            tokio::task::yield_now().await;
+        match pace {
+            Pace::Defer if i > 0 && i % JOB_BURST == 0 => tokio::task::yield_now().await,
+            Pace::Defer => {}
+            Pace::Budget => tokio::task::consume_budget().await,
         }
         h.flush_claimed();
     }
@@ -496,7 +515,7 @@ impl Drop for Flushes {
         };
         self.owed.retain(ConnectionHandle::claim);
         for job in self.owed.chunks(JOB_SOCKETS) {
-            runtime.spawn(flush_job(job.to_vec()));
+            runtime.spawn(flush_job(job.to_vec(), self.pace));
         }
         self.owed.clear();
     }
