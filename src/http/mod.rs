@@ -124,8 +124,8 @@ async fn api_call<'a>(
     )?;
     let config = &state.config;
     match tail {
-        // The sockets are written (or handed to their writers) when the `Flushes` drops, at
-        // the end of the statement.
+        // The sockets are written (or handed to flush jobs) when the `Flushes` drops, at the
+        // end of the statement.
         ["events"] => {
             let report = events::trigger(app, config, &body, &mut Flushes::default())?;
             ok(report.into_json(app).await)
