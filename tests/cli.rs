@@ -1,9 +1,13 @@
 //! The `resound` binary: help text, configuration errors, `.env` pickup, dev app, SIGTERM.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use support::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_resound");
 
@@ -24,14 +28,6 @@ fn tmpdir(name: &str) -> tempfile::TempDir {
         .prefix(&format!("resound-cli-{name}-"))
         .tempdir()
         .unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Reads stdout lines until one contains `needle`; returns all lines read.

@@ -11,15 +11,6 @@ use resound::config::Scaling;
 use serde_json::{json, Value};
 use support::*;
 
-/// A loopback port nothing listens on (yet).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A `redis-server` on a free loopback port, killed when dropped.
 struct Redis {
     port: u16,

@@ -266,13 +266,21 @@ impl ConnectionHandle {
 
     /// Writes what is queued. If the socket is full, the writer task takes over.
     fn flush(&self) {
+        self.write_queue(false);
+    }
+
+    /// Writes the queue for a sender (`claimed` false: nothing to do if somebody else owns
+    /// it) or for the flush job that [claimed](Self::claim) it (then it is the owner, unless
+    /// the queue was sealed since: the writer finishes a closing connection). A full socket
+    /// hands the rest to the writer task; a drained queue is the next sender's again.
+    fn write_queue(&self, claimed: bool) {
         let Some(socket) = &self.0.socket else { return };
         let mut st = self.0.out.lock();
-        if st.parked {
+        if st.sealed || (st.parked && !claimed) {
             return;
         }
         match st.write_to(socket) {
-            Ok(true) => {}
+            Ok(true) => st.parked = false,
             Ok(false) => self.park(st),
             Err(_) => {
                 drop(st);
@@ -282,7 +290,7 @@ impl ConnectionHandle {
     }
 
     /// Takes responsibility for flushing the queue on behalf of a flush job (a large
-    /// fan-out; see [`Flushes`]): until [`Self::flush_claimed`], senders only append.
+    /// fan-out; see [`Flushes`]): until its job's [`Self::write_queue`], senders only append.
     fn claim(&self) -> bool {
         if self.0.socket.is_none() {
             return false;
@@ -293,28 +301,6 @@ impl ConnectionHandle {
         }
         st.parked = true;
         true
-    }
-
-    /// A flush job's write of a queue it [claimed](Self::claim). If the socket is full the
-    /// writer task takes over, as for any sender.
-    fn flush_claimed(&self) {
-        let Some(socket) = &self.0.socket else { return };
-        let mut st = self.0.out.lock();
-        if st.sealed {
-            // Closing: the writer finishes the queue.
-            return;
-        }
-        match st.write_to(socket) {
-            Ok(true) => st.parked = false,
-            Ok(false) => {
-                drop(st);
-                self.0.parked.notify_one();
-            }
-            Err(_) => {
-                drop(st);
-                self.close_now();
-            }
-        }
     }
 
     /// Makes the writer task responsible for the queue, and wakes it.
@@ -502,7 +488,7 @@ struct Job {
 impl Drop for Job {
     fn drop(&mut self) {
         for h in &self.handles[self.done..] {
-            h.flush_claimed();
+            h.write_queue(true);
         }
     }
 }
@@ -517,7 +503,7 @@ async fn flush_job(mut job: Job, pace: Pace) {
         }
         // Counted before the write: a write is never made twice.
         job.done += 1;
-        job.handles[job.done - 1].flush_claimed();
+        job.handles[job.done - 1].write_queue(true);
     }
 }
 
@@ -575,16 +561,29 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_flush_job_dropped_unrun_still_writes_what_it_claimed() {
-        use tokio::io::AsyncReadExt;
+    /// A handle writing to a real loopback socket (queue of `capacity`), the client end, and
+    /// the server's read half (kept open).
+    async fn connected(
+        capacity: usize,
+    ) -> (
+        tokio::net::TcpStream,
+        tokio::net::tcp::OwnedReadHalf,
+        ConnectionHandle,
+    ) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        let (_rd, wr) = server.into_split();
-        let h = ConnectionHandle::new(SocketId::random(), 16, Some(wr));
+        let (rd, wr) = server.into_split();
+        let h = ConnectionHandle::new(SocketId::random(), capacity, Some(wr));
+        (client, rd, h)
+    }
+
+    #[tokio::test]
+    async fn a_flush_job_dropped_unrun_still_writes_what_it_claimed() {
+        use tokio::io::AsyncReadExt;
+        let (mut client, _rd, h) = connected(16).await;
         let mut out = Flushes::default();
         out.send(&h, Outgoing::text(Utf8Bytes::from_static("hello")));
         assert!(h.claim(), "an owed queue can be claimed");
@@ -606,13 +605,7 @@ mod tests {
     #[tokio::test]
     async fn writes_resume_mid_frame_and_keep_order_when_the_socket_fills() {
         use tokio::io::AsyncReadExt;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        let (_rd, wr) = server.into_split();
-        let h = ConnectionHandle::new(SocketId::random(), 100_000, Some(wr));
+        let (mut client, _rd, h) = connected(100_000).await;
         // Far more than the socket buffers hold while nobody reads: the queue parks.
         let frames: Vec<String> = (0..20_000)
             .map(|i| format!("{i:05}{}", "y".repeat(995)))

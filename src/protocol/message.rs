@@ -122,7 +122,7 @@ fn decode_data<T: for<'de> Deserialize<'de>>(data: Option<&RawValue>) -> Result<
     let raw = data.ok_or(PusherError::InvalidMessage)?;
     let text = raw.get();
     let parsed = if text.starts_with('"') {
-        let inner: String = serde_json::from_str(text).map_err(|_| PusherError::InvalidMessage)?;
+        let inner = raw_str(raw).ok_or(PusherError::InvalidMessage)?;
         serde_json::from_str(&inner)
     } else {
         serde_json::from_str(text)
