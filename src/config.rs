@@ -49,6 +49,8 @@ pub struct Config {
     pub dev_app: bool,
     /// Multi-node scaling over Redis pub/sub; `None` runs a single node.
     pub scaling: Option<Scaling>,
+    /// Settings that were taken but are probably not what was meant, for the startup log.
+    pub warnings: Vec<String>,
 }
 
 /// `REVERB_SCALING_*` and the `REDIS_*` connection.
@@ -108,6 +110,7 @@ impl Default for Config {
             apps: vec![App::new(DEV_APP.0, DEV_APP.1, DEV_APP.2)],
             dev_app: true,
             scaling: None,
+            warnings: Vec::new(),
         }
     }
 }
@@ -263,13 +266,14 @@ pub fn load(matches: &ArgMatches, cwd: &Path) -> Result<Config, ConfigError> {
     ]);
 
     let mut apps = Vec::new();
-    if let Some(app) = parse_app(&primary)? {
+    let mut warnings = Vec::new();
+    if let Some(app) = parse_app(&primary, &mut warnings)? {
         apps.push(app);
     }
     for table in file_apps.iter().skip(1) {
         let layers = Layers(vec![(table, Origin::File)]);
         apps.push(
-            parse_app(&layers)?.ok_or_else(|| {
+            parse_app(&layers, &mut warnings)?.ok_or_else(|| {
                 ConfigError("an [[apps]] entry has no app_id, key or secret".into())
             })?,
         );
@@ -281,6 +285,7 @@ pub fn load(matches: &ArgMatches, cwd: &Path) -> Result<Config, ConfigError> {
         apps.push(app_options(
             &primary,
             App::new(DEV_APP.0, DEV_APP.1, DEV_APP.2),
+            &mut warnings,
         )?);
     }
 
@@ -334,6 +339,7 @@ pub fn load(matches: &ArgMatches, cwd: &Path) -> Result<Config, ConfigError> {
         apps,
         dev_app,
         scaling: scaling(l)?,
+        warnings,
     })
 }
 
@@ -485,6 +491,14 @@ impl Layers<'_> {
         }
     }
 
+    /// The first layer that names `name` at all, with its trimmed value even when that is
+    /// empty: for the one setting where Laravel's `X=` (an empty string) means something.
+    fn present(&self, name: &str) -> Option<(String, Origin)> {
+        self.0
+            .iter()
+            .find_map(|(layer, origin)| Some((layer.get(name)?.trim().to_owned(), *origin)))
+    }
+
     fn parse<T>(
         &self,
         name: &str,
@@ -531,21 +545,51 @@ impl Layers<'_> {
     }
 }
 
-fn bad(name: &str, value: &str, origin: Origin, expected: &str) -> ConfigError {
+/// Where a setting came from, for messages: `NAME (--flag)`, `key in the config file`, ...
+fn place(name: &str, origin: Origin) -> String {
     let flag = SETTINGS.iter().find(|s| s.env == name);
-    let place = match (origin, flag) {
+    match (origin, flag) {
         (Origin::Cli, Some(st)) => format!("{name} (--{})", st.flag),
         (Origin::File, Some(st)) => format!("{} in the config file", st.file_key),
         (Origin::DotEnv, _) => format!("{name} in .env"),
         _ => name.to_owned(),
-    };
+    }
+}
+
+fn bad(name: &str, value: &str, origin: Origin, expected: &str) -> ConfigError {
     ConfigError(format!(
-        "invalid value '{value}' for {place}: expected {expected}"
+        "invalid value '{value}' for {}: expected {expected}",
+        place(name, origin)
     ))
 }
 
+/// `REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM` read as Reverb reads it: `members` (also when
+/// unset or `null`, Laravel's default) and `all` turn client events on, and any other value,
+/// the empty one included (Laravel's `env()` returns `X=` as an empty string), turns them off.
+/// A value that is not one of the usual ways of saying "off" is probably a typo, so it is
+/// named in a startup warning rather than refused: Reverb starts with it.
+fn client_events(l: &Layers, warnings: &mut Vec<String>) -> ClientEvents {
+    const NAME: &str = "REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM";
+    let Some((value, origin)) = l.present(NAME) else {
+        return ClientEvents::Members;
+    };
+    match value.to_ascii_lowercase().as_str() {
+        "members" | "null" | "(null)" => ClientEvents::Members,
+        "all" => ClientEvents::All,
+        "" | "empty" | "(empty)" | "none" | "disabled" | "nobody" | "false" | "(false)" | "off"
+        | "no" | "0" => ClientEvents::None,
+        _ => {
+            warnings.push(format!(
+                "{}: '{value}' is neither members nor all, so client events are off for this app (as Reverb does)",
+                place(NAME, origin)
+            ));
+            ClientEvents::None
+        }
+    }
+}
+
 /// Reads one app from the layers; `None` when no identity field is set anywhere.
-fn parse_app(l: &Layers) -> Result<Option<App>, ConfigError> {
+fn parse_app(l: &Layers, warnings: &mut Vec<String>) -> Result<Option<App>, ConfigError> {
     let id = l.get("REVERB_APP_ID").map(|(v, _)| v);
     let key = l.get("REVERB_APP_KEY").map(|(v, _)| v);
     let secret = l.get("REVERB_APP_SECRET").map(|(v, _)| v);
@@ -570,11 +614,11 @@ fn parse_app(l: &Layers) -> Result<Option<App>, ConfigError> {
             "invalid value '{key}' for REVERB_APP_KEY: must not contain ':' or '/'"
         )));
     }
-    app_options(l, App::new(&id, &key, &secret)).map(Some)
+    app_options(l, App::new(&id, &key, &secret), warnings).map(Some)
 }
 
 /// Applies the per-app options from the layers to `app`.
-fn app_options(l: &Layers, mut app: App) -> Result<App, ConfigError> {
+fn app_options(l: &Layers, mut app: App, warnings: &mut Vec<String>) -> Result<App, ConfigError> {
     app.enabled = l.boolean("RESOUND_APP_ENABLED")?.unwrap_or(true);
     app.ping_interval = l
         .seconds("REVERB_APP_PING_INTERVAL")?
@@ -602,18 +646,7 @@ fn app_options(l: &Layers, mut app: App) -> Result<App, ConfigError> {
             .filter(|s| !s.is_empty())
             .collect();
     }
-    app.client_events = l
-        .parse(
-            "REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM",
-            "members, all or none",
-            |v| match v.to_ascii_lowercase().as_str() {
-                "members" => Some(ClientEvents::Members),
-                "all" => Some(ClientEvents::All),
-                "none" | "disabled" | "nobody" => Some(ClientEvents::None),
-                _ => None,
-            },
-        )?
-        .unwrap_or(ClientEvents::Members);
+    app.client_events = client_events(l, warnings);
     app.authorized_timeout = l
         .parse(
             "RESOUND_APP_AUTHORIZED_TIMEOUT",
@@ -840,25 +873,6 @@ mod tests {
         let d = tmpdir("bad");
         let e = load_args(&["--port", "eighty"], d.path()).unwrap_err().0;
         assert_eq!(e, "invalid value 'eighty' for REVERB_SERVER_PORT (--port): expected a port number (0-65535)");
-        let e = load_args(
-            &[
-                "--app-id",
-                "1",
-                "--app-key",
-                "k",
-                "--app-secret",
-                "s",
-                "--accept-client-events-from",
-                "memebrs",
-            ],
-            d.path(),
-        )
-        .unwrap_err()
-        .0;
-        assert!(
-            e.contains("'memebrs'") && e.contains("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM"),
-            "{e}"
-        );
         let e = load_args(&["--app-id", "1"], d.path()).unwrap_err().0;
         assert!(e.contains("REVERB_APP_KEY"), "{e}");
         std::fs::write(d.path().join("c.toml"), "[server]\nprot = 1\n").unwrap();
@@ -931,6 +945,58 @@ mod tests {
         std::fs::write(d.path().join(".env"), "REVERB_APP_MAX_CONNECTIONS=5\n").unwrap();
         let c = load_args(&["--max-connections", "null"], d.path()).unwrap();
         assert_eq!(c.apps[0].max_connections, None);
+    }
+
+    #[test]
+    fn client_events_follow_reverb_every_other_value_is_off() {
+        use crate::apps::ClientEvents::{All, Members, None as Off};
+        let d = tmpdir("client-events");
+        let from_dotenv = |line: &str| {
+            std::fs::write(d.path().join(".env"), format!("{line}\n")).unwrap();
+            let c = load_args(&[], d.path()).unwrap();
+            (c.apps[0].client_events, c.warnings)
+        };
+        // Unset and Laravel's null take config/reverb.php's default.
+        assert_eq!(from_dotenv("# nothing").0, Members);
+        assert_eq!(
+            from_dotenv("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM=null").0,
+            Members
+        );
+        assert_eq!(
+            from_dotenv("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM=ALL").0,
+            All
+        );
+        // Laravel reads `X=` as an empty string, which Reverb's check turns into "off".
+        for off in ["", "none", "false", "off", "(empty)"] {
+            let (mode, warnings) =
+                from_dotenv(&format!("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM={off}"));
+            assert_eq!((mode, warnings.len()), (Off, 0), "{off:?}");
+        }
+        // A typo starts, with client events off as in Reverb, and is named in a warning.
+        let (mode, warnings) = from_dotenv("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM=memebrs");
+        assert_eq!(mode, Off);
+        assert!(
+            warnings.len() == 1
+                && warnings[0].contains("'memebrs'")
+                && warnings[0].contains("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM in .env"),
+            "{warnings:?}"
+        );
+        // The flag's empty value beats .env, and an app table's empty value counts too.
+        std::fs::write(
+            d.path().join(".env"),
+            "REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM=all\n",
+        )
+        .unwrap();
+        let c = load_args(&["--accept-client-events-from", ""], d.path()).unwrap();
+        assert_eq!(c.apps[0].client_events, Off);
+        let file = d.path().join("apps.toml");
+        std::fs::write(
+            &file,
+            "[[apps]]\napp_id = \"1\"\nkey = \"k1\"\nsecret = \"s1\"\n\n[[apps]]\napp_id = \"2\"\nkey = \"k2\"\nsecret = \"s2\"\naccept_client_events_from = \"\"\n",
+        )
+        .unwrap();
+        let c = load_args(&["--config", file.to_str().unwrap()], d.path()).unwrap();
+        assert_eq!(c.apps[1].client_events, Off);
     }
 
     #[test]

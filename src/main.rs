@@ -29,6 +29,9 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_target(false)
         .init();
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
 
     let runtime = match config.workers {
         1 => tokio::runtime::Builder::new_current_thread()
