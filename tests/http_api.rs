@@ -418,3 +418,25 @@ async fn server_to_user_channel_name_is_url_decoded_in_paths() {
         .await;
     assert_eq!((r.status, r.body.as_str()), (200, r#"{"occupied":false}"#));
 }
+
+#[tokio::test]
+async fn a_disabled_app_answers_403_once_the_request_is_signed() {
+    let mut app = app();
+    app.enabled = false;
+    let server = TestServer::start_with(config_with(app)).await;
+    let api = server.http();
+    let r = api
+        .post("/events", json!({"name": "e", "data": "d", "channel": "c"}))
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        r.json()["error"],
+        "The app is disabled (RESOUND_APP_ENABLED=false)"
+    );
+    assert_eq!(api.get("/channels", &[]).await.status, 403);
+    // Unsigned requests still learn nothing but that they are unsigned.
+    let r = api
+        .raw("GET", &format!("/apps/{APP_ID}/channels?auth_key=x"), "")
+        .await;
+    assert_eq!(r.status, 401);
+}

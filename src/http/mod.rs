@@ -122,6 +122,13 @@ async fn api_call<'a>(
         &body,
         state.config.api_timestamp_window,
     )?;
+    // As Pusher answers for a disabled app (the PHP SDK, and so Laravel, raises on it).
+    if !app.app.enabled {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "The app is disabled (RESOUND_APP_ENABLED=false)",
+        ));
+    }
     let config = &state.config;
     match tail {
         // The sockets are written (or handed to flush jobs) when the `Flushes` drops, at the
