@@ -43,6 +43,9 @@ pub struct App {
     /// Origin host patterns (`*` wildcards); `["*"]` allows every origin.
     pub allowed_origins: Vec<String>,
     pub client_events: ClientEvents,
+    /// Relay client events on public and cache channels too, as Reverb does; `false` keeps
+    /// them to private and presence channels, as Pusher does.
+    pub public_client_events: bool,
     pub rate_limit: Option<RateLimit>,
     /// Pusher's "authorized connections": a connection that neither signs in nor subscribes
     /// to a private or presence channel within this time is closed with 4009. Off when `None`.
@@ -66,6 +69,7 @@ impl App {
             max_message_size: 10_000,
             allowed_origins: vec!["*".to_owned()],
             client_events: ClientEvents::Members,
+            public_client_events: true,
             rate_limit: None,
             authorized_timeout: None,
             subscription_count: false,

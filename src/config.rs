@@ -182,6 +182,7 @@ const SETTINGS: &[Setting] = &[
     s("REVERB_APP_MAX_MESSAGE_SIZE", "max-message-size", "max_message_size", true, "Largest client message in bytes; bigger closes with 1009 [default: 10000]"),
     s("REVERB_APP_ALLOWED_ORIGINS", "allowed-origins", "allowed_origins", true, "Comma-separated origin host patterns [default: *]"),
     s("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM", "accept-client-events-from", "accept_client_events_from", true, "members, all or none [default: members]"),
+    s("RESOUND_APP_PUBLIC_CLIENT_EVENTS", "public-client-events", "public_client_events", true, "Relay client events on public and cache channels too, as Reverb does; false = private and presence only, as Pusher [default: true]"),
     s("RESOUND_APP_AUTHORIZED_TIMEOUT", "authorized-timeout", "authorized_timeout", true, "Seconds a connection has to sign in or join a private/presence channel, 0 = off [default: 0]"),
     s("RESOUND_APP_SUBSCRIPTION_COUNT", "subscription-count", "subscription_count", true, "Send pusher_internal:subscription_count to subscribers [default: false]"),
     s("REVERB_APP_RATE_LIMITING_ENABLED", "rate-limiting", "rate_limiting.enabled", true, "Limit inbound messages per connection [default: false]"),
@@ -655,6 +656,9 @@ fn app_options(l: &Layers, mut app: App, warnings: &mut Vec<String>) -> Result<A
         )?
         .filter(|n| *n > 0)
         .map(Duration::from_secs);
+    app.public_client_events = l
+        .boolean("RESOUND_APP_PUBLIC_CLIENT_EVENTS")?
+        .unwrap_or(true);
     app.subscription_count = l
         .boolean("RESOUND_APP_SUBSCRIPTION_COUNT")?
         .unwrap_or(false);

@@ -60,19 +60,67 @@ async fn sender_must_be_subscribed() {
 }
 
 #[tokio::test]
-async fn public_and_encrypted_channels_refuse_client_events() {
+async fn public_and_cache_channels_relay_client_events_as_reverb_does() {
     let server = TestServer::start().await;
     let mut a = server.connected().await;
     let mut b = server.connected().await;
     for x in [&mut a, &mut b] {
         x.subscribe_public("public").await;
+        x.subscribe_public("cache-c").await;
+        assert_eq!(x.recv().await["event"], "pusher:cache_miss");
+    }
+    for ch in ["public", "cache-c"] {
+        a.send(json!({"event":"client-x","data":{"n":1},"channel":ch,"user_id":"forged"}))
+            .await;
+        assert_eq!(
+            b.recv_raw().await,
+            format!(r#"{{"event":"client-x","channel":"{ch}","data":{{"n":1}}}}"#)
+        );
+    }
+    a.expect_nothing().await;
+    // A client event is not the cache channel's last event.
+    let mut c = server.connected().await;
+    c.subscribe_public("cache-c").await;
+    assert_eq!(c.recv().await["event"], "pusher:cache_miss");
+}
+
+#[tokio::test]
+async fn pusher_rule_keeps_client_events_to_private_and_presence_channels() {
+    let mut app = app();
+    app.public_client_events = false;
+    let server = TestServer::start_with(config_with(app)).await;
+    let mut a = server.connected().await;
+    let mut b = server.connected().await;
+    for x in [&mut a, &mut b] {
+        x.subscribe_public("public").await;
+        x.subscribe_signed("private-p", None).await;
+    }
+    a.send(json!({"event":"client-x","data":{},"channel":"public"}))
+        .await;
+    assert_eq!(
+        error_of(&a.recv().await),
+        (
+            4301,
+            "Client events are not allowed on channel public".into()
+        )
+    );
+    a.send(json!({"event":"client-x","data":{},"channel":"private-p"}))
+        .await;
+    assert_eq!(b.recv().await["channel"], "private-p");
+    b.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn encrypted_channels_refuse_client_events() {
+    let server = TestServer::start().await;
+    let mut a = server.connected().await;
+    let mut b = server.connected().await;
+    for x in [&mut a, &mut b] {
         x.subscribe_signed("private-encrypted-v", None).await;
     }
-    for ch in ["public", "private-encrypted-v"] {
-        a.send(json!({"event":"client-x","data":{},"channel":ch}))
-            .await;
-        assert_eq!(error_of(&a.recv().await).0, 4301, "{ch}");
-    }
+    a.send(json!({"event":"client-x","data":{},"channel":"private-encrypted-v"}))
+        .await;
+    assert_eq!(error_of(&a.recv().await).0, 4301);
     b.expect_nothing().await;
 }
 

@@ -96,6 +96,24 @@ for (const value of ['none', '']) {
   });
 }
 
+withServer('RESOUND_APP_PUBLIC_CLIENT_EVENTS=false', { RESOUND_APP_PUBLIC_CLIENT_EVENTS: 'false' }, (server) => {
+  scenario(server, "Pusher's rule: a client event on a public channel gets pusher:error 4301 and is not relayed", async () => {
+    const name = uniq('public-room.');
+    const alice = makePusher('alice', server);
+    const bob = makePusher('bob', server);
+    const chA = alice.subscribe(name);
+    bob.subscribe(name);
+    await alice.subscribed(name);
+    await bob.subscribed(name);
+    const since = alice.mark();
+    chA.trigger('client-typing', { name: 'Alice' });
+    const err = await alice.waitFor((e) => e.kind === 'message' && e.event === 'pusher:error', { since, what: 'pusher:error' });
+    assert.equal(err.data.code, 4301);
+    await bob.expectNone((e) => e.kind === 'channel' && e.event === 'client-typing', { within: 400, what: 'no client event relayed' });
+    assert.equal(alice.state, 'connected');
+  });
+});
+
 withServer('REVERB_APP_ALLOWED_ORIGINS=example.com,*.example.org', { REVERB_APP_ALLOWED_ORIGINS: 'example.com,*.example.org' }, (server) => {
   const url = () => `ws://127.0.0.1:${server.port}/app/${APP.key}?protocol=7&client=js&version=8.4.2&flash=false`;
   scenario(server, 'allowed origins connect; others get pusher:error 4009 "Origin not allowed"', async () => {

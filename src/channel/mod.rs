@@ -53,9 +53,15 @@ impl ChannelKind {
         self.private || self.presence
     }
 
-    /// Client events may be relayed here (private and presence, not encrypted).
-    pub fn allows_client_events(&self) -> bool {
-        (self.private || self.presence) && !self.encrypted
+    /// Client events may be relayed here: private and presence channels, and public and
+    /// cache ones when `public` (Reverb's rule) is on; never encrypted channels (the server
+    /// cannot see their content, and pusher-js does not send them) nor a user's own
+    /// `#server-to-user-` channel.
+    pub fn allows_client_events(&self, public: bool) -> bool {
+        if self.encrypted || self.server_to_user {
+            return false;
+        }
+        self.private || self.presence || public
     }
 }
 
@@ -74,8 +80,13 @@ mod tests {
         assert!(k("cache-x").cache && !k("cache-x").needs_auth());
         assert!(k("#server-to-user-1").server_to_user);
         assert!(!k("privatefoo").private, "only dashed prefixes count");
-        assert!(k("private-Rooms.a").allows_client_events());
-        assert!(!k("private-encrypted-a").allows_client_events());
-        assert!(!k("public").allows_client_events());
+        for public in [true, false] {
+            assert!(k("private-Rooms.a").allows_client_events(public));
+            assert!(k("presence-cache-x").allows_client_events(public));
+            assert!(!k("private-encrypted-a").allows_client_events(public));
+            assert!(!k("#server-to-user-1").allows_client_events(public));
+            assert_eq!(k("public").allows_client_events(public), public);
+            assert_eq!(k("cache-x").allows_client_events(public), public);
+        }
     }
 }

@@ -390,7 +390,8 @@ impl Session {
         if mode == ClientEvents::None {
             return Err(PusherError::ClientEventsDisabled);
         }
-        if !ChannelKind::from_name(channel).allows_client_events() {
+        if !ChannelKind::from_name(channel).allows_client_events(self.app.app.public_client_events)
+        {
             return Err(PusherError::ClientEventForbidden(channel.to_owned()));
         }
         let membership = self.channels.get(channel);
