@@ -43,8 +43,8 @@ pub struct App {
     /// Origin host patterns (`*` wildcards); `["*"]` allows every origin.
     pub allowed_origins: Vec<String>,
     pub client_events: ClientEvents,
-    /// Relay client events on public and cache channels too, as Reverb does; `false` keeps
-    /// them to private and presence channels, as Pusher does.
+    /// Relay client events on public channels (`cache-` ones included) too, as Reverb does;
+    /// `false` keeps them to private and presence channels, as Pusher does.
     pub public_client_events: bool,
     pub rate_limit: Option<RateLimit>,
     /// Pusher's "authorized connections": a connection that neither signs in nor subscribes

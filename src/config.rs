@@ -182,7 +182,7 @@ const SETTINGS: &[Setting] = &[
     s("REVERB_APP_MAX_MESSAGE_SIZE", "max-message-size", "max_message_size", true, "Largest client message in bytes; bigger closes with 1009 [default: 10000]"),
     s("REVERB_APP_ALLOWED_ORIGINS", "allowed-origins", "allowed_origins", true, "Comma-separated origin host patterns [default: *]"),
     s("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM", "accept-client-events-from", "accept_client_events_from", true, "members, all or none [default: members]"),
-    s("RESOUND_APP_PUBLIC_CLIENT_EVENTS", "public-client-events", "public_client_events", true, "Relay client events on public and cache channels too, as Reverb does; false = private and presence only, as Pusher [default: true]"),
+    s("RESOUND_APP_PUBLIC_CLIENT_EVENTS", "public-client-events", "public_client_events", true, "Relay client events on public channels (cache- ones included) too, as Reverb does; false = private and presence only, as Pusher [default: true]"),
     s("RESOUND_APP_AUTHORIZED_TIMEOUT", "authorized-timeout", "authorized_timeout", true, "Seconds a connection has to sign in or join a private/presence channel, 0 = off [default: 0]"),
     s("RESOUND_APP_SUBSCRIPTION_COUNT", "subscription-count", "subscription_count", true, "Send pusher_internal:subscription_count to subscribers [default: false]"),
     s("REVERB_APP_RATE_LIMITING_ENABLED", "rate-limiting", "rate_limiting.enabled", true, "Limit inbound messages per connection [default: false]"),
@@ -564,24 +564,25 @@ fn bad(name: &str, value: &str, origin: Origin, expected: &str) -> ConfigError {
     ))
 }
 
-/// `REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM` read as Reverb reads it: `members` (also when
-/// unset or `null`, Laravel's default) and `all` turn client events on, and any other value,
-/// the empty one included (Laravel's `env()` returns `X=` as an empty string), turns them off.
-/// A value that is not one of the usual ways of saying "off" is probably a typo, so it is
-/// named in a startup warning rather than refused: Reverb starts with it.
-fn client_events(l: &Layers, warnings: &mut Vec<String>) -> ClientEvents {
+/// `REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM` read as Reverb reads it: unset is
+/// config/reverb.php's default, `members`; `null` reaches Reverb as PHP null, which it turns
+/// into `all`; `members` and `all` turn client events on, and any other value, the empty one
+/// included (Laravel's `env()` returns `X=` as an empty string), turns them off. A value that
+/// is not one of the usual ways of saying "off" is probably a typo, so it is named in a
+/// startup warning rather than refused: Reverb starts with it.
+fn client_events(l: &Layers, app_id: &str, warnings: &mut Vec<String>) -> ClientEvents {
     const NAME: &str = "REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM";
     let Some((value, origin)) = l.present(NAME) else {
         return ClientEvents::Members;
     };
     match value.to_ascii_lowercase().as_str() {
-        "members" | "null" | "(null)" => ClientEvents::Members,
-        "all" => ClientEvents::All,
+        "members" => ClientEvents::Members,
+        "all" | "null" | "(null)" => ClientEvents::All,
         "" | "empty" | "(empty)" | "none" | "disabled" | "nobody" | "false" | "(false)" | "off"
         | "no" | "0" => ClientEvents::None,
         _ => {
             warnings.push(format!(
-                "{}: '{value}' is neither members nor all, so client events are off for this app (as Reverb does)",
+                "app {app_id}: {}: '{value}' is neither members nor all, so client events are off for this app (as Reverb does)",
                 place(NAME, origin)
             ));
             ClientEvents::None
@@ -647,7 +648,7 @@ fn app_options(l: &Layers, mut app: App, warnings: &mut Vec<String>) -> Result<A
             .filter(|s| !s.is_empty())
             .collect();
     }
-    app.client_events = client_events(l, warnings);
+    app.client_events = client_events(l, &app.id, warnings);
     app.authorized_timeout = l
         .parse(
             "RESOUND_APP_AUTHORIZED_TIMEOUT",
@@ -960,11 +961,12 @@ mod tests {
             let c = load_args(&[], d.path()).unwrap();
             (c.apps[0].client_events, c.warnings)
         };
-        // Unset and Laravel's null take config/reverb.php's default.
+        // Unset takes config/reverb.php's default; null reaches Reverb as PHP null, which its
+        // app provider turns into `all`.
         assert_eq!(from_dotenv("# nothing").0, Members);
         assert_eq!(
             from_dotenv("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM=null").0,
-            Members
+            All
         );
         assert_eq!(
             from_dotenv("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM=ALL").0,
@@ -982,6 +984,7 @@ mod tests {
         assert!(
             warnings.len() == 1
                 && warnings[0].contains("'memebrs'")
+                && warnings[0].starts_with(&format!("app {}: ", DEV_APP.0))
                 && warnings[0].contains("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM in .env"),
             "{warnings:?}"
         );

@@ -82,6 +82,11 @@ async fn public_and_cache_channels_relay_client_events_as_reverb_does() {
     let mut c = server.connected().await;
     c.subscribe_public("cache-c").await;
     assert_eq!(c.recv().await["event"], "pusher:cache_miss");
+    // Someone who has not joined the public channel cannot send on it.
+    c.send(json!({"event":"client-x","data":{},"channel":"public"}))
+        .await;
+    assert_eq!(error_of(&c.recv().await).0, 4009);
+    b.expect_nothing().await;
 }
 
 #[tokio::test]
