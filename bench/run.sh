@@ -8,7 +8,9 @@
 #
 # Scenarios: idle fanout-100 fanout-flat channels trigger whisper, and on request
 # fanout-flat-4 and fanout-flat-1 (flat out with 4 or 1 publishers instead of 16) and floor (no server: the kernel's
-# own cost of one small write per socket, the lower bound for unbatched fan-out), and
+# own cost of one small write per socket, the lower bound for unbatched fan-out) and
+# floor-sparse (the same, 5 sockets per round at 10,000 rounds/s, read by a thread that sleeps in
+# epoll_wait between messages, as in `channels`), and
 # fanout-2node-100 / fanout-2node-rate-N / fanout-2node-flat (two resound nodes sharing a
 # redis-server: subscribers on one node, every trigger sent to the other at 100/s, N/s or flat
 # out, so each message crosses Redis), and channels-2node (the channels scenario the same way).
@@ -82,6 +84,7 @@ for scenario in "${scenarios[@]}"; do
       trigger) bench trigger --concurrency 16 --duration "$DURATION" ;;
       whisper) bench whisper --pairs 200 --rate 5 --duration "$DURATION" ;;
       floor) target/release/resound-bench --label "run $run" floor --sockets 1000 --rate 100 --size 100 --duration 5 ;;
+      floor-sparse) target/release/resound-bench --label "run $run" floor --sockets 1000 --rate 10000 --per-round 5 --epoll-reader --size 100 --duration 5 ;;
       fanout-2node-100) bench_pair fanout --subscribers 1000 --rate 100 --size 100 --duration "$DURATION" ;;
       fanout-2node-flat) bench_pair fanout --subscribers 1000 --rate 0 --size 100 --duration "$DURATION" --publishers 16 --publisher-thread ;;
       channels-2node) bench_pair channels --channels 1000 --per-channel 5 --size 100 --duration "$DURATION" ;;

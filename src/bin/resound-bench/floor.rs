@@ -4,6 +4,13 @@
 //! own CPU per write is the lower bound for any server that delivers one message per socket
 //! with one `send` (every delivery at a rate where nothing can be batched); its time per
 //! round is the lower bound of send-to-arrival latency for the last socket of a round.
+//!
+//! The default reader polls every socket in turn and sleeps between passes, so no write ever
+//! has to wake it: the cheapest receiver there is. `--epoll-reader` reads as real clients and
+//! the bench's own receivers do, one task per socket on a tokio thread that sleeps in
+//! `epoll_wait`, so a write to an idle reader also pays for waking it. `--per-round N` writes
+//! to N sockets per round, in turn, instead of all of them: at a high rate and a small N each
+//! socket hears a message now and then, as in the `channels` scenario.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -18,7 +25,25 @@ fn thread_cpu() -> (f64, f64) {
     super::cpu_split("thread-self")
 }
 
-pub fn run(sockets: usize, rate: u64, size: usize, duration: u64) -> Value {
+pub struct Options {
+    pub sockets: usize,
+    pub rate: u64,
+    pub size: usize,
+    pub duration: u64,
+    pub per_round: Option<usize>,
+    pub epoll_reader: bool,
+}
+
+pub fn run(o: Options) -> Value {
+    let Options {
+        sockets,
+        rate,
+        size,
+        duration,
+        per_round,
+        epoll_reader,
+    } = o;
+    let per_round = per_round.unwrap_or(sockets).clamp(1, sockets.max(1));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     let addr = listener.local_addr().unwrap();
     let mut writers = Vec::with_capacity(sockets);
@@ -42,33 +67,16 @@ pub fn run(sockets: usize, rate: u64, size: usize, duration: u64) -> Value {
     let written = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let received = Arc::new(AtomicU64::new(0));
-    // The reader: polls every socket without blocking, like one event-loop thread would
-    // after epoll; its CPU is reported but is not the figure that matters.
+    // The reader's CPU is reported but is not the figure that matters.
     let reader = {
         let (done, received) = (done.clone(), received.clone());
         std::thread::spawn(move || {
             let start = thread_cpu();
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut bytes = 0u64;
-            loop {
-                let finished = done.load(Ordering::Acquire);
-                let mut any = false;
-                for s in readers.iter_mut() {
-                    while let Ok(n) = s.read(&mut buf) {
-                        if n == 0 {
-                            break;
-                        }
-                        bytes += n as u64;
-                        any = true;
-                    }
-                }
-                if finished && !any {
-                    break;
-                }
-                if !any {
-                    std::thread::sleep(Duration::from_micros(200));
-                }
-            }
+            let bytes = if epoll_reader {
+                read_with_epoll(readers, &done)
+            } else {
+                read_by_polling(readers, &done)
+            };
             received.store(bytes, Ordering::Release);
             let end = thread_cpu();
             end.0 + end.1 - start.0 - start.1
@@ -80,6 +88,7 @@ pub fn run(sockets: usize, rate: u64, size: usize, duration: u64) -> Value {
     let until = started + Duration::from_secs(duration);
     let mut rounds_us = Vec::new();
     let mut next = started;
+    let mut cursor = 0;
     while Instant::now() < until {
         if rate > 0 {
             let now = Instant::now();
@@ -89,11 +98,12 @@ pub fn run(sockets: usize, rate: u64, size: usize, duration: u64) -> Value {
             next += Duration::from_secs_f64(1.0 / rate as f64);
         }
         let round = Instant::now();
-        for s in writers.iter_mut() {
-            s.write_all(&frame).expect("loopback write");
+        for _ in 0..per_round {
+            writers[cursor].write_all(&frame).expect("loopback write");
+            cursor = (cursor + 1) % sockets;
         }
         rounds_us.push(round.elapsed().as_micros() as u32);
-        written.fetch_add(sockets as u64, Ordering::Relaxed);
+        written.fetch_add(per_round as u64, Ordering::Relaxed);
     }
     let end_cpu = thread_cpu();
     let wall = started.elapsed().as_secs_f64();
@@ -113,6 +123,8 @@ pub fn run(sockets: usize, rate: u64, size: usize, duration: u64) -> Value {
     json!({
         "sockets": sockets,
         "rate": rate,
+        "per_round": per_round,
+        "epoll_reader": epoll_reader,
         "size": size,
         "sends": sends,
         "sends_per_s": (sends as f64 / wall).round(),
@@ -123,5 +135,74 @@ pub fn run(sockets: usize, rate: u64, size: usize, duration: u64) -> Value {
         "reader_cpu_s_per_million": per_million(reader_cpu),
         "round_ms_p50": pct(0.5),
         "round_ms_p99": pct(0.99),
+    })
+}
+
+/// Polls every socket without blocking, like one event-loop thread after `epoll` would, and
+/// sleeps 200 µs when a pass found nothing: no write ever has to wake it.
+fn read_by_polling(mut readers: Vec<TcpStream>, done: &AtomicBool) -> u64 {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut bytes = 0u64;
+    loop {
+        let finished = done.load(Ordering::Acquire);
+        let mut any = false;
+        for s in readers.iter_mut() {
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                bytes += n as u64;
+                any = true;
+            }
+        }
+        if finished && !any {
+            return bytes;
+        }
+        if !any {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+/// One task per socket on a single-threaded tokio runtime: the thread sleeps in
+/// `epoll_wait` when nothing has arrived, as a client's event loop does.
+fn read_with_epoll(readers: Vec<TcpStream>, done: &AtomicBool) -> u64 {
+    use tokio::io::AsyncReadExt;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let tasks: Vec<_> = readers
+            .into_iter()
+            .map(|s| {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let mut s = tokio::net::TcpStream::from_std(s).expect("tokio socket");
+                    let mut buf = [0u8; 4096];
+                    let mut bytes = 0u64;
+                    loop {
+                        tokio::select! {
+                            r = s.read(&mut buf) => match r {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => bytes += n as u64,
+                            },
+                            _ = stop.cancelled() => break,
+                        }
+                    }
+                    bytes
+                })
+            })
+            .collect();
+        while !done.load(Ordering::Acquire) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.cancel();
+        let mut bytes = 0;
+        for t in tasks {
+            bytes += t.await.unwrap_or(0);
+        }
+        bytes
     })
 }

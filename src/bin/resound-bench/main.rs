@@ -105,6 +105,13 @@ enum Scenario {
         size: usize,
         #[arg(long, default_value_t = 5)]
         duration: u64,
+        /// Write to this many sockets per round, in turn, instead of to all of them
+        #[arg(long)]
+        per_round: Option<usize>,
+        /// Read on a tokio thread that sleeps in `epoll_wait`, as clients do, instead of
+        /// polling every socket in turn (which no write ever has to wake)
+        #[arg(long)]
+        epoll_reader: bool,
     },
     /// HTTP API throughput with no subscribers
     Trigger {
@@ -619,9 +626,18 @@ fn main() {
         rate,
         size,
         duration,
+        per_round,
+        epoll_reader,
     } = cli.scenario
     {
-        let mut out = floor::run(sockets, rate, size, duration);
+        let mut out = floor::run(floor::Options {
+            sockets,
+            rate,
+            size,
+            duration,
+            per_round,
+            epoll_reader,
+        });
         out["scenario"] = json!("floor");
         out["label"] = json!(cli.label);
         println!("{out}");
