@@ -25,13 +25,25 @@ fn thread_cpu() -> (f64, f64) {
     super::cpu_split("thread-self")
 }
 
+#[derive(clap::Args, Clone, Debug)]
 pub struct Options {
-    pub sockets: usize,
-    pub rate: u64,
-    pub size: usize,
-    pub duration: u64,
-    pub per_round: Option<usize>,
-    pub epoll_reader: bool,
+    #[arg(long, default_value_t = 1000)]
+    sockets: usize,
+    /// Rounds per second (one write per socket each); 0 = flat out
+    #[arg(long, default_value_t = 100)]
+    rate: u64,
+    /// Payload bytes per frame
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    #[arg(long, default_value_t = 5)]
+    duration: u64,
+    /// Write to this many sockets per round, in turn, instead of to all of them
+    #[arg(long)]
+    per_round: Option<usize>,
+    /// Read on a tokio thread that sleeps in `epoll_wait`, as clients do, instead of
+    /// polling every socket in turn (which no write ever has to wake)
+    #[arg(long)]
+    epoll_reader: bool,
 }
 
 pub fn run(o: Options) -> Value {

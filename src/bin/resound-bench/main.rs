@@ -94,25 +94,7 @@ enum Scenario {
         duration: u64,
     },
     /// No server: the kernel's cost of one small write to each of N loopback sockets
-    Floor {
-        #[arg(long, default_value_t = 1000)]
-        sockets: usize,
-        /// Rounds per second (one write per socket each); 0 = flat out
-        #[arg(long, default_value_t = 100)]
-        rate: u64,
-        /// Payload bytes per frame
-        #[arg(long, default_value_t = 100)]
-        size: usize,
-        #[arg(long, default_value_t = 5)]
-        duration: u64,
-        /// Write to this many sockets per round, in turn, instead of to all of them
-        #[arg(long)]
-        per_round: Option<usize>,
-        /// Read on a tokio thread that sleeps in `epoll_wait`, as clients do, instead of
-        /// polling every socket in turn (which no write ever has to wake)
-        #[arg(long)]
-        epoll_reader: bool,
-    },
+    Floor(floor::Options),
     /// HTTP API throughput with no subscribers
     Trigger {
         #[arg(long, default_value_t = 16)]
@@ -621,23 +603,8 @@ fn main() {
             std::process::exit(2);
         }
     }
-    if let Scenario::Floor {
-        sockets,
-        rate,
-        size,
-        duration,
-        per_round,
-        epoll_reader,
-    } = cli.scenario
-    {
-        let mut out = floor::run(floor::Options {
-            sockets,
-            rate,
-            size,
-            duration,
-            per_round,
-            epoll_reader,
-        });
+    if let Scenario::Floor(options) = cli.scenario {
+        let mut out = floor::run(options);
         out["scenario"] = json!("floor");
         out["label"] = json!(cli.label);
         println!("{out}");
@@ -741,7 +708,7 @@ fn main() {
                 v["concurrency"] = json!(concurrency);
                 ("trigger", v)
             }
-            Scenario::Floor { .. } => unreachable!("handled before the runtime starts"),
+            Scenario::Floor(_) => unreachable!("handled before the runtime starts"),
         }
     });
     out["scenario"] = json!(name);
