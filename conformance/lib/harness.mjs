@@ -477,6 +477,19 @@ export function makePusher(name, server, { user, secret, options = {} } = {}) {
   return client;
 }
 
+/**
+ * Two pusher-js clients named `names`, both subscribed to `channel`; returns them and the
+ * first one's channel object (for `trigger`).
+ */
+export async function pusherPair(server, channel, names = ['alice', 'bob']) {
+  const [a, b] = names.map((n) => makePusher(n, server));
+  const channelA = a.subscribe(channel);
+  b.subscribe(channel);
+  await a.subscribed(channel);
+  await b.subscribed(channel);
+  return { a, b, channelA };
+}
+
 /** A laravel-echo client (broadcaster "reverb") on top of pusher-js. */
 export function makeEcho(name, server, { user, secret, options = {} } = {}) {
   let client;

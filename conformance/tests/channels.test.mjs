@@ -9,6 +9,7 @@ import {
   useServer,
   RawClient,
   makePusher,
+  pusherPair,
   nodeSdk,
   pythonSdk,
   sdkJson,
@@ -337,12 +338,7 @@ describe('client events', () => {
 
   scenario(server, 'public channel: client event relayed to the other subscribers, as Reverb does', async () => {
     const name = uniq('public-room.');
-    const alice = makePusher('alice', server);
-    const bob = makePusher('bob', server);
-    const chA = alice.subscribe(name);
-    bob.subscribe(name);
-    await alice.subscribed(name);
-    await bob.subscribed(name);
+    const { a: alice, b: bob, channelA: chA } = await pusherPair(server, name);
     chA.trigger('client-typing', { name: 'Alice' });
     const got = await bob.channelEvent(name, 'client-typing');
     assert.deepEqual(got.data, { name: 'Alice' });

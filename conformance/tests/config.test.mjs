@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 
 import WebSocket from 'ws';
 
-import { APP, useServer, RawClient, makePusher, makeEcho, scenario, sleep, uniq } from '../lib/harness.mjs';
+import { APP, useServer, RawClient, makePusher, makeEcho, pusherPair, scenario, sleep, uniq } from '../lib/harness.mjs';
 
 /** A describe() block with its own server started with `env`. */
 function withServer(title, env, body) {
@@ -98,13 +98,7 @@ for (const value of ['none', '']) {
 
 withServer('RESOUND_APP_PUBLIC_CLIENT_EVENTS=false', { RESOUND_APP_PUBLIC_CLIENT_EVENTS: 'false' }, (server) => {
   scenario(server, "Pusher's rule: a client event on a public channel gets pusher:error 4301 and is not relayed", async () => {
-    const name = uniq('public-room.');
-    const alice = makePusher('alice', server);
-    const bob = makePusher('bob', server);
-    const chA = alice.subscribe(name);
-    bob.subscribe(name);
-    await alice.subscribed(name);
-    await bob.subscribed(name);
+    const { a: alice, b: bob, channelA: chA } = await pusherPair(server, uniq('public-room.'));
     const since = alice.mark();
     chA.trigger('client-typing', { name: 'Alice' });
     const err = await alice.waitFor((e) => e.kind === 'message' && e.event === 'pusher:error', { since, what: 'pusher:error' });

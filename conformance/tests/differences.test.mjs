@@ -3,7 +3,7 @@
 import { describe } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { APP, useServer, RawClient, PusherSdk, makePusher, nodeSdk, sdkJson, scenario, uniq } from '../lib/harness.mjs';
+import { APP, useServer, RawClient, PusherSdk, makePusher, pusherPair, nodeSdk, sdkJson, scenario, uniq } from '../lib/harness.mjs';
 
 let sdk;
 const server = useServer({}, (s) => {
@@ -51,12 +51,7 @@ describe('deliberate differences from Reverb', () => {
 
   scenario(server, 'a client event on a public cache- channel is relayed (Reverb rule) but not cached', async () => {
     const name = uniq('cache-public.');
-    const a = makePusher('a', server);
-    const b = makePusher('b', server);
-    const chA = a.subscribe(name);
-    b.subscribe(name);
-    await a.subscribed(name);
-    await b.subscribed(name);
+    const { b, channelA: chA } = await pusherPair(server, name, ['a', 'b']);
     chA.trigger('client-typing', { t: 1 });
     const got = await b.channelEvent(name, 'client-typing');
     assert.deepEqual(got.data, { t: 1 });
