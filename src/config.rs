@@ -181,7 +181,7 @@ const SETTINGS: &[Setting] = &[
     s("REVERB_APP_MAX_CONNECTIONS", "max-connections", "max_connections", true, "Connections allowed at once, empty = unlimited [default: unlimited]"),
     s("REVERB_APP_MAX_MESSAGE_SIZE", "max-message-size", "max_message_size", true, "Largest client message in bytes; bigger closes with 1009 [default: 10000]"),
     s("REVERB_APP_ALLOWED_ORIGINS", "allowed-origins", "allowed_origins", true, "Comma-separated origin host patterns [default: *]"),
-    s("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM", "accept-client-events-from", "accept_client_events_from", true, "members, all or none [default: members]"),
+    s("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM", "accept-client-events-from", "accept_client_events_from", true, "members or all; any other value (none, empty, ...) turns client events off [default: members]"),
     s("RESOUND_APP_PUBLIC_CLIENT_EVENTS", "public-client-events", "public_client_events", true, "Relay client events on public channels (cache- ones included) too, as Reverb does; false = private and presence only, as Pusher [default: true]"),
     s("RESOUND_APP_AUTHORIZED_TIMEOUT", "authorized-timeout", "authorized_timeout", true, "Seconds a connection has to sign in or join a private/presence channel, 0 = off [default: 0]"),
     s("RESOUND_APP_SUBSCRIPTION_COUNT", "subscription-count", "subscription_count", true, "Send pusher_internal:subscription_count to subscribers [default: false]"),
@@ -582,7 +582,7 @@ fn client_events(l: &Layers, app_id: &str, warnings: &mut Vec<String>) -> Client
         | "no" | "0" => ClientEvents::None,
         _ => {
             warnings.push(format!(
-                "app {app_id}: {}: '{value}' is neither members nor all, so client events are off for this app (as Reverb does)",
+                "app {app_id}: {}: '{value}' is neither members nor all, so client events are off (as in Reverb)",
                 place(NAME, origin)
             ));
             ClientEvents::None

@@ -53,8 +53,8 @@ impl ChannelKind {
         self.private || self.presence
     }
 
-    /// Client events may be relayed here: private and presence channels, and public and
-    /// cache ones when `public` (Reverb's rule) is on; never encrypted channels (the server
+    /// Client events may be relayed here: private and presence channels, and public ones
+    /// (`cache-` included) when `public` (Reverb's rule) is on; never encrypted channels (the server
     /// cannot see their content, and pusher-js does not send them) nor a user's own
     /// `#server-to-user-` channel.
     pub fn allows_client_events(&self, public: bool) -> bool {
