@@ -1,0 +1,211 @@
+//! Per-app settings, read from the layers into `crate::apps::App`.
+
+use std::time::Duration;
+
+use super::layers::{place, Layers};
+use super::ConfigError;
+use crate::apps::{App, ClientEvents, RateLimit};
+
+/// `REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM` read as Reverb reads it: unset is
+/// config/reverb.php's default, `members`; `null` reaches Reverb as PHP null, which it turns
+/// into `all`; `members` and `all` turn client events on, and any other value, the empty one
+/// included (Laravel's `env()` returns `X=` as an empty string), turns them off. A value that
+/// is not one of the usual ways of saying "off" is probably a typo, so it is named in a
+/// startup warning rather than refused: Reverb starts with it.
+fn client_events(l: &Layers, app_id: &str, warnings: &mut Vec<String>) -> ClientEvents {
+    const NAME: &str = "REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM";
+    let Some((value, origin)) = l.present(NAME) else {
+        return ClientEvents::Members;
+    };
+    match value.to_ascii_lowercase().as_str() {
+        "members" => ClientEvents::Members,
+        "all" | "null" | "(null)" => ClientEvents::All,
+        "" | "empty" | "(empty)" | "none" | "disabled" | "nobody" | "false" | "(false)" | "off"
+        | "no" | "0" => ClientEvents::None,
+        _ => {
+            warnings.push(format!(
+                "app {app_id}: {}: '{value}' is neither members nor all, so client events are off (as in Reverb)",
+                place(NAME, origin)
+            ));
+            ClientEvents::None
+        }
+    }
+}
+
+/// Reads one app from the layers; `None` when no identity field is set anywhere.
+pub(super) fn parse_app(
+    l: &Layers,
+    warnings: &mut Vec<String>,
+) -> Result<Option<App>, ConfigError> {
+    let id = l.get("REVERB_APP_ID").map(|(v, _)| v);
+    let key = l.get("REVERB_APP_KEY").map(|(v, _)| v);
+    let secret = l.get("REVERB_APP_SECRET").map(|(v, _)| v);
+    let (id, key, secret) = match (id, key, secret) {
+        (None, None, None) => return Ok(None),
+        (Some(i), Some(k), Some(s)) => (i, k, s),
+        (i, k, _) => {
+            let missing = if i.is_none() {
+                "REVERB_APP_ID (app_id)"
+            } else if k.is_none() {
+                "REVERB_APP_KEY (key)"
+            } else {
+                "REVERB_APP_SECRET (secret)"
+            };
+            return Err(ConfigError(format!(
+                "incomplete app: {missing} is not set (an app needs id, key and secret)"
+            )));
+        }
+    };
+    if key.contains(':') || key.contains('/') {
+        return Err(ConfigError(format!(
+            "invalid value '{key}' for REVERB_APP_KEY: must not contain ':' or '/'"
+        )));
+    }
+    app_options(l, App::new(&id, &key, &secret), warnings).map(Some)
+}
+
+/// Applies the per-app options from the layers to `app`.
+pub(super) fn app_options(
+    l: &Layers,
+    mut app: App,
+    warnings: &mut Vec<String>,
+) -> Result<App, ConfigError> {
+    app.enabled = l.boolean("RESOUND_APP_ENABLED")?.unwrap_or(true);
+    app.ping_interval = l
+        .seconds("REVERB_APP_PING_INTERVAL")?
+        .unwrap_or(app.ping_interval);
+    app.pong_timeout = l
+        .seconds("RESOUND_APP_PONG_TIMEOUT")?
+        .unwrap_or(app.pong_timeout);
+    app.activity_timeout = l
+        .positive("REVERB_APP_ACTIVITY_TIMEOUT")?
+        .map(|n| n as u64)
+        .unwrap_or(app.activity_timeout);
+    // `null` (Reverb's "unlimited") counts as unset, see `Layers::get`.
+    app.max_connections = l.parse(
+        "REVERB_APP_MAX_CONNECTIONS",
+        "a whole number or null",
+        |v| v.parse().ok(),
+    )?;
+    app.max_message_size = l
+        .positive("REVERB_APP_MAX_MESSAGE_SIZE")?
+        .unwrap_or(app.max_message_size);
+    if let Some((v, _)) = l.get("REVERB_APP_ALLOWED_ORIGINS") {
+        app.allowed_origins = v
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+    }
+    app.client_events = client_events(l, &app.id, warnings);
+    app.authorized_timeout = l
+        .parse(
+            "RESOUND_APP_AUTHORIZED_TIMEOUT",
+            "0 (off) or seconds up to 31536000",
+            |v| v.parse::<u64>().ok().filter(|n| *n <= 31_536_000),
+        )?
+        .filter(|n| *n > 0)
+        .map(Duration::from_secs);
+    app.public_client_events = l
+        .boolean("RESOUND_APP_PUBLIC_CLIENT_EVENTS")?
+        .unwrap_or(true);
+    app.subscription_count = l
+        .boolean("RESOUND_APP_SUBSCRIPTION_COUNT")?
+        .unwrap_or(false);
+    if l.boolean("REVERB_APP_RATE_LIMITING_ENABLED")?
+        .unwrap_or(false)
+    {
+        app.rate_limit = Some(RateLimit {
+            max_attempts: l
+                .positive("REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS")?
+                .unwrap_or(60) as u32,
+            decay: l
+                .seconds("REVERB_APP_RATE_LIMIT_DECAY_SECONDS")?
+                .unwrap_or(Duration::from_secs(60)),
+            terminate: l
+                .boolean("REVERB_APP_RATE_LIMIT_TERMINATE")?
+                .unwrap_or(false),
+        });
+    }
+    Ok(app)
+}
+
+pub(super) fn check_unique(apps: &[App]) -> Result<(), ConfigError> {
+    for (i, a) in apps.iter().enumerate() {
+        for b in &apps[..i] {
+            if a.id == b.id {
+                return Err(ConfigError(format!(
+                    "invalid value '{}' for app_id: two apps share it",
+                    a.id
+                )));
+            }
+            if a.key == b.key {
+                return Err(ConfigError(format!(
+                    "invalid value '{}' for key: two apps share it",
+                    a.key
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::testing::{load_args, tmpdir};
+    use crate::config::DEV_APP;
+
+    #[test]
+    fn client_events_follow_reverb_every_other_value_is_off() {
+        use crate::apps::ClientEvents::{All, Members, None as Off};
+        let d = tmpdir("client-events");
+        let from_dotenv = |line: &str| {
+            std::fs::write(d.path().join(".env"), format!("{line}\n")).unwrap();
+            let c = load_args(&[], d.path()).unwrap();
+            (c.apps[0].client_events, c.warnings)
+        };
+        // Unset takes config/reverb.php's default; null reaches Reverb as PHP null, which its
+        // app provider turns into `all`.
+        assert_eq!(from_dotenv("# nothing").0, Members);
+        assert_eq!(
+            from_dotenv("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM=null").0,
+            All
+        );
+        assert_eq!(
+            from_dotenv("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM=ALL").0,
+            All
+        );
+        // Laravel reads `X=` as an empty string, which Reverb's check turns into "off".
+        for off in ["", "none", "false", "off", "(empty)"] {
+            let (mode, warnings) =
+                from_dotenv(&format!("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM={off}"));
+            assert_eq!((mode, warnings.len()), (Off, 0), "{off:?}");
+        }
+        // A typo starts, with client events off as in Reverb, and is named in a warning.
+        let (mode, warnings) = from_dotenv("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM=memebrs");
+        assert_eq!(mode, Off);
+        assert!(
+            warnings.len() == 1
+                && warnings[0].contains("'memebrs'")
+                && warnings[0].starts_with(&format!("app {}: ", DEV_APP.0))
+                && warnings[0].contains("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM in .env"),
+            "{warnings:?}"
+        );
+        // The flag's empty value beats .env, and an app table's empty value counts too.
+        std::fs::write(
+            d.path().join(".env"),
+            "REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM=all\n",
+        )
+        .unwrap();
+        let c = load_args(&["--accept-client-events-from", ""], d.path()).unwrap();
+        assert_eq!(c.apps[0].client_events, Off);
+        let file = d.path().join("apps.toml");
+        std::fs::write(
+            &file,
+            "[[apps]]\napp_id = \"1\"\nkey = \"k1\"\nsecret = \"s1\"\n\n[[apps]]\napp_id = \"2\"\nkey = \"k2\"\nsecret = \"s2\"\naccept_client_events_from = \"\"\n",
+        )
+        .unwrap();
+        let c = load_args(&["--config", file.to_str().unwrap()], d.path()).unwrap();
+        assert_eq!(c.apps[1].client_events, Off);
+    }
+}

@@ -1,0 +1,255 @@
+//! Where values come from: flags and environment (clap), the TOML config file and `./.env`,
+//! stacked in precedence order, with each value's origin kept for error messages.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use clap::{Arg, Command};
+
+use super::settings::SETTINGS;
+use super::ConfigError;
+
+/// The clap command: every setting as a flag bound to its variable, plus `--config` and `--debug`.
+pub fn command() -> Command {
+    let mut cmd = Command::new("resound")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("A Pusher Channels protocol 7 server: a drop-in for Laravel Reverb")
+        .after_help(
+            "Precedence: flags > environment > --config file > ./.env > defaults.\n\
+             With no app configured anywhere, a development app is used and printed.",
+        )
+        .arg(
+            Arg::new("config")
+                .long("config")
+                .env("RESOUND_CONFIG")
+                .value_name("FILE")
+                .help("TOML config file (server settings and any number of [[apps]])"),
+        )
+        .arg(
+            Arg::new("debug")
+                .long("debug")
+                .env("RESOUND_DEBUG")
+                .action(clap::ArgAction::SetTrue)
+                .help("Log every connection, subscription and message"),
+        )
+        .arg(
+            Arg::new("hostname")
+                .long("hostname")
+                .value_name("HOST")
+                .help("Accepted for reverb:start compatibility; unused"),
+        );
+    for st in SETTINGS {
+        cmd = cmd.arg(
+            Arg::new(st.env)
+                .long(st.flag)
+                .env(st.env)
+                .value_name("VALUE")
+                .help(st.help),
+        );
+    }
+    cmd
+}
+
+/// Where a value came from, for error messages.
+#[derive(Clone, Copy)]
+pub(super) enum Origin {
+    Cli,
+    File,
+    DotEnv,
+}
+
+pub(super) type Layer = HashMap<String, String>;
+
+pub(super) struct Layers<'a>(pub(super) Vec<(&'a Layer, Origin)>);
+
+impl Layers<'_> {
+    /// The first layer's value; an empty value (`X=`) counts as unset there. As Laravel's
+    /// `env()` reads them, `null`/`(null)`/`empty`/`(empty)` mean unset (a Laravel `.env` has
+    /// `REDIS_PASSWORD=null`) and hide the lower layers, and `(true)`/`(false)` are booleans.
+    pub(super) fn get(&self, name: &str) -> Option<(String, Origin)> {
+        let (v, origin) = self.0.iter().find_map(|(layer, origin)| {
+            let v = layer.get(name)?.trim();
+            (!v.is_empty()).then_some((v, *origin))
+        })?;
+        match v.to_ascii_lowercase().as_str() {
+            "null" | "(null)" | "empty" | "(empty)" => None,
+            "(true)" => Some(("true".to_owned(), origin)),
+            "(false)" => Some(("false".to_owned(), origin)),
+            _ => Some((v.to_owned(), origin)),
+        }
+    }
+
+    /// The first layer that names `name` at all, with its trimmed value even when that is
+    /// empty: for the one setting where Laravel's `X=` (an empty string) means something.
+    pub(super) fn present(&self, name: &str) -> Option<(String, Origin)> {
+        self.0
+            .iter()
+            .find_map(|(layer, origin)| Some((layer.get(name)?.trim().to_owned(), *origin)))
+    }
+
+    pub(super) fn parse<T>(
+        &self,
+        name: &str,
+        expected: &str,
+        f: impl Fn(&str) -> Option<T>,
+    ) -> Result<Option<T>, ConfigError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some((v, origin)) => f(&v)
+                .map(Some)
+                .ok_or_else(|| bad(name, &v, origin, expected)),
+        }
+    }
+
+    pub(super) fn number(&self, name: &str) -> Result<Option<usize>, ConfigError> {
+        self.parse(name, "a whole number", |v| v.parse().ok())
+    }
+
+    pub(super) fn positive(&self, name: &str) -> Result<Option<usize>, ConfigError> {
+        self.parse(name, "a whole number above 0", |v| {
+            v.parse().ok().filter(|n| *n > 0)
+        })
+    }
+
+    /// A positive number of seconds, at most a year (larger values are typos, and would
+    /// overflow timer arithmetic).
+    pub(super) fn seconds(&self, name: &str) -> Result<Option<Duration>, ConfigError> {
+        self.parse(name, "a whole number of seconds from 1 to 31536000", |v| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| (1..=31_536_000).contains(n))
+                .map(Duration::from_secs)
+        })
+    }
+
+    pub(super) fn boolean(&self, name: &str) -> Result<Option<bool>, ConfigError> {
+        self.parse(name, "true or false", |v| {
+            match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Some(true),
+                "false" | "0" | "no" | "off" => Some(false),
+                _ => None,
+            }
+        })
+    }
+}
+
+/// Where a setting came from, for messages: `NAME (--flag)`, `key in the config file`, ...
+pub(super) fn place(name: &str, origin: Origin) -> String {
+    let flag = SETTINGS.iter().find(|s| s.env == name);
+    match (origin, flag) {
+        (Origin::Cli, Some(st)) => format!("{name} (--{})", st.flag),
+        (Origin::File, Some(st)) => format!("{} in the config file", st.file_key),
+        (Origin::DotEnv, _) => format!("{name} in .env"),
+        _ => name.to_owned(),
+    }
+}
+
+pub(super) fn bad(name: &str, value: &str, origin: Origin, expected: &str) -> ConfigError {
+    ConfigError(format!(
+        "invalid value '{value}' for {}: expected {expected}",
+        place(name, origin)
+    ))
+}
+
+/// Reads the TOML file into the server layer and one layer per `[[apps]]` entry, keyed by
+/// variable name. Unknown keys are errors, so a typo never goes unnoticed.
+pub(super) fn read_config_file(path: &Path) -> Result<(Layer, Vec<Layer>), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!(
+            "invalid value '{}' for --config: {e}",
+            path.display()
+        ))
+    })?;
+    let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        ConfigError(format!(
+            "invalid config file '{}': {}",
+            path.display(),
+            e.message()
+        ))
+    })?;
+    let mut server = Layer::new();
+    let mut apps = Vec::new();
+    for (k, v) in doc {
+        match (k.as_str(), v) {
+            ("server", toml::Value::Table(t)) => flatten_into(&t, "", false, &mut server)?,
+            ("apps", toml::Value::Array(list)) => {
+                for item in list {
+                    let toml::Value::Table(t) = item else {
+                        return Err(ConfigError(
+                            "invalid value for apps in the config file: expected [[apps]] tables"
+                                .into(),
+                        ));
+                    };
+                    let mut layer = Layer::new();
+                    flatten_into(&t, "", true, &mut layer)?;
+                    apps.push(layer);
+                }
+            }
+            (other, _) => {
+                return Err(ConfigError(format!(
+                    "unknown key '{other}' in the config file (expected [server] or [[apps]])"
+                )))
+            }
+        }
+    }
+    Ok((server, apps))
+}
+
+fn flatten_into(
+    table: &toml::Table,
+    prefix: &str,
+    app: bool,
+    out: &mut Layer,
+) -> Result<(), ConfigError> {
+    for (k, v) in table {
+        let key = format!("{prefix}{k}");
+        let key = if app && key == "id" {
+            "app_id".to_owned()
+        } else {
+            key
+        };
+        let text = match v {
+            toml::Value::Table(t) => {
+                flatten_into(t, &format!("{key}."), app, out)?;
+                continue;
+            }
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|i| {
+                    i.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| i.to_string())
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        };
+        let st = SETTINGS
+            .iter()
+            .find(|s| s.app == app && s.file_key == key)
+            .ok_or_else(|| ConfigError(format!("unknown key '{key}' in the config file")))?;
+        out.insert(st.env.to_owned(), text);
+    }
+    Ok(())
+}
+
+/// Reads `REVERB_*`/`RESOUND_*` values from a `.env` file without touching the process
+/// environment. A missing file is fine.
+pub(super) fn read_dotenv(path: &Path) -> Result<Layer, ConfigError> {
+    if !path.is_file() {
+        return Ok(Layer::new());
+    }
+    let iter = dotenvy::from_path_iter(path)
+        .map_err(|e| ConfigError(format!("invalid .env file '{}': {e}", path.display())))?;
+    let mut layer = Layer::new();
+    for item in iter {
+        let (k, v) =
+            item.map_err(|e| ConfigError(format!("invalid .env file '{}': {e}", path.display())))?;
+        if SETTINGS.iter().any(|s| s.env == k) {
+            layer.insert(k, v);
+        }
+    }
+    Ok(layer)
+}
