@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use super::layers::{place, Layers};
-use super::ConfigError;
+use super::layers::{place, Layer, Layers, Origin};
+use super::{ConfigError, DEV_APP};
 use crate::apps::{App, ClientEvents, RateLimit};
 
 /// `REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM` read as Reverb reads it: unset is
@@ -14,8 +14,8 @@ use crate::apps::{App, ClientEvents, RateLimit};
 /// startup warning rather than refused: Reverb starts with it.
 fn client_events(l: &Layers, app_id: &str, warnings: &mut Vec<String>) -> ClientEvents {
     const NAME: &str = "REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM";
-    let Some((value, origin)) = l.present(NAME) else {
-        return ClientEvents::Members;
+    let Some((value, origin)) = l.present(NAME).or_else(|| l.value(NAME)) else {
+        return ClientEvents::None;
     };
     match value.to_ascii_lowercase().as_str() {
         "members" => ClientEvents::Members,
@@ -32,11 +32,36 @@ fn client_events(l: &Layers, app_id: &str, warnings: &mut Vec<String>) -> Client
     }
 }
 
-/// Reads one app from the layers; `None` when no identity field is set anywhere.
-pub(super) fn parse_app(
-    l: &Layers,
+/// Every configured app: the one `primary` describes (flags, environment, the first
+/// `[[apps]]` table, `.env`), then one per further table. With none anywhere, the development
+/// app, which still honours every app option that is set; the `bool` says it is that one.
+pub(super) fn read_apps(
+    primary: &Layers,
+    more_apps: &[Layer],
     warnings: &mut Vec<String>,
-) -> Result<Option<App>, ConfigError> {
+) -> Result<(Vec<App>, bool), ConfigError> {
+    let mut apps = Vec::new();
+    if let Some(app) = parse_app(primary, warnings)? {
+        apps.push(app);
+    }
+    for table in more_apps {
+        let layers = Layers(vec![(table, Origin::File)]);
+        apps.push(
+            parse_app(&layers, warnings)?.ok_or_else(|| {
+                ConfigError("an [[apps]] entry has no app_id, key or secret".into())
+            })?,
+        );
+    }
+    check_unique(&apps)?;
+    if !apps.is_empty() {
+        return Ok((apps, false));
+    }
+    let dev = App::new(DEV_APP.0, DEV_APP.1, DEV_APP.2);
+    Ok((vec![app_options(primary, dev, warnings)?], true))
+}
+
+/// Reads one app from the layers; `None` when no identity field is set anywhere.
+fn parse_app(l: &Layers, warnings: &mut Vec<String>) -> Result<Option<App>, ConfigError> {
     let id = l.get("REVERB_APP_ID").map(|(v, _)| v);
     let key = l.get("REVERB_APP_KEY").map(|(v, _)| v);
     let secret = l.get("REVERB_APP_SECRET").map(|(v, _)| v);
@@ -65,72 +90,46 @@ pub(super) fn parse_app(
 }
 
 /// Applies the per-app options from the layers to `app`.
-pub(super) fn app_options(
-    l: &Layers,
-    mut app: App,
-    warnings: &mut Vec<String>,
-) -> Result<App, ConfigError> {
-    app.enabled = l.boolean("RESOUND_APP_ENABLED")?.unwrap_or(true);
-    app.ping_interval = l
-        .seconds("REVERB_APP_PING_INTERVAL")?
-        .unwrap_or(app.ping_interval);
-    app.pong_timeout = l
-        .seconds("RESOUND_APP_PONG_TIMEOUT")?
-        .unwrap_or(app.pong_timeout);
-    app.activity_timeout = l
-        .positive("REVERB_APP_ACTIVITY_TIMEOUT")?
-        .map(|n| n as u64)
-        .unwrap_or(app.activity_timeout);
+fn app_options(l: &Layers, mut app: App, warnings: &mut Vec<String>) -> Result<App, ConfigError> {
+    app.enabled = l.boolean("RESOUND_APP_ENABLED")?;
+    app.ping_interval = l.seconds("REVERB_APP_PING_INTERVAL")?;
+    app.pong_timeout = l.seconds("RESOUND_APP_PONG_TIMEOUT")?;
+    app.activity_timeout = l.positive("REVERB_APP_ACTIVITY_TIMEOUT")? as u64;
     // `null` (Reverb's "unlimited") counts as unset, see `Layers::get`.
-    app.max_connections = l.parse(
+    app.max_connections = l.parse_opt(
         "REVERB_APP_MAX_CONNECTIONS",
         "a whole number or null",
         |v| v.parse().ok(),
     )?;
-    app.max_message_size = l
-        .positive("REVERB_APP_MAX_MESSAGE_SIZE")?
-        .unwrap_or(app.max_message_size);
-    if let Some((v, _)) = l.get("REVERB_APP_ALLOWED_ORIGINS") {
-        app.allowed_origins = v
-            .split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect();
-    }
+    app.max_message_size = l.positive("REVERB_APP_MAX_MESSAGE_SIZE")?;
+    app.allowed_origins = l
+        .text("REVERB_APP_ALLOWED_ORIGINS")?
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
     app.client_events = client_events(l, &app.id, warnings);
-    app.authorized_timeout = l
-        .parse(
-            "RESOUND_APP_AUTHORIZED_TIMEOUT",
-            "0 (off) or seconds up to 31536000",
-            |v| v.parse::<u64>().ok().filter(|n| *n <= 31_536_000),
-        )?
-        .filter(|n| *n > 0)
-        .map(Duration::from_secs);
-    app.public_client_events = l
-        .boolean("RESOUND_APP_PUBLIC_CLIENT_EVENTS")?
-        .unwrap_or(true);
-    app.subscription_count = l
-        .boolean("RESOUND_APP_SUBSCRIPTION_COUNT")?
-        .unwrap_or(false);
-    if l.boolean("REVERB_APP_RATE_LIMITING_ENABLED")?
-        .unwrap_or(false)
-    {
-        app.rate_limit = Some(RateLimit {
-            max_attempts: l
-                .positive("REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS")?
-                .unwrap_or(60) as u32,
-            decay: l
-                .seconds("REVERB_APP_RATE_LIMIT_DECAY_SECONDS")?
-                .unwrap_or(Duration::from_secs(60)),
-            terminate: l
-                .boolean("REVERB_APP_RATE_LIMIT_TERMINATE")?
-                .unwrap_or(false),
-        });
-    }
+    let authorized_timeout = l.parse(
+        "RESOUND_APP_AUTHORIZED_TIMEOUT",
+        "0 (off) or seconds up to 31536000",
+        |v| v.parse::<u64>().ok().filter(|n| *n <= 31_536_000),
+    )?;
+    app.authorized_timeout =
+        (authorized_timeout > 0).then(|| Duration::from_secs(authorized_timeout));
+    app.public_client_events = l.boolean("RESOUND_APP_PUBLIC_CLIENT_EVENTS")?;
+    app.subscription_count = l.boolean("RESOUND_APP_SUBSCRIPTION_COUNT")?;
+    app.rate_limit = match l.boolean("REVERB_APP_RATE_LIMITING_ENABLED")? {
+        false => None,
+        true => Some(RateLimit {
+            max_attempts: l.positive("REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS")? as u32,
+            decay: l.seconds("REVERB_APP_RATE_LIMIT_DECAY_SECONDS")?,
+            terminate: l.boolean("REVERB_APP_RATE_LIMIT_TERMINATE")?,
+        }),
+    };
     Ok(app)
 }
 
-pub(super) fn check_unique(apps: &[App]) -> Result<(), ConfigError> {
+fn check_unique(apps: &[App]) -> Result<(), ConfigError> {
     for (i, a) in apps.iter().enumerate() {
         for b in &apps[..i] {
             if a.id == b.id {
@@ -152,8 +151,8 @@ pub(super) fn check_unique(apps: &[App]) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    use super::DEV_APP;
     use crate::config::testing::{load_args, tmpdir};
-    use crate::config::DEV_APP;
 
     #[test]
     fn client_events_follow_reverb_every_other_value_is_off() {

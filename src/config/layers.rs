@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use clap::{Arg, Command};
+use clap::{Arg, ArgMatches, Command};
 
-use super::settings::SETTINGS;
+use super::settings::{self, SETTINGS};
 use super::ConfigError;
 
 /// The clap command: every setting as a flag bound to its variable, plus `--config` and `--debug`.
@@ -45,10 +45,21 @@ pub fn command() -> Command {
                 .long(st.flag)
                 .env(st.env)
                 .value_name("VALUE")
-                .help(st.help),
+                .help(st.help_line()),
         );
     }
     cmd
+}
+
+/// The flags and environment variables clap found, keyed by variable name.
+pub(super) fn from_matches(matches: &ArgMatches) -> Layer {
+    SETTINGS
+        .iter()
+        .filter_map(|st| {
+            let value = matches.get_one::<String>(st.env)?;
+            Some((st.env.to_owned(), value.clone()))
+        })
+        .collect()
 }
 
 /// Where a value came from, for error messages.
@@ -57,10 +68,14 @@ pub(super) enum Origin {
     Cli,
     File,
     DotEnv,
+    /// The settings table's default.
+    Default,
 }
 
 pub(super) type Layer = HashMap<String, String>;
 
+/// The sources of one app's (and the server's) settings, highest precedence first; below
+/// them all sits the settings table's default.
 pub(super) struct Layers<'a>(pub(super) Vec<(&'a Layer, Origin)>);
 
 impl Layers<'_> {
@@ -88,13 +103,23 @@ impl Layers<'_> {
             .find_map(|(layer, origin)| Some((layer.get(name)?.trim().to_owned(), *origin)))
     }
 
-    pub(super) fn parse<T>(
+    /// `get`, or else the settings table's default (`None` only for a setting whose default
+    /// is no value).
+    pub(super) fn value(&self, name: &str) -> Option<(String, Origin)> {
+        self.get(name).or_else(|| {
+            let default = settings::find(name)?.default.value()?;
+            Some((default.to_owned(), Origin::Default))
+        })
+    }
+
+    /// The value (or default) through `f`; `None` when there is neither.
+    pub(super) fn parse_opt<T>(
         &self,
         name: &str,
         expected: &str,
         f: impl Fn(&str) -> Option<T>,
     ) -> Result<Option<T>, ConfigError> {
-        match self.get(name) {
+        match self.value(name) {
             None => Ok(None),
             Some((v, origin)) => f(&v)
                 .map(Some)
@@ -102,11 +127,26 @@ impl Layers<'_> {
         }
     }
 
-    pub(super) fn number(&self, name: &str) -> Result<Option<usize>, ConfigError> {
+    /// The value (or default) through `f`, for a setting whose default is a value.
+    pub(super) fn parse<T>(
+        &self,
+        name: &str,
+        expected: &str,
+        f: impl Fn(&str) -> Option<T>,
+    ) -> Result<T, ConfigError> {
+        self.parse_opt(name, expected, f)?
+            .ok_or_else(|| ConfigError(format!("{name} is not set and has no default")))
+    }
+
+    pub(super) fn text(&self, name: &str) -> Result<String, ConfigError> {
+        self.parse(name, "text", |v| Some(v.to_owned()))
+    }
+
+    pub(super) fn number(&self, name: &str) -> Result<usize, ConfigError> {
         self.parse(name, "a whole number", |v| v.parse().ok())
     }
 
-    pub(super) fn positive(&self, name: &str) -> Result<Option<usize>, ConfigError> {
+    pub(super) fn positive(&self, name: &str) -> Result<usize, ConfigError> {
         self.parse(name, "a whole number above 0", |v| {
             v.parse().ok().filter(|n| *n > 0)
         })
@@ -114,7 +154,7 @@ impl Layers<'_> {
 
     /// A positive number of seconds, at most a year (larger values are typos, and would
     /// overflow timer arithmetic).
-    pub(super) fn seconds(&self, name: &str) -> Result<Option<Duration>, ConfigError> {
+    pub(super) fn seconds(&self, name: &str) -> Result<Duration, ConfigError> {
         self.parse(name, "a whole number of seconds from 1 to 31536000", |v| {
             v.parse::<u64>()
                 .ok()
@@ -123,7 +163,7 @@ impl Layers<'_> {
         })
     }
 
-    pub(super) fn boolean(&self, name: &str) -> Result<Option<bool>, ConfigError> {
+    pub(super) fn boolean(&self, name: &str) -> Result<bool, ConfigError> {
         self.parse(name, "true or false", |v| {
             match v.to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" | "on" => Some(true),
@@ -136,11 +176,11 @@ impl Layers<'_> {
 
 /// Where a setting came from, for messages: `NAME (--flag)`, `key in the config file`, ...
 pub(super) fn place(name: &str, origin: Origin) -> String {
-    let flag = SETTINGS.iter().find(|s| s.env == name);
-    match (origin, flag) {
+    match (origin, settings::find(name)) {
         (Origin::Cli, Some(st)) => format!("{name} (--{})", st.flag),
         (Origin::File, Some(st)) => format!("{} in the config file", st.file_key),
         (Origin::DotEnv, _) => format!("{name} in .env"),
+        (Origin::Default, _) => format!("the default of {name}"),
         _ => name.to_owned(),
     }
 }

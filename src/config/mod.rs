@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use clap::ArgMatches;
 
-use self::apps::{app_options, check_unique, parse_app};
+use self::apps::read_apps;
 use self::layers::{read_config_file, read_dotenv, Layer, Layers, Origin};
-use self::settings::SETTINGS;
+use self::settings::Fallback;
 use crate::apps::App;
 
 pub use self::layers::command;
@@ -27,7 +27,7 @@ pub use self::redis::{redact, Scaling};
 pub const DEV_APP: (&str, &str, &str) = ("resound-dev", "resound-dev-key", "resound-dev-secret");
 
 /// The validated server configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub host: String,
     pub port: u16,
@@ -64,28 +64,10 @@ pub struct Config {
 }
 
 impl Default for Config {
-    /// Defaults with the development app; tests start from this.
+    /// What loading with nothing set gives: every setting's default from the settings table,
+    /// and the development app. Tests start from this.
     fn default() -> Config {
-        Config {
-            host: "127.0.0.1".into(),
-            port: 8080,
-            path: String::new(),
-            max_request_size: 10_000,
-            max_event_size: 10_240,
-            max_channels_per_event: 100,
-            max_batch_size: 0,
-            api_timestamp_window: Some(Duration::from_secs(600)),
-            outbound_queue: 1024,
-            cache_ttl: Duration::from_secs(1800),
-            shutdown_timeout: Duration::from_secs(10),
-            max_channels_per_connection: 1000,
-            workers: 0,
-            debug: false,
-            apps: vec![App::new(DEV_APP.0, DEV_APP.1, DEV_APP.2)],
-            dev_app: true,
-            scaling: None,
-            warnings: Vec::new(),
-        }
+        from_layers(&Layers(Vec::new()), &[]).expect("the settings table's defaults are valid")
     }
 }
 
@@ -97,14 +79,7 @@ pub struct ConfigError(pub String);
 /// Reads the configuration: `matches` holds flags and environment (clap merges those),
 /// `cwd` is where `.env` is looked for.
 pub fn load(matches: &ArgMatches, cwd: &Path) -> Result<Config, ConfigError> {
-    let cli: Layer = SETTINGS
-        .iter()
-        .filter_map(|st| {
-            matches
-                .get_one::<String>(st.env)
-                .map(|v| (st.env.to_owned(), v.clone()))
-        })
-        .collect();
+    let cli = layers::from_matches(matches);
     let (file_server, file_apps) = match matches.get_one::<String>("config") {
         Some(path) => read_config_file(Path::new(path))?,
         None => (Layer::new(), Vec::new()),
@@ -117,78 +92,47 @@ pub fn load(matches: &ArgMatches, cwd: &Path) -> Result<Config, ConfigError> {
         (&first_app, Origin::File),
         (&dotenv, Origin::DotEnv),
     ]);
-
-    let mut apps = Vec::new();
-    let mut warnings = Vec::new();
-    if let Some(app) = parse_app(&primary, &mut warnings)? {
-        apps.push(app);
-    }
-    for table in file_apps.iter().skip(1) {
-        let layers = Layers(vec![(table, Origin::File)]);
-        apps.push(
-            parse_app(&layers, &mut warnings)?.ok_or_else(|| {
-                ConfigError("an [[apps]] entry has no app_id, key or secret".into())
-            })?,
-        );
-    }
-    check_unique(&apps)?;
-    let dev_app = apps.is_empty();
-    if dev_app {
-        // The development app still honours every app option that is set.
-        apps.push(app_options(
-            &primary,
-            App::new(DEV_APP.0, DEV_APP.1, DEV_APP.2),
-            &mut warnings,
-        )?);
-    }
-
-    let defaults = Config::default();
-    let l = &primary;
-    let default_host = if dev_app { "127.0.0.1" } else { "0.0.0.0" };
+    let more_apps = file_apps.get(1..).unwrap_or_default();
     Ok(Config {
-        host: l
-            .get("REVERB_SERVER_HOST")
-            .map(|(v, _)| v)
-            .unwrap_or_else(|| default_host.into()),
-        port: l
-            .parse("REVERB_SERVER_PORT", "a port number (0-65535)", |v| {
-                v.parse().ok()
-            })?
-            .unwrap_or(8080),
-        path: normalize_path(
-            &l.get("REVERB_SERVER_PATH")
-                .map(|(v, _)| v)
-                .unwrap_or_default(),
-        ),
-        max_request_size: l
-            .positive("REVERB_MAX_REQUEST_SIZE")?
-            .unwrap_or(defaults.max_request_size),
-        max_event_size: l
-            .positive("RESOUND_MAX_EVENT_SIZE")?
-            .unwrap_or(defaults.max_event_size),
-        max_channels_per_event: l
-            .positive("RESOUND_MAX_CHANNELS_PER_EVENT")?
-            .unwrap_or(defaults.max_channels_per_event),
-        max_batch_size: l.number("RESOUND_MAX_BATCH_SIZE")?.unwrap_or(0),
-        api_timestamp_window: match l.number("RESOUND_API_TIMESTAMP_WINDOW")? {
-            Some(0) => None,
-            Some(n) => Some(Duration::from_secs(n as u64)),
-            None => defaults.api_timestamp_window,
-        },
-        outbound_queue: l
-            .positive("RESOUND_OUTBOUND_QUEUE")?
-            .unwrap_or(defaults.outbound_queue),
-        cache_ttl: l
-            .seconds("RESOUND_CACHE_TTL")?
-            .unwrap_or(defaults.cache_ttl),
-        shutdown_timeout: l
-            .seconds("RESOUND_SHUTDOWN_TIMEOUT")?
-            .unwrap_or(defaults.shutdown_timeout),
-        max_channels_per_connection: l
-            .positive("RESOUND_MAX_CHANNELS_PER_CONNECTION")?
-            .unwrap_or(defaults.max_channels_per_connection),
-        workers: l.number("RESOUND_WORKERS")?.unwrap_or(0),
         debug: matches.get_flag("debug"),
+        ..from_layers(&primary, more_apps)?
+    })
+}
+
+/// The configuration the layers describe: `primary` holds the server settings and the
+/// first app, `more_apps` one layer per further `[[apps]]` table.
+fn from_layers(primary: &Layers, more_apps: &[Layer]) -> Result<Config, ConfigError> {
+    let mut warnings = Vec::new();
+    let (apps, dev_app) = read_apps(primary, more_apps, &mut warnings)?;
+    let l = primary;
+    const HOST: &str = "REVERB_SERVER_HOST";
+    let host = match (l.get(HOST), settings::find(HOST).map(|s| s.default)) {
+        (None, Some(Fallback::DevApp { dev_app: host, .. })) if dev_app => host.to_owned(),
+        _ => l.text(HOST)?,
+    };
+    Ok(Config {
+        host,
+        port: l.parse("REVERB_SERVER_PORT", "a port number (0-65535)", |v| {
+            v.parse().ok()
+        })?,
+        path: normalize_path(
+            &l.value("REVERB_SERVER_PATH")
+                .map_or_else(String::new, |(v, _)| v),
+        ),
+        max_request_size: l.positive("REVERB_MAX_REQUEST_SIZE")?,
+        max_event_size: l.positive("RESOUND_MAX_EVENT_SIZE")?,
+        max_channels_per_event: l.positive("RESOUND_MAX_CHANNELS_PER_EVENT")?,
+        max_batch_size: l.number("RESOUND_MAX_BATCH_SIZE")?,
+        api_timestamp_window: match l.number("RESOUND_API_TIMESTAMP_WINDOW")? {
+            0 => None,
+            n => Some(Duration::from_secs(n as u64)),
+        },
+        outbound_queue: l.positive("RESOUND_OUTBOUND_QUEUE")?,
+        cache_ttl: l.seconds("RESOUND_CACHE_TTL")?,
+        shutdown_timeout: l.seconds("RESOUND_SHUTDOWN_TIMEOUT")?,
+        max_channels_per_connection: l.positive("RESOUND_MAX_CHANNELS_PER_CONNECTION")?,
+        workers: l.number("RESOUND_WORKERS")?,
+        debug: false,
         apps,
         dev_app,
         scaling: self::redis::scaling(l)?,
@@ -223,14 +167,74 @@ pub(crate) mod testing {
             .tempdir()
             .unwrap()
     }
-
-    // These tests avoid names that the test process environment could carry.
 }
 
 #[cfg(test)]
 mod tests {
     use super::testing::{load_args, tmpdir};
     use super::*;
+    use crate::apps::RateLimit;
+
+    // These tests avoid names that the test process environment could carry.
+
+    #[test]
+    fn defaults_are_what_loading_with_nothing_set_gives() {
+        let d = tmpdir("defaults");
+        assert_eq!(load_args(&[], d.path()).unwrap(), Config::default());
+    }
+
+    /// The defaults themselves, pinned: the settings table is their one source, so changing
+    /// one there should be a decision that shows up here.
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let secs = Duration::from_secs;
+        let c = Config::default();
+        assert_eq!(
+            (c.host.as_str(), c.port, c.path.as_str()),
+            ("127.0.0.1", 8080, "")
+        );
+        assert_eq!(
+            (
+                c.max_request_size,
+                c.max_event_size,
+                c.max_channels_per_event
+            ),
+            (10_000, 10_240, 100)
+        );
+        assert_eq!(
+            (c.max_batch_size, c.api_timestamp_window, c.outbound_queue),
+            (0, Some(secs(600)), 1024)
+        );
+        assert_eq!(
+            (
+                c.cache_ttl,
+                c.shutdown_timeout,
+                c.max_channels_per_connection,
+                c.workers
+            ),
+            (secs(1800), secs(10), 1000, 0)
+        );
+        assert!(!c.debug && c.dev_app && c.scaling.is_none() && c.warnings.is_empty());
+        assert_eq!(
+            c.apps,
+            vec![App::new(DEV_APP.0, DEV_APP.1, DEV_APP.2)],
+            "App::new agrees with the settings table"
+        );
+        // The settings read only once something is switched on.
+        let d = tmpdir("defaults-on");
+        let c = load_args(&["--scaling", "true", "--rate-limiting", "true"], d.path()).unwrap();
+        let limit = RateLimit {
+            max_attempts: 60,
+            decay: secs(60),
+            terminate: false,
+        };
+        assert_eq!(c.apps[0].rate_limit, Some(limit));
+        let s = c.scaling.unwrap();
+        assert_eq!(
+            (s.url.as_str(), s.channel.as_str(), s.timeout, s.ca),
+            ("redis://127.0.0.1:6379/0", "reverb", secs(60), None)
+        );
+    }
 
     #[test]
     fn dev_app_when_nothing_configured() {

@@ -6,7 +6,7 @@ use super::layers::{bad, Layers};
 use super::ConfigError;
 
 /// `REVERB_SCALING_*` and the `REDIS_*` connection.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Scaling {
     /// The pub/sub channel every node of the cluster shares.
     pub channel: String,
@@ -44,121 +44,114 @@ pub fn redact(url: &str) -> String {
 /// The scaling settings, read only when `REVERB_SCALING_ENABLED` is on (a Laravel `.env`
 /// has `REDIS_*` values for the app's own use too).
 pub(super) fn scaling(l: &Layers) -> Result<Option<Scaling>, ConfigError> {
-    if !l.boolean("REVERB_SCALING_ENABLED")?.unwrap_or(false) {
+    if !l.boolean("REVERB_SCALING_ENABLED")? {
         return Ok(None);
     }
-    let enc = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
     let url = match l.get("REDIS_URL") {
-        // As Laravel reads it: `tcp://`/`tls://` are `redis://`/`rediss://`, and credentials
-        // the URL lacks come from REDIS_USERNAME/REDIS_PASSWORD.
-        Some((url, _)) => {
-            let url = match url.split_once("://") {
-                Some(("tcp", rest)) => format!("redis://{rest}"),
-                Some(("tls", rest)) => format!("rediss://{rest}"),
-                _ => url,
-            };
-            let user = l.get("REDIS_USERNAME").map(|(v, _)| enc(&v));
-            let password = l.get("REDIS_PASSWORD").map(|(v, _)| enc(&v));
-            match url.split_once("://") {
-                Some((scheme @ ("redis" | "rediss"), rest))
-                    if !rest.split('/').next().unwrap_or("").contains('@')
-                        && (user.is_some() || password.is_some()) =>
-                {
-                    let (user, password) = (user.unwrap_or_default(), password.unwrap_or_default());
-                    format!("{scheme}://{user}:{password}@{rest}")
-                }
-                _ => url,
-            }
-        }
-        None => {
-            let host = l.get("REDIS_HOST").map_or("127.0.0.1".into(), |(v, _)| v);
-            let port = l
-                .parse("REDIS_PORT", "a port number (1-65535)", |v| {
-                    v.parse::<u16>().ok().filter(|p| *p > 0)
-                })?
-                .unwrap_or(6379);
-            let db = l.number("REDIS_DB")?.unwrap_or(0);
-            let user = l.get("REDIS_USERNAME").map(|(v, _)| enc(&v));
-            let password = l.get("REDIS_PASSWORD").map(|(v, _)| enc(&v));
-            let auth = match (user, password) {
-                (None, None) => String::new(),
-                (user, password) => format!(
-                    "{}:{}@",
-                    user.unwrap_or_default(),
-                    password.unwrap_or_default()
-                ),
-            };
-            let host = if host.contains(':') && !host.starts_with('[') {
-                format!("[{host}]")
-            } else {
-                host
-            };
-            let scheme = match l.get("REDIS_SCHEME") {
-                None => "redis",
-                Some((v, origin)) => match v.to_ascii_lowercase().as_str() {
-                    "tcp" | "redis" => "redis",
-                    "tls" | "rediss" => "rediss",
-                    _ => return Err(bad("REDIS_SCHEME", &v, origin, "tcp or tls")),
-                },
-            };
-            format!("{scheme}://{auth}{host}:{port}/{db}")
-        }
+        Some((url, _)) => url_as_laravel_reads_it(l, url),
+        None => url_from_parts(l)?,
     };
+    check_url(&url)?;
+    Ok(Some(Scaling {
+        channel: l.text("REVERB_SCALING_CHANNEL")?,
+        url,
+        timeout: l.seconds("REDIS_TIMEOUT")?,
+        ca: ca_file(l)?,
+    }))
+}
+
+fn encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// `REDIS_URL` as Laravel reads it: `tcp://`/`tls://` are `redis://`/`rediss://`, and
+/// credentials the URL lacks come from `REDIS_USERNAME`/`REDIS_PASSWORD`.
+fn url_as_laravel_reads_it(l: &Layers, url: String) -> String {
+    let url = match url.split_once("://") {
+        Some(("tcp", rest)) => format!("redis://{rest}"),
+        Some(("tls", rest)) => format!("rediss://{rest}"),
+        _ => url,
+    };
+    let user = l.get("REDIS_USERNAME").map(|(v, _)| encode(&v));
+    let password = l.get("REDIS_PASSWORD").map(|(v, _)| encode(&v));
+    match url.split_once("://") {
+        Some((scheme @ ("redis" | "rediss"), rest))
+            if !rest.split('/').next().unwrap_or("").contains('@')
+                && (user.is_some() || password.is_some()) =>
+        {
+            let (user, password) = (user.unwrap_or_default(), password.unwrap_or_default());
+            format!("{scheme}://{user}:{password}@{rest}")
+        }
+        _ => url,
+    }
+}
+
+/// The URL from `REDIS_SCHEME`, `REDIS_HOST`, `REDIS_PORT`, `REDIS_DB` and the credentials.
+fn url_from_parts(l: &Layers) -> Result<String, ConfigError> {
+    let host = l.text("REDIS_HOST")?;
+    let port = l.parse("REDIS_PORT", "a port number (1-65535)", |v| {
+        v.parse::<u16>().ok().filter(|p| *p > 0)
+    })?;
+    let db = l.number("REDIS_DB")?;
+    let user = l.get("REDIS_USERNAME").map(|(v, _)| encode(&v));
+    let password = l.get("REDIS_PASSWORD").map(|(v, _)| encode(&v));
+    let auth = match (user, password) {
+        (None, None) => String::new(),
+        (user, password) => format!(
+            "{}:{}@",
+            user.unwrap_or_default(),
+            password.unwrap_or_default()
+        ),
+    };
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let scheme = l.parse("REDIS_SCHEME", "tcp or tls", |v| {
+        match v.to_ascii_lowercase().as_str() {
+            "tcp" | "redis" => Some("redis"),
+            "tls" | "rediss" => Some("rediss"),
+            _ => None,
+        }
+    })?;
+    Ok(format!("{scheme}://{auth}{host}:{port}/{db}"))
+}
+
+/// Refuses what the cluster link cannot use: Unix sockets, and TLS without a certificate check.
+fn check_url(url: &str) -> Result<(), ConfigError> {
     let refuse = |why: String| {
         ConfigError(format!(
             "invalid Redis URL '{}' for scaling: {why}",
-            redact(&url)
+            redact(url)
         ))
     };
-    match ::redis::IntoConnectionInfo::into_connection_info(url.as_str()) {
-        Err(e) => return Err(refuse(e.to_string())),
-        Ok(info) => match info.addr() {
-            ::redis::ConnectionAddr::Tcp(..) => {}
-            ::redis::ConnectionAddr::TcpTls {
-                insecure: false, ..
-            } => {}
-            ::redis::ConnectionAddr::TcpTls { .. } => {
-                return Err(refuse(
-                    "#insecure (no certificate check) is not supported".into(),
-                ))
-            }
-            _ => return Err(refuse("only redis:// and rediss:// are supported".into())),
-        },
+    let info = ::redis::IntoConnectionInfo::into_connection_info(url)
+        .map_err(|e| refuse(e.to_string()))?;
+    match info.addr() {
+        ::redis::ConnectionAddr::Tcp(..) => Ok(()),
+        ::redis::ConnectionAddr::TcpTls {
+            insecure: false, ..
+        } => Ok(()),
+        ::redis::ConnectionAddr::TcpTls { .. } => Err(refuse(
+            "#insecure (no certificate check) is not supported".into(),
+        )),
+        _ => Err(refuse("only redis:// and rediss:// are supported".into())),
     }
-    let ca = match l.get("RESOUND_REDIS_CA_FILE") {
-        None => None,
-        Some((path, origin)) => {
-            let pem = std::fs::read(&path).map_err(|e| {
-                bad(
-                    "RESOUND_REDIS_CA_FILE",
-                    &path,
-                    origin,
-                    &format!("a readable PEM file ({e})"),
-                )
-            })?;
-            if crate::cluster::tls::certificates(&pem).is_err() {
-                return Err(bad(
-                    "RESOUND_REDIS_CA_FILE",
-                    &path,
-                    origin,
-                    "a PEM file with certificates",
-                ));
-            }
-            Some(pem)
-        }
+}
+
+/// `RESOUND_REDIS_CA_FILE`, read and checked now so a bad file stops start-up.
+fn ca_file(l: &Layers) -> Result<Option<Vec<u8>>, ConfigError> {
+    const NAME: &str = "RESOUND_REDIS_CA_FILE";
+    let Some((path, origin)) = l.get(NAME) else {
+        return Ok(None);
     };
-    Ok(Some(Scaling {
-        channel: l
-            .get("REVERB_SCALING_CHANNEL")
-            .map_or("reverb".into(), |(v, _)| v),
-        url,
-        timeout: l
-            .seconds("REDIS_TIMEOUT")?
-            .unwrap_or(Duration::from_secs(60)),
-        ca,
-    }))
+    let pem = std::fs::read(&path)
+        .map_err(|e| bad(NAME, &path, origin, &format!("a readable PEM file ({e})")))?;
+    if crate::cluster::tls::certificates(&pem).is_err() {
+        return Err(bad(NAME, &path, origin, "a PEM file with certificates"));
+    }
+    Ok(Some(pem))
 }
 
 #[cfg(test)]

@@ -1,72 +1,172 @@
-//! The settings table: every setting's variable, flag, config-file key and help text.
+//! The settings table: every setting's variable, flag, config-file key, default and help
+//! text. The default is written here once: loading falls back to it (parsed like any other
+//! value, so it is validated the same way) and `--help` shows it, so the two cannot drift.
 
-/// One setting: its variable name, flag, config-file key, and help text.
+use Fallback::{DevApp, Unset, Value};
+
+/// What a setting is when no source gives it.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Fallback {
+    /// A value, read exactly as if a source had given it.
+    Value(&'static str),
+    /// `value`, except that the development app (no app configured anywhere) uses `dev_app`.
+    DevApp {
+        value: &'static str,
+        dev_app: &'static str,
+    },
+    /// No value; the text says what that means, for `--help`.
+    Unset(&'static str),
+}
+
+impl Fallback {
+    /// The value loading falls back to, if there is one.
+    pub(super) fn value(self) -> Option<&'static str> {
+        match self {
+            Value(v) | DevApp { value: v, .. } => Some(v),
+            Unset(_) => None,
+        }
+    }
+
+    fn shown(self) -> String {
+        match self {
+            Value(v) | Unset(v) => v.to_owned(),
+            DevApp { value, dev_app } => format!("{value}; {dev_app} with the development app"),
+        }
+    }
+}
+
+/// One setting: its variable name, flag, config-file key, default and help text.
 pub(super) struct Setting {
     pub(super) env: &'static str,
     pub(super) flag: &'static str,
     /// Key in the config file: `server.<key>` for server settings, `<key>` in an `[[apps]]` table.
     pub(super) file_key: &'static str,
     pub(super) app: bool,
-    pub(super) help: &'static str,
+    pub(super) default: Fallback,
+    help: &'static str,
 }
 
-const fn s(
+impl Setting {
+    /// The `--help` line: the description and the default it falls back to.
+    pub(super) fn help_line(&self) -> String {
+        format!("{} [default: {}]", self.help, self.default.shown())
+    }
+}
+
+/// The setting named by its variable.
+pub(super) fn find(env: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.env == env)
+}
+
+const fn server(
     env: &'static str,
     flag: &'static str,
     file_key: &'static str,
-    app: bool,
+    default: Fallback,
     help: &'static str,
 ) -> Setting {
     Setting {
         env,
         flag,
         file_key,
-        app,
+        app: false,
+        default,
         help,
     }
 }
 
+const fn app(
+    env: &'static str,
+    flag: &'static str,
+    file_key: &'static str,
+    default: Fallback,
+    help: &'static str,
+) -> Setting {
+    Setting {
+        env,
+        flag,
+        file_key,
+        app: true,
+        default,
+        help,
+    }
+}
+
+#[rustfmt::skip]
 pub(super) const SETTINGS: &[Setting] = &[
-    s("REVERB_SERVER_HOST", "host", "host", false, "Address to bind [default: 0.0.0.0; 127.0.0.1 with the development app]"),
-    s("REVERB_SERVER_PORT", "port", "port", false, "Port for WebSocket, HTTP API and /up [default: 8080]"),
-    s("REVERB_SERVER_PATH", "path", "path", false, "Prefix for every route, e.g. /reverb [default: none]"),
-    s("REVERB_MAX_REQUEST_SIZE", "max-request-size", "max_request_size", false, "Largest HTTP request in bytes, head and body [default: 10000]"),
-    s("RESOUND_MAX_EVENT_SIZE", "max-event-size", "max_event_size", false, "Largest event data on the HTTP API in bytes [default: 10240]"),
-    s("RESOUND_MAX_CHANNELS_PER_EVENT", "max-channels-per-event", "max_channels_per_event", false, "Most channels in one trigger [default: 100]"),
-    s("RESOUND_MAX_BATCH_SIZE", "max-batch-size", "max_batch_size", false, "Most events in one batch, 0 = unlimited [default: 0]"),
-    s("RESOUND_API_TIMESTAMP_WINDOW", "api-timestamp-window", "api_timestamp_window", false, "Allowed auth_timestamp skew in seconds, 0 = unchecked [default: 600]"),
-    s("RESOUND_OUTBOUND_QUEUE", "outbound-queue", "outbound_queue", false, "Messages queued per connection before it is dropped as too slow [default: 1024]"),
-    s("RESOUND_CACHE_TTL", "cache-ttl", "cache_ttl", false, "Seconds a cache channel keeps its last event [default: 1800]"),
-    s("RESOUND_SHUTDOWN_TIMEOUT", "shutdown-timeout", "shutdown_timeout", false, "Seconds allowed for a graceful shutdown [default: 10]"),
-    s("RESOUND_MAX_CHANNELS_PER_CONNECTION", "max-channels-per-connection", "max_channels_per_connection", false, "Channels one connection may be subscribed to at once [default: 1000]"),
-    s("RESOUND_WORKERS", "workers", "workers", false, "Worker threads, 0 = one per CPU core [default: 0]"),
-    s("REVERB_SCALING_ENABLED", "scaling", "scaling_enabled", false, "Share events, presence and queries with other nodes over Redis pub/sub [default: false]"),
-    s("REVERB_SCALING_CHANNEL", "scaling-channel", "scaling_channel", false, "Redis pub/sub channel shared by the nodes [default: reverb]"),
-    s("REDIS_URL", "redis-url", "redis_url", false, "Redis for scaling, redis://[user:password@]host:port/db; overrides the REDIS_* parts"),
-    s("REDIS_HOST", "redis-host", "redis_host", false, "Redis host for scaling [default: 127.0.0.1]"),
-    s("REDIS_PORT", "redis-port", "redis_port", false, "Redis port for scaling [default: 6379]"),
-    s("REDIS_USERNAME", "redis-username", "redis_username", false, "Redis ACL user for scaling [default: none]"),
-    s("REDIS_PASSWORD", "redis-password", "redis_password", false, "Redis password for scaling [default: none]"),
-    s("REDIS_DB", "redis-db", "redis_db", false, "Redis database number for scaling [default: 0]"),
-    s("REDIS_TIMEOUT", "redis-timeout", "redis_timeout", false, "Seconds allowed to connect to Redis [default: 60]"),
-    s("REDIS_SCHEME", "redis-scheme", "redis_scheme", false, "tcp, or tls (also rediss) for Redis over TLS [default: tcp]"),
-    s("RESOUND_REDIS_CA_FILE", "redis-ca-file", "redis_ca_file", false, "PEM file of the CA certificates to trust for Redis over TLS [default: the system's roots]"),
-    s("REVERB_APP_ID", "app-id", "app_id", true, "App id (used in HTTP API paths)"),
-    s("REVERB_APP_KEY", "app-key", "key", true, "App key (used by clients in /app/{key})"),
-    s("REVERB_APP_SECRET", "app-secret", "secret", true, "App secret (signs channel auth and API requests)"),
-    s("RESOUND_APP_ENABLED", "app-enabled", "enabled", true, "false refuses connections with 4003 [default: true]"),
-    s("REVERB_APP_PING_INTERVAL", "ping-interval", "ping_interval", true, "Seconds of silence before the server pings [default: 60]"),
-    s("RESOUND_APP_PONG_TIMEOUT", "pong-timeout", "pong_timeout", true, "Seconds a pinged client has to answer before close 4201 [default: 30]"),
-    s("REVERB_APP_ACTIVITY_TIMEOUT", "activity-timeout", "activity_timeout", true, "activity_timeout sent to clients, seconds [default: 30]"),
-    s("REVERB_APP_MAX_CONNECTIONS", "max-connections", "max_connections", true, "Connections allowed at once, empty = unlimited [default: unlimited]"),
-    s("REVERB_APP_MAX_MESSAGE_SIZE", "max-message-size", "max_message_size", true, "Largest client message in bytes; bigger closes with 1009 [default: 10000]"),
-    s("REVERB_APP_ALLOWED_ORIGINS", "allowed-origins", "allowed_origins", true, "Comma-separated origin host patterns [default: *]"),
-    s("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM", "accept-client-events-from", "accept_client_events_from", true, "members or all; any other value (none, empty, ...) turns client events off [default: members]"),
-    s("RESOUND_APP_PUBLIC_CLIENT_EVENTS", "public-client-events", "public_client_events", true, "Relay client events on public channels (cache- ones included) too, as Reverb does; false = private and presence only, as Pusher [default: true]"),
-    s("RESOUND_APP_AUTHORIZED_TIMEOUT", "authorized-timeout", "authorized_timeout", true, "Seconds a connection has to sign in or join a private/presence channel, 0 = off [default: 0]"),
-    s("RESOUND_APP_SUBSCRIPTION_COUNT", "subscription-count", "subscription_count", true, "Send pusher_internal:subscription_count to subscribers [default: false]"),
-    s("REVERB_APP_RATE_LIMITING_ENABLED", "rate-limiting", "rate_limiting.enabled", true, "Limit inbound messages per connection [default: false]"),
-    s("REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS", "rate-limit-max-attempts", "rate_limiting.max_attempts", true, "Messages allowed per window [default: 60]"),
-    s("REVERB_APP_RATE_LIMIT_DECAY_SECONDS", "rate-limit-decay-seconds", "rate_limiting.decay_seconds", true, "Window length in seconds [default: 60]"),
-    s("REVERB_APP_RATE_LIMIT_TERMINATE", "rate-limit-terminate", "rate_limiting.terminate_on_limit", true, "Close the connection when the limit is hit [default: false]"),
+    server("REVERB_SERVER_HOST", "host", "host", DevApp { value: "0.0.0.0", dev_app: "127.0.0.1" }, "Address to bind"),
+    server("REVERB_SERVER_PORT", "port", "port", Value("8080"), "Port for WebSocket, HTTP API and /up"),
+    server("REVERB_SERVER_PATH", "path", "path", Unset("none"), "Prefix for every route, e.g. /reverb"),
+    server("REVERB_MAX_REQUEST_SIZE", "max-request-size", "max_request_size", Value("10000"), "Largest HTTP request in bytes, head and body"),
+    server("RESOUND_MAX_EVENT_SIZE", "max-event-size", "max_event_size", Value("10240"), "Largest event data on the HTTP API in bytes"),
+    server("RESOUND_MAX_CHANNELS_PER_EVENT", "max-channels-per-event", "max_channels_per_event", Value("100"), "Most channels in one trigger"),
+    server("RESOUND_MAX_BATCH_SIZE", "max-batch-size", "max_batch_size", Value("0"), "Most events in one batch, 0 = unlimited"),
+    server("RESOUND_API_TIMESTAMP_WINDOW", "api-timestamp-window", "api_timestamp_window", Value("600"), "Allowed auth_timestamp skew in seconds, 0 = unchecked"),
+    server("RESOUND_OUTBOUND_QUEUE", "outbound-queue", "outbound_queue", Value("1024"), "Messages queued per connection before it is dropped as too slow"),
+    server("RESOUND_CACHE_TTL", "cache-ttl", "cache_ttl", Value("1800"), "Seconds a cache channel keeps its last event"),
+    server("RESOUND_SHUTDOWN_TIMEOUT", "shutdown-timeout", "shutdown_timeout", Value("10"), "Seconds allowed for a graceful shutdown"),
+    server("RESOUND_MAX_CHANNELS_PER_CONNECTION", "max-channels-per-connection", "max_channels_per_connection", Value("1000"), "Channels one connection may be subscribed to at once"),
+    server("RESOUND_WORKERS", "workers", "workers", Value("0"), "Worker threads, 0 = one per CPU core"),
+    server("REVERB_SCALING_ENABLED", "scaling", "scaling_enabled", Value("false"), "Share events, presence and queries with other nodes over Redis pub/sub"),
+    server("REVERB_SCALING_CHANNEL", "scaling-channel", "scaling_channel", Value("reverb"), "Redis pub/sub channel shared by the nodes"),
+    server("REDIS_URL", "redis-url", "redis_url", Unset("none"), "Redis for scaling, redis://[user:password@]host:port/db; overrides the REDIS_* parts"),
+    server("REDIS_HOST", "redis-host", "redis_host", Value("127.0.0.1"), "Redis host for scaling"),
+    server("REDIS_PORT", "redis-port", "redis_port", Value("6379"), "Redis port for scaling"),
+    server("REDIS_USERNAME", "redis-username", "redis_username", Unset("none"), "Redis ACL user for scaling"),
+    server("REDIS_PASSWORD", "redis-password", "redis_password", Unset("none"), "Redis password for scaling"),
+    server("REDIS_DB", "redis-db", "redis_db", Value("0"), "Redis database number for scaling"),
+    server("REDIS_TIMEOUT", "redis-timeout", "redis_timeout", Value("60"), "Seconds allowed to connect to Redis"),
+    server("REDIS_SCHEME", "redis-scheme", "redis_scheme", Value("tcp"), "tcp, or tls (also rediss) for Redis over TLS"),
+    server("RESOUND_REDIS_CA_FILE", "redis-ca-file", "redis_ca_file", Unset("the system's roots"), "PEM file of the CA certificates to trust for Redis over TLS"),
+    app("REVERB_APP_ID", "app-id", "app_id", Unset("none"), "App id (used in HTTP API paths)"),
+    app("REVERB_APP_KEY", "app-key", "key", Unset("none"), "App key (used by clients in /app/{key})"),
+    app("REVERB_APP_SECRET", "app-secret", "secret", Unset("none"), "App secret (signs channel auth and API requests)"),
+    app("RESOUND_APP_ENABLED", "app-enabled", "enabled", Value("true"), "false refuses connections with 4003"),
+    app("REVERB_APP_PING_INTERVAL", "ping-interval", "ping_interval", Value("60"), "Seconds of silence before the server pings"),
+    app("RESOUND_APP_PONG_TIMEOUT", "pong-timeout", "pong_timeout", Value("30"), "Seconds a pinged client has to answer before close 4201"),
+    app("REVERB_APP_ACTIVITY_TIMEOUT", "activity-timeout", "activity_timeout", Value("30"), "activity_timeout sent to clients, seconds"),
+    app("REVERB_APP_MAX_CONNECTIONS", "max-connections", "max_connections", Unset("unlimited"), "Connections allowed at once, empty = unlimited"),
+    app("REVERB_APP_MAX_MESSAGE_SIZE", "max-message-size", "max_message_size", Value("10000"), "Largest client message in bytes; bigger closes with 1009"),
+    app("REVERB_APP_ALLOWED_ORIGINS", "allowed-origins", "allowed_origins", Value("*"), "Comma-separated origin host patterns"),
+    app("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM", "accept-client-events-from", "accept_client_events_from", Value("members"), "members or all; any other value (none, empty, ...) turns client events off"),
+    app("RESOUND_APP_PUBLIC_CLIENT_EVENTS", "public-client-events", "public_client_events", Value("true"), "Relay client events on public channels (cache- ones included) too, as Reverb does; false = private and presence only, as Pusher"),
+    app("RESOUND_APP_AUTHORIZED_TIMEOUT", "authorized-timeout", "authorized_timeout", Value("0"), "Seconds a connection has to sign in or join a private/presence channel, 0 = off"),
+    app("RESOUND_APP_SUBSCRIPTION_COUNT", "subscription-count", "subscription_count", Value("false"), "Send pusher_internal:subscription_count to subscribers"),
+    app("REVERB_APP_RATE_LIMITING_ENABLED", "rate-limiting", "rate_limiting.enabled", Value("false"), "Limit inbound messages per connection"),
+    app("REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS", "rate-limit-max-attempts", "rate_limiting.max_attempts", Value("60"), "Messages allowed per window"),
+    app("REVERB_APP_RATE_LIMIT_DECAY_SECONDS", "rate-limit-decay-seconds", "rate_limiting.decay_seconds", Value("60"), "Window length in seconds"),
+    app("REVERB_APP_RATE_LIMIT_TERMINATE", "rate-limit-terminate", "rate_limiting.terminate_on_limit", Value("false"), "Close the connection when the limit is hit"),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::command;
+
+    #[test]
+    fn every_help_line_shows_the_default_loading_uses() {
+        let cmd = command();
+        for st in SETTINGS {
+            let arg = cmd.get_arguments().find(|a| a.get_id() == st.env).unwrap();
+            let help = arg.get_help().unwrap().to_string();
+            let shown = match st.default {
+                Value(v) | DevApp { value: v, .. } => format!("[default: {v}"),
+                Unset(text) => format!("[default: {text}]"),
+            };
+            assert!(help.contains(&shown), "{}: {help}", st.env);
+        }
+        let help = cmd.clone().render_help().to_string();
+        assert!(help.contains("[default: 1024]"), "{help}");
+        assert!(help.contains("[default: 0.0.0.0; 127.0.0.1 with the development app]"));
+    }
+
+    #[test]
+    fn names_are_unique() {
+        for (i, a) in SETTINGS.iter().enumerate() {
+            for b in &SETTINGS[..i] {
+                assert!(a.env != b.env && a.flag != b.flag, "{}", a.env);
+                assert!(a.app != b.app || a.file_key != b.file_key, "{}", a.env);
+            }
+        }
+    }
+}
