@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Arg, ArgMatches, Command};
 
-use super::settings::{self, SETTINGS};
+use super::settings::{self, Setting, SETTINGS};
 use super::ConfigError;
 
 /// The clap command: every setting as a flag bound to its variable, plus `--config` and `--debug`.
@@ -40,15 +40,25 @@ pub fn command() -> Command {
                 .help("Accepted for reverb:start compatibility; unused"),
         );
     for st in SETTINGS {
-        cmd = cmd.arg(
-            Arg::new(st.env)
-                .long(st.flag)
-                .env(st.env)
-                .value_name("VALUE")
-                .help(st.help_line()),
-        );
+        cmd = cmd.arg(setting_arg(st));
     }
     cmd
+}
+
+/// One setting's flag, bound to its variable. A boolean's flag may be given bare, as
+/// `--debug` is, meaning true; `--scaling=false` and `--scaling false` still say false.
+fn setting_arg(st: &Setting) -> Arg {
+    let arg = Arg::new(st.env)
+        .long(st.flag)
+        .env(st.env)
+        .help(st.help_line());
+    if st.boolean {
+        arg.value_name("BOOL")
+            .num_args(0..=1)
+            .default_missing_value("true")
+    } else {
+        arg.value_name("VALUE")
+    }
 }
 
 /// The flags and environment variables clap found, keyed by variable name.
@@ -292,4 +302,94 @@ pub(super) fn read_dotenv(path: &Path) -> Result<Layer, ConfigError> {
         }
     }
     Ok(layer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::testing::{load_args, tmpdir};
+
+    fn flag_value(args: &[&str], env: &str) -> Result<Option<String>, clap::Error> {
+        let argv = std::iter::once("resound").chain(args.iter().copied());
+        let m = command().try_get_matches_from(argv)?;
+        Ok(m.get_one::<String>(env).cloned())
+    }
+
+    #[test]
+    fn boolean_flags_may_be_bare_and_others_need_a_value() {
+        for st in SETTINGS {
+            let bare = flag_value(&[&format!("--{}", st.flag)], st.env);
+            if st.boolean {
+                assert_eq!(bare.unwrap().as_deref(), Some("true"), "--{}", st.flag);
+                let off = flag_value(&[&format!("--{}=false", st.flag)], st.env);
+                assert_eq!(
+                    off.unwrap().as_deref(),
+                    Some("false"),
+                    "--{}=false",
+                    st.flag
+                );
+            } else {
+                assert!(bare.is_err(), "--{} without a value", st.flag);
+            }
+        }
+        // A bare flag does not swallow the next flag, and the spaced form still takes a value.
+        let m = command()
+            .try_get_matches_from(["resound", "--scaling", "--scaling-channel", "c"])
+            .unwrap();
+        assert_eq!(
+            m.get_one::<String>("REVERB_SCALING_ENABLED").unwrap(),
+            "true"
+        );
+        assert_eq!(m.get_one::<String>("REVERB_SCALING_CHANNEL").unwrap(), "c");
+        let off = flag_value(
+            &["--rate-limiting", "false"],
+            "REVERB_APP_RATE_LIMITING_ENABLED",
+        );
+        assert_eq!(off.unwrap().as_deref(), Some("false"));
+        let e = command()
+            .try_get_matches_from(["resound", "--port"])
+            .unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue, "{e}");
+    }
+
+    #[test]
+    fn bare_boolean_flags_switch_settings_on() {
+        let d = tmpdir("bare-bool");
+        let c = load_args(
+            &["--scaling", "--rate-limiting", "--rate-limit-terminate"],
+            d.path(),
+        );
+        let c = c.unwrap();
+        assert!(c.scaling.is_some());
+        assert!(c.apps[0].rate_limit.as_ref().unwrap().terminate);
+        let c = load_args(&["--subscription-count", "--app-enabled=false"], d.path()).unwrap();
+        assert!(c.apps[0].subscription_count && !c.apps[0].enabled);
+        let c = load_args(
+            &["--public-client-events=false", "--scaling=false"],
+            d.path(),
+        )
+        .unwrap();
+        assert!(!c.apps[0].public_client_events && c.scaling.is_none());
+    }
+
+    /// The variable form is untouched by the bare-flag support: clap hands its text over as
+    /// it is. A made-up variable, so no other test sees it.
+    #[test]
+    fn boolean_variables_still_take_true_and_false() {
+        let name = format!("RESOUND_TEST_BARE_BOOLEAN_{}", std::process::id());
+        let name: &'static str = Box::leak(name.into_boxed_str());
+        let st = Setting {
+            env: name,
+            ..*settings::find("REVERB_SCALING_ENABLED").unwrap()
+        };
+        for value in ["true", "false"] {
+            std::env::set_var(name, value);
+            let m = Command::new("t")
+                .arg(setting_arg(&st))
+                .try_get_matches_from(["t"])
+                .unwrap();
+            assert_eq!(m.get_one::<String>(name).unwrap(), value);
+        }
+        std::env::remove_var(name);
+    }
 }

@@ -42,8 +42,10 @@ pub(super) struct Setting {
     /// Key in the config file: `server.<key>` for server settings, `<key>` in an `[[apps]]` table.
     pub(super) file_key: &'static str,
     pub(super) app: bool,
+    /// A boolean: its flag may be given bare (`--scaling` is `--scaling=true`).
+    pub(super) boolean: bool,
     pub(super) default: Fallback,
-    help: &'static str,
+    pub(super) help: &'static str,
 }
 
 impl Setting {
@@ -70,6 +72,7 @@ const fn server(
         flag,
         file_key,
         app: false,
+        boolean: false,
         default,
         help,
     }
@@ -87,8 +90,37 @@ const fn app(
         flag,
         file_key,
         app: true,
+        boolean: false,
         default,
         help,
+    }
+}
+
+const fn server_bool(
+    env: &'static str,
+    flag: &'static str,
+    file_key: &'static str,
+    default: bool,
+    help: &'static str,
+) -> Setting {
+    Setting {
+        boolean: true,
+        default: Value(if default { "true" } else { "false" }),
+        ..server(env, flag, file_key, Unset(""), help)
+    }
+}
+
+const fn app_bool(
+    env: &'static str,
+    flag: &'static str,
+    file_key: &'static str,
+    default: bool,
+    help: &'static str,
+) -> Setting {
+    Setting {
+        boolean: true,
+        default: Value(if default { "true" } else { "false" }),
+        ..app(env, flag, file_key, Unset(""), help)
     }
 }
 
@@ -107,7 +139,7 @@ pub(super) const SETTINGS: &[Setting] = &[
     server("RESOUND_SHUTDOWN_TIMEOUT", "shutdown-timeout", "shutdown_timeout", Value("10"), "Seconds allowed for a graceful shutdown"),
     server("RESOUND_MAX_CHANNELS_PER_CONNECTION", "max-channels-per-connection", "max_channels_per_connection", Value("1000"), "Channels one connection may be subscribed to at once"),
     server("RESOUND_WORKERS", "workers", "workers", Value("0"), "Worker threads, 0 = one per CPU core"),
-    server("REVERB_SCALING_ENABLED", "scaling", "scaling_enabled", Value("false"), "Share events, presence and queries with other nodes over Redis pub/sub"),
+    server_bool("REVERB_SCALING_ENABLED", "scaling", "scaling_enabled", false, "Share events, presence and queries with other nodes over Redis pub/sub"),
     server("REVERB_SCALING_CHANNEL", "scaling-channel", "scaling_channel", Value("reverb"), "Redis pub/sub channel shared by the nodes"),
     server("REDIS_URL", "redis-url", "redis_url", Unset("none"), "Redis for scaling, redis://[user:password@]host:port/db; overrides the REDIS_* parts"),
     server("REDIS_HOST", "redis-host", "redis_host", Value("127.0.0.1"), "Redis host for scaling"),
@@ -121,7 +153,7 @@ pub(super) const SETTINGS: &[Setting] = &[
     app("REVERB_APP_ID", "app-id", "app_id", Unset("none"), "App id (used in HTTP API paths)"),
     app("REVERB_APP_KEY", "app-key", "key", Unset("none"), "App key (used by clients in /app/{key})"),
     app("REVERB_APP_SECRET", "app-secret", "secret", Unset("none"), "App secret (signs channel auth and API requests)"),
-    app("RESOUND_APP_ENABLED", "app-enabled", "enabled", Value("true"), "false refuses connections with 4003"),
+    app_bool("RESOUND_APP_ENABLED", "app-enabled", "enabled", true, "false refuses connections with 4003"),
     app("REVERB_APP_PING_INTERVAL", "ping-interval", "ping_interval", Value("60"), "Seconds of silence before the server pings"),
     app("RESOUND_APP_PONG_TIMEOUT", "pong-timeout", "pong_timeout", Value("30"), "Seconds a pinged client has to answer before close 4201"),
     app("REVERB_APP_ACTIVITY_TIMEOUT", "activity-timeout", "activity_timeout", Value("30"), "activity_timeout sent to clients, seconds"),
@@ -129,13 +161,13 @@ pub(super) const SETTINGS: &[Setting] = &[
     app("REVERB_APP_MAX_MESSAGE_SIZE", "max-message-size", "max_message_size", Value("10000"), "Largest client message in bytes; bigger closes with 1009"),
     app("REVERB_APP_ALLOWED_ORIGINS", "allowed-origins", "allowed_origins", Value("*"), "Comma-separated origin host patterns"),
     app("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM", "accept-client-events-from", "accept_client_events_from", Value("members"), "members or all; any other value (none, empty, ...) turns client events off"),
-    app("RESOUND_APP_PUBLIC_CLIENT_EVENTS", "public-client-events", "public_client_events", Value("true"), "Relay client events on public channels (cache- ones included) too, as Reverb does; false = private and presence only, as Pusher"),
+    app_bool("RESOUND_APP_PUBLIC_CLIENT_EVENTS", "public-client-events", "public_client_events", true, "Relay client events on public channels (cache- ones included) too, as Reverb does; false = private and presence only, as Pusher"),
     app("RESOUND_APP_AUTHORIZED_TIMEOUT", "authorized-timeout", "authorized_timeout", Value("0"), "Seconds a connection has to sign in or join a private/presence channel, 0 = off"),
-    app("RESOUND_APP_SUBSCRIPTION_COUNT", "subscription-count", "subscription_count", Value("false"), "Send pusher_internal:subscription_count to subscribers"),
-    app("REVERB_APP_RATE_LIMITING_ENABLED", "rate-limiting", "rate_limiting.enabled", Value("false"), "Limit inbound messages per connection"),
+    app_bool("RESOUND_APP_SUBSCRIPTION_COUNT", "subscription-count", "subscription_count", false, "Send pusher_internal:subscription_count to subscribers"),
+    app_bool("REVERB_APP_RATE_LIMITING_ENABLED", "rate-limiting", "rate_limiting.enabled", false, "Limit inbound messages per connection"),
     app("REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS", "rate-limit-max-attempts", "rate_limiting.max_attempts", Value("60"), "Messages allowed per window"),
     app("REVERB_APP_RATE_LIMIT_DECAY_SECONDS", "rate-limit-decay-seconds", "rate_limiting.decay_seconds", Value("60"), "Window length in seconds"),
-    app("REVERB_APP_RATE_LIMIT_TERMINATE", "rate-limit-terminate", "rate_limiting.terminate_on_limit", Value("false"), "Close the connection when the limit is hit"),
+    app_bool("REVERB_APP_RATE_LIMIT_TERMINATE", "rate-limit-terminate", "rate_limiting.terminate_on_limit", false, "Close the connection when the limit is hit"),
 ];
 
 #[cfg(test)]
