@@ -75,10 +75,8 @@ fn node_config(redis_port: u16, channel: &str) -> resound::Config {
 fn node_config_url(url: &str, channel: &str) -> resound::Config {
     resound::Config {
         scaling: Some(Scaling {
-            channel: channel.into(),
-            url: url.into(),
             timeout: Duration::from_secs(5),
-            ca: None,
+            ..Scaling::new(url, channel)
         }),
         ..config_with(app())
     }
@@ -585,10 +583,9 @@ async fn nodes_reach_a_redis_over_tls_trusting_the_configured_ca() {
     .await;
     let trusted = |channel: &str| resound::Config {
         scaling: Some(Scaling {
-            channel: channel.into(),
-            url: format!("rediss://localhost:{port}/0"),
             timeout: Duration::from_secs(5),
             ca: Some(ca_cert.pem().into_bytes()),
+            ..Scaling::new(format!("rediss://localhost:{port}/0"), channel)
         }),
         ..config_with(app())
     };

@@ -73,12 +73,13 @@ pub(super) fn from_matches(matches: &ArgMatches) -> Layer {
 }
 
 /// Where a value came from, for error messages.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub(super) enum Origin {
     Cli,
     File,
     DotEnv,
     /// The settings table's default.
+    #[default]
     Default,
 }
 
@@ -170,6 +171,17 @@ impl Layers<'_> {
                 .ok()
                 .filter(|n| (1..=31_536_000).contains(n))
                 .map(Duration::from_secs)
+        })
+    }
+
+    /// Like `seconds`, but with an optional fraction (`0.2`), for timings tests shorten.
+    pub(super) fn fractional_seconds(&self, name: &str) -> Result<Duration, ConfigError> {
+        let expected = "a number of seconds above 0 and up to 31536000, e.g. 3 or 0.5";
+        self.parse(name, expected, |v| {
+            let secs = v.parse::<f64>().ok()?;
+            let duration =
+                (secs > 0.0 && secs <= 31_536_000.0).then(|| Duration::from_secs_f64(secs))?;
+            (!duration.is_zero()).then_some(duration)
         })
     }
 

@@ -231,9 +231,14 @@ mod tests {
         assert_eq!(c.apps[0].rate_limit, Some(limit));
         let s = c.scaling.unwrap();
         assert_eq!(
-            (s.url.as_str(), s.channel.as_str(), s.timeout, s.ca),
+            (s.url.as_str(), s.channel.as_str(), s.timeout, s.ca.clone()),
             ("redis://127.0.0.1:6379/0", "reverb", secs(60), None)
         );
+        assert_eq!(
+            (s.beat_every, s.peer_timeout, s.query_wait),
+            (secs(3), secs(10), secs(3))
+        );
+        assert_eq!(s, Scaling::new("redis://127.0.0.1:6379/0", "reverb"));
     }
 
     #[test]

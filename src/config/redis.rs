@@ -16,6 +16,27 @@ pub struct Scaling {
     pub timeout: Duration,
     /// PEM certificates to trust for `rediss://` instead of the system's roots.
     pub ca: Option<Vec<u8>>,
+    /// How often a node says it is alive.
+    pub beat_every: Duration,
+    /// A node not heard from for this long is gone, and so are its presence members. Always
+    /// longer than `beat_every`, or a live node would be declared gone between two beats.
+    pub peer_timeout: Duration,
+    /// The longest an HTTP API query waits for the other nodes' counts.
+    pub query_wait: Duration,
+}
+
+impl Scaling {
+    /// Scaling over `url` on `channel` with every other setting at its default: for tests and
+    /// embedders, who then change what they need with `Scaling { .., ..Scaling::new(..) }`.
+    /// The URL is taken as it is (loading checks it).
+    pub fn new(url: impl Into<String>, channel: impl Into<String>) -> Scaling {
+        let defaults =
+            read(&Layers(Vec::new()), url.into()).expect("the settings table's defaults are valid");
+        Scaling {
+            channel: channel.into(),
+            ..defaults
+        }
+    }
 }
 
 impl std::fmt::Debug for Scaling {
@@ -25,6 +46,9 @@ impl std::fmt::Debug for Scaling {
             .field("url", &redact(&self.url))
             .field("timeout", &self.timeout)
             .field("ca", &self.ca.as_ref().map(|_| "PEM"))
+            .field("beat_every", &self.beat_every)
+            .field("peer_timeout", &self.peer_timeout)
+            .field("query_wait", &self.query_wait)
             .finish()
     }
 }
@@ -52,12 +76,30 @@ pub(super) fn scaling(l: &Layers) -> Result<Option<Scaling>, ConfigError> {
         None => url_from_parts(l)?,
     };
     check_url(&url)?;
-    Ok(Some(Scaling {
+    read(l, url).map(Some)
+}
+
+/// Everything but the URL, which the caller has built.
+fn read(l: &Layers, url: String) -> Result<Scaling, ConfigError> {
+    const BEAT: &str = "RESOUND_SCALING_BEAT_INTERVAL";
+    const PEER: &str = "RESOUND_SCALING_PEER_TIMEOUT";
+    let beat_every = l.fractional_seconds(BEAT)?;
+    let peer_timeout = l.fractional_seconds(PEER)?;
+    if peer_timeout <= beat_every {
+        let (beat, _) = l.value(BEAT).unwrap_or_default();
+        let (peer, origin) = l.value(PEER).unwrap_or_default();
+        let expected = format!("more seconds than {BEAT} ({beat}), or live nodes would count as gone between two beats");
+        return Err(bad(PEER, &peer, origin, &expected));
+    }
+    Ok(Scaling {
         channel: l.text("REVERB_SCALING_CHANNEL")?,
         url,
         timeout: l.seconds("REDIS_TIMEOUT")?,
         ca: ca_file(l)?,
-    }))
+        beat_every,
+        peer_timeout,
+        query_wait: l.fractional_seconds("RESOUND_SCALING_QUERY_TIMEOUT")?,
+    })
 }
 
 fn encode(s: &str) -> String {
@@ -306,5 +348,67 @@ mod tests {
         .unwrap_err()
         .0;
         assert!(e.contains("with certificates"), "{e}");
+    }
+
+    #[test]
+    fn cluster_timings_take_fractions_and_peer_timeout_outlasts_the_beat() {
+        let d = tmpdir("timings");
+        let timings = |args: &[&str]| {
+            let mut all = vec!["--scaling"];
+            all.extend_from_slice(args);
+            load_args(&all, d.path()).map(|c| {
+                let s = c.scaling.unwrap();
+                (s.beat_every, s.peer_timeout, s.query_wait)
+            })
+        };
+        let ms = Duration::from_millis;
+        assert_eq!(
+            timings(&[
+                "--scaling-beat-interval",
+                "0.2",
+                "--scaling-peer-timeout",
+                "0.5",
+                "--scaling-query-timeout",
+                ".3"
+            ])
+            .unwrap(),
+            (ms(200), ms(500), ms(300))
+        );
+        for bad in ["0", "-1", "soon", "NaN", "inf", "1e-12", "31536001"] {
+            let flag = format!("--scaling-query-timeout={bad}");
+            let e = timings(&[&flag]).unwrap_err().0;
+            assert!(
+                e.contains("RESOUND_SCALING_QUERY_TIMEOUT (--scaling-query-timeout)")
+                    && e.contains(&format!("'{bad}'")),
+                "{e}"
+            );
+        }
+        let e = timings(&["--scaling-peer-timeout", "2"]).unwrap_err().0;
+        assert_eq!(
+            e,
+            "invalid value '2' for RESOUND_SCALING_PEER_TIMEOUT (--scaling-peer-timeout): expected more seconds than RESOUND_SCALING_BEAT_INTERVAL (3), or live nodes would count as gone between two beats"
+        );
+        let e = timings(&["--scaling-beat-interval", "10"]).unwrap_err().0;
+        assert!(
+            e.contains("RESOUND_SCALING_PEER_TIMEOUT") && e.contains("(10)"),
+            "{e}"
+        );
+        // The config file's keys, and .env, as for every setting.
+        std::fs::write(
+            d.path().join(".env"),
+            "RESOUND_SCALING_QUERY_TIMEOUT=0.25\n",
+        )
+        .unwrap();
+        let file = d.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[server]\nscaling_beat_interval = 1\nscaling_peer_timeout = 2.5\n",
+        )
+        .unwrap();
+        let file = file.to_str().unwrap();
+        assert_eq!(
+            timings(&["--config", file]).unwrap(),
+            (ms(1000), ms(2500), ms(250))
+        );
     }
 }
