@@ -8,7 +8,11 @@ use std::time::Duration;
 use clap::{Arg, ArgMatches, Command};
 
 use super::settings::{self, Setting, SETTINGS};
-use super::ConfigError;
+
+/// A setting that could not be accepted: names the field and the value.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
 
 /// The clap command: every setting as a flag bound to its variable, plus `--config` and `--debug`.
 pub fn command() -> Command {
@@ -318,8 +322,8 @@ pub(super) fn read_dotenv(path: &Path) -> Result<Layer, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    use super::settings::Fallback::{DevApp, Unset, Value};
     use super::*;
-    use crate::config::testing::{load_args, tmpdir};
 
     fn flag_value(args: &[&str], env: &str) -> Result<Option<String>, clap::Error> {
         let argv = std::iter::once("resound").chain(args.iter().copied());
@@ -364,26 +368,6 @@ mod tests {
         assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue, "{e}");
     }
 
-    #[test]
-    fn bare_boolean_flags_switch_settings_on() {
-        let d = tmpdir("bare-bool");
-        let c = load_args(
-            &["--scaling", "--rate-limiting", "--rate-limit-terminate"],
-            d.path(),
-        );
-        let c = c.unwrap();
-        assert!(c.scaling.is_some());
-        assert!(c.apps[0].rate_limit.as_ref().unwrap().terminate);
-        let c = load_args(&["--subscription-count", "--app-enabled=false"], d.path()).unwrap();
-        assert!(c.apps[0].subscription_count && !c.apps[0].enabled);
-        let c = load_args(
-            &["--public-client-events=false", "--scaling=false"],
-            d.path(),
-        )
-        .unwrap();
-        assert!(!c.apps[0].public_client_events && c.scaling.is_none());
-    }
-
     /// The variable form is untouched by the bare-flag support: clap hands its text over as
     /// it is. A made-up variable, so no other test sees it.
     #[test]
@@ -403,5 +387,22 @@ mod tests {
             assert_eq!(m.get_one::<String>(name).unwrap(), value);
         }
         std::env::remove_var(name);
+    }
+
+    #[test]
+    fn every_help_line_shows_the_default_loading_uses() {
+        let cmd = command();
+        for st in SETTINGS {
+            let arg = cmd.get_arguments().find(|a| a.get_id() == st.env).unwrap();
+            let help = arg.get_help().unwrap().to_string();
+            let shown = match st.default {
+                Value(v) | DevApp { value: v, .. } => format!("[default: {v}"),
+                Unset(text) => format!("[default: {text}]"),
+            };
+            assert!(help.contains(&shown), "{}: {help}", st.env);
+        }
+        let help = cmd.clone().render_help().to_string();
+        assert!(help.contains("[default: 1024]"), "{help}");
+        assert!(help.contains("[default: 0.0.0.0; 127.0.0.1 with the development app]"));
     }
 }

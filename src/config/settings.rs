@@ -176,24 +176,6 @@ pub(super) const SETTINGS: &[Setting] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::command;
-
-    #[test]
-    fn every_help_line_shows_the_default_loading_uses() {
-        let cmd = command();
-        for st in SETTINGS {
-            let arg = cmd.get_arguments().find(|a| a.get_id() == st.env).unwrap();
-            let help = arg.get_help().unwrap().to_string();
-            let shown = match st.default {
-                Value(v) | DevApp { value: v, .. } => format!("[default: {v}"),
-                Unset(text) => format!("[default: {text}]"),
-            };
-            assert!(help.contains(&shown), "{}: {help}", st.env);
-        }
-        let help = cmd.clone().render_help().to_string();
-        assert!(help.contains("[default: 1024]"), "{help}");
-        assert!(help.contains("[default: 0.0.0.0; 127.0.0.1 with the development app]"));
-    }
 
     #[test]
     fn names_are_unique() {
