@@ -1,44 +1,42 @@
-//! The one delivery path for channel events: serialize once per channel, hand the same bytes
-//! to every recipient through the app's channel registry.
+//! The one delivery path for channel events: reported to the listeners (the cluster passes
+//! it to the other nodes), then serialized once per channel and handed, the same bytes, to
+//! every recipient on this node through the app's channel registry.
 
 use crate::channel::ChannelKind;
-use crate::cluster::Msg;
-use crate::connection::{Flushes, SocketId};
+use crate::connection::{Pending, SocketId};
+use crate::hooks::Activity;
 use crate::protocol::server;
 use crate::state::AppRuntime;
 
-/// Publishes an HTTP API event (`data` verbatim) to each channel, skipping `except`: here
-/// at once, and on the other nodes when scaling is enabled (`except` may be any node's).
-/// Frames are queued in order now; `out` writes the sockets (see [`Flushes`]).
-/// Returns the number of recipients on this node.
+/// Publishes an HTTP API event (`data` verbatim) to each channel, skipping `except` (which
+/// may be any node's socket): reported as [`Activity::ApiEvent`], then delivered here.
+/// Frames are queued in order now; `out.flush()` writes the sockets. Returns the number of
+/// recipients on this node.
 pub fn publish(
     app: &AppRuntime,
     channels: &[String],
     event: &str,
     data: &str,
     except: Option<SocketId>,
-    out: &mut Flushes,
+    out: &mut Pending,
 ) -> usize {
-    if let Some(bus) = &app.bus {
-        bus.send(Msg::Event {
-            app: app.app.id.clone(),
-            channels: channels.to_vec(),
-            event: event.to_owned(),
-            data: data.to_owned(),
-            except: except.map(|id| id.to_string()),
-        });
-    }
+    app.hooks.report(|| Activity::ApiEvent {
+        channels,
+        event,
+        data,
+        except,
+    });
     deliver(app, channels, event, data, except, out)
 }
 
-/// [`publish`] on this node only.
+/// [`publish`] on this node only, unreported (for events another node published).
 pub fn deliver(
     app: &AppRuntime,
     channels: &[String],
     event: &str,
     data: &str,
     except: Option<SocketId>,
-    out: &mut Flushes,
+    out: &mut Pending,
 ) -> usize {
     channels
         .iter()

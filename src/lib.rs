@@ -7,10 +7,14 @@
 //!   fed by a bounded queue behind a `ConnectionHandle`;
 //! - `channel::registry` maps channels to subscribers per app; `dispatch` is the one path
 //!   every HTTP event takes to subscribers (serialized once, shared by all recipients);
+//! - `hooks` is the seam: the core reports what happens there as typed values, and asks
+//!   cluster-wide questions through it; listeners are plugged in at startup (`server::state`);
+//! - `cluster` is one such plugin: it shares events, presence and queries with other nodes
+//!   over Redis pub/sub when scaling is enabled. Nothing in the core imports it;
 //! - `protocol` and `auth` are pure: message shapes, names, errors and signatures;
-//! - `cluster` shares events, presence and queries with other nodes over Redis pub/sub
-//!   when scaling is enabled;
 //! - `config` and `apps` read and validate settings once, before anything binds.
+//!
+//! docs/architecture.md walks through the layers and the path of a message.
 
 pub mod apps;
 pub mod auth;
@@ -19,6 +23,7 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod dispatch;
+pub mod hooks;
 pub mod http;
 pub mod protocol;
 pub mod server;

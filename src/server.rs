@@ -11,24 +11,39 @@ use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
-use crate::state::State;
+use crate::state::{Plugins, State};
 
 /// How often expired cache-channel events are dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// How often throttled `subscription_count` updates are looked at.
 const COUNTS_EVERY: Duration = Duration::from_secs(1);
+/// How long shutdown waits for the plugins' background tasks to finish.
+const BACKGROUND_GRACE: Duration = Duration::from_secs(2);
 
 /// Serves `listener` until `shutdown` resolves, then closes every connection (4200) and
 /// waits for in-flight work, at most `config.shutdown_timeout`.
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) {
-    let state = Arc::new(State::new(config));
-    serve(listener, state, shutdown).await
+    serve(listener, state(config), shutdown).await
+}
+
+/// The server's state with what the configuration plugs into the core: the Redis cluster
+/// when scaling is enabled, nothing otherwise. The one place that wires plugins.
+pub fn state(config: Config) -> Arc<State> {
+    let plugins = match &config.scaling {
+        Some(scaling) => crate::cluster::plug(scaling.clone(), &config.apps),
+        None => Plugins::default(),
+    };
+    Arc::new(State::with_plugins(config, plugins))
 }
 
 /// Like [`run`], with state built by the caller (tests inspect it).
 pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
     tokio::spawn(housekeeping(state.clone()));
-    let link = crate::cluster::spawn(state.clone());
+    let background: Vec<_> = state
+        .take_background()
+        .into_iter()
+        .map(|start| tokio::spawn(start(state.clone())))
+        .collect();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -50,9 +65,11 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
     drop(listener);
     info!("shutting down: closing connections");
     state.close_all();
-    if let Some(link) = link {
-        // It says `bye` to the other nodes before the connections' own departures.
-        let _ = tokio::time::timeout(Duration::from_secs(2), link).await;
+    if !background.is_empty() {
+        // The cluster link says `bye` to the other nodes before the connections' own
+        // departures are reported.
+        let all = futures_util::future::join_all(background);
+        let _ = tokio::time::timeout(BACKGROUND_GRACE, all).await;
     }
     state.tasks.close();
     if tokio::time::timeout(state.config.shutdown_timeout, state.tasks.wait())

@@ -1,19 +1,24 @@
 //! `State`: everything shared by every task, built once at startup: the config, each app's
-//! runtime (channels and live connections), and the shutdown token and task tracker.
+//! runtime (channels, users and live connections), the hooks listeners are plugged into, and
+//! the shutdown token and task tracker.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::debug;
 
 use crate::apps::App;
 use crate::channel::registry::ChannelRegistry;
-use crate::cluster::Bus;
 use crate::config::Config;
-use crate::connection::{session, ConnectionHandle, SocketId};
+use crate::connection::{CloseReason, ConnectionHandle, SocketId};
+use crate::hooks::{Activity, AppHooks, Hooks, Listener, Peers};
 use crate::protocol::PusherError;
 use crate::users::UserRegistry;
 
@@ -23,27 +28,30 @@ pub struct AppRuntime {
     pub channels: ChannelRegistry,
     /// Signed-in users and their watchers.
     pub users: UserRegistry,
-    /// Every open connection of this app (subscribed or not).
+    /// Every open connection of this app on this node (subscribed or not).
     pub connections: DashMap<SocketId, ConnectionHandle>,
-    /// The other nodes, when scaling is enabled.
-    pub bus: Option<Arc<Bus>>,
+    /// Where this app reports what happens (see `hooks`).
+    pub hooks: AppHooks,
+    /// The other nodes, when something plugged them in.
+    pub peers: Option<Arc<dyn Peers>>,
     /// Connection slots taken, for the `max_connections` quota (an atomic so two handshakes
     /// cannot both take the last slot).
     slots: AtomicUsize,
 }
 
 impl AppRuntime {
-    fn new(app: App, config: &Config, bus: Option<Arc<Bus>>) -> AppRuntime {
-        let announce = bus.clone().map(|b| (b, app.id.clone()));
+    fn new(app: App, config: &Config, hooks: &Hooks, peers: Option<Arc<dyn Peers>>) -> Self {
+        let hooks = hooks.for_app(&app.id);
         let channels =
-            ChannelRegistry::new(config.cache_ttl, app.subscription_count, announce.clone());
-        let users = UserRegistry::new(announce);
+            ChannelRegistry::new(config.cache_ttl, app.subscription_count, hooks.clone());
+        let users = UserRegistry::new(hooks.clone());
         AppRuntime {
             app,
             channels,
             users,
             connections: DashMap::new(),
-            bus,
+            hooks,
+            peers,
             slots: AtomicUsize::new(0),
         }
     }
@@ -66,9 +74,29 @@ impl AppRuntime {
             let id = SocketId::random();
             if let dashmap::Entry::Vacant(v) = self.connections.entry(id) {
                 let handle = (make.take().expect("called once"))(id);
+                // The shard's lock is released with the entry `insert` returns, at once.
                 v.insert(handle.clone());
+                self.hooks
+                    .report(|| Activity::ConnectionOpened { socket_id: id });
                 return handle;
             }
+        }
+    }
+
+    /// Closes this node's connections signed in as `user_id` and those that joined a
+    /// presence channel as that user (`pusher:error` 4009, then close 4009). Their sessions
+    /// clean up as for any close, so presence channels see `member_removed`.
+    pub fn close_user(&self, user_id: &str) {
+        let mut handles = self.users.connections(user_id);
+        handles.extend(self.channels.presence_connections(user_id));
+        debug!(
+            user_id,
+            connections = handles.len(),
+            "terminating user connections"
+        );
+        let reason = CloseReason::for_error(&PusherError::Terminated);
+        for h in handles {
+            h.close(reason.clone());
         }
     }
 }
@@ -82,6 +110,20 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// A task a plugin runs beside the server (the cluster's Redis link, say): started by
+/// `server::serve` with the state, and awaited (briefly) at shutdown before the connections'
+/// own departures are reported.
+pub type Background =
+    Box<dyn FnOnce(Arc<State>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// What is plugged into the core at startup (see `hooks`): nothing on a single node.
+#[derive(Default)]
+pub struct Plugins {
+    pub listeners: Vec<Arc<dyn Listener>>,
+    pub peers: Option<Arc<dyn Peers>>,
+    pub background: Vec<Background>,
+}
+
 /// Shared server state.
 pub struct State {
     pub config: Config,
@@ -91,29 +133,27 @@ pub struct State {
     pub shutdown: CancellationToken,
     /// Tracks every connection task so shutdown can wait for them.
     pub tasks: TaskTracker,
-    /// The other nodes, when scaling is enabled (see `cluster`).
-    pub bus: Option<Arc<Bus>>,
+    /// The listeners every app reports to.
+    pub hooks: Hooks,
+    /// The other nodes, when something plugged them in.
+    peers: Option<Arc<dyn Peers>>,
+    /// Taken once by `server::serve`.
+    background: Mutex<Vec<Background>>,
 }
 
 impl State {
-    /// Starts shutdown: cancels `shutdown` (HTTP connections finish their request) and
-    /// closes every WebSocket connection with 4200. Sessions check the token once when they
-    /// start, so one registering during this sweep is closed too.
-    pub fn close_all(&self) {
-        self.shutdown.cancel();
-        for app in self.by_id.values() {
-            for conn in app.connections.iter() {
-                conn.close(session::close_reason(&PusherError::ShuttingDown, 4200));
-            }
-        }
+    /// State with nothing plugged in: one node on its own.
+    pub fn new(config: Config) -> State {
+        State::with_plugins(config, Plugins::default())
     }
 
-    pub fn new(config: Config) -> State {
+    pub fn with_plugins(config: Config, plugins: Plugins) -> State {
+        let hooks = Hooks::new(plugins.listeners);
         let mut by_id = HashMap::new();
         let mut by_key = HashMap::new();
-        let bus = config.scaling.clone().map(Bus::new);
         for app in &config.apps {
-            let rt = Arc::new(AppRuntime::new(app.clone(), &config, bus.clone()));
+            let rt = AppRuntime::new(app.clone(), &config, &hooks, plugins.peers.clone());
+            let rt = Arc::new(rt);
             by_id.insert(app.id.clone(), rt.clone());
             by_key.insert(app.key.clone(), rt);
         }
@@ -123,8 +163,33 @@ impl State {
             by_key,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            bus,
+            hooks,
+            peers: plugins.peers,
+            background: Mutex::new(plugins.background),
         }
+    }
+
+    /// Starts shutdown: cancels `shutdown` (HTTP connections finish their request) and
+    /// closes every WebSocket connection with 4200. Sessions check the token once when they
+    /// start, so one registering during this sweep is closed too.
+    pub fn close_all(&self) {
+        self.shutdown.cancel();
+        let reason = CloseReason::for_error(&PusherError::ShuttingDown);
+        for app in self.by_id.values() {
+            for conn in app.connections.iter() {
+                conn.close(reason.clone());
+            }
+        }
+    }
+
+    /// The other nodes, when something plugged them in.
+    pub fn peers(&self) -> Option<&dyn Peers> {
+        self.peers.as_deref()
+    }
+
+    /// The plugins' background tasks, once.
+    pub fn take_background(&self) -> Vec<Background> {
+        std::mem::take(&mut self.background.lock())
     }
 
     pub fn app_by_id(&self, id: &str) -> Option<&Arc<AppRuntime>> {

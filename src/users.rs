@@ -6,15 +6,14 @@
 //! nothing can deadlock; nothing is held across an `.await` (sends never wait).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::cluster::{Bus, Msg};
-use crate::connection::{ConnectionHandle, Flushes, Outgoing, SocketId};
+use crate::connection::{ConnectionHandle, Outgoing, Pending, SocketId};
+use crate::hooks::{Activity, AppHooks};
 use crate::protocol::{server, PusherError};
 
 /// Most watchlist entries honoured per user.
@@ -75,45 +74,36 @@ fn id_string(v: &serde_json::Value) -> Option<String> {
 type Sockets = HashMap<SocketId, ConnectionHandle>;
 
 /// Signed-in users and watchers of one app.
-#[derive(Default)]
 pub struct UserRegistry {
     /// user id -> that user's signed-in connections
     sockets: DashMap<String, Sockets>,
     /// watched user id -> connections watching it
     watchers: DashMap<String, Sockets>,
     /// Held for a whole sign-in or sign-out, so a new watcher's first report and the
-    /// online/offline events of the users it watches reach it in the order they happened.
-    /// Sign-ins are rare next to messages; one lock per app costs nothing measurable. With
-    /// scaling it also guards the users other nodes report online: user id -> those nodes.
+    /// online/offline events of the users it watches reach it in the order they happened
+    /// (and listeners hear `UserOnline`/`UserOffline` in that order: sign-ins are serialised
+    /// per app). Sign-ins are rare next to messages; one lock per app costs nothing
+    /// measurable. It also guards the users other nodes report online: user id -> those nodes.
     transitions: Mutex<HashMap<String, HashSet<String>>>,
-    /// With scaling: the bus and this app's id, to tell the other nodes.
-    bus: Option<(Arc<Bus>, String)>,
+    hooks: AppHooks,
 }
 
 impl UserRegistry {
-    pub fn new(bus: Option<(Arc<Bus>, String)>) -> UserRegistry {
+    pub fn new(hooks: AppHooks) -> UserRegistry {
         UserRegistry {
-            bus,
-            ..UserRegistry::default()
-        }
-    }
-
-    fn tell(&self, user_id: &str, online: bool) {
-        if let Some((bus, app)) = &self.bus {
-            bus.send(Msg::Online {
-                app: app.clone(),
-                user_id: user_id.to_owned(),
-                online,
-            });
+            sockets: DashMap::new(),
+            watchers: DashMap::new(),
+            transitions: Mutex::default(),
+            hooks,
         }
     }
 
     /// Another node reports `user_id` online (its first connection there) or offline (its
     /// last one): watchers here hear of it when that changes whether the user is online
     /// anywhere.
-    pub fn remote(&self, node: &str, user_id: &str, online: bool) {
+    pub fn remote(&self, node: &str, user_id: &str, online: bool, out: &mut Pending) {
         let mut remote = self.transitions.lock();
-        self.remote_locked(&mut remote, node, user_id, online);
+        self.remote_locked(&mut remote, node, user_id, online, out);
     }
 
     fn remote_locked(
@@ -122,6 +112,7 @@ impl UserRegistry {
         node: &str,
         user_id: &str,
         online: bool,
+        out: &mut Pending,
     ) {
         let was = self.is_online_locked(remote, user_id);
         if online {
@@ -136,12 +127,12 @@ impl UserRegistry {
             }
         }
         if was != self.is_online_locked(remote, user_id) {
-            self.notify(user_id, online);
+            self.notify(user_id, online, out);
         }
     }
 
     /// Makes `users` the whole of who `node` reports online; an empty list drops the node.
-    pub fn replace_node(&self, node: &str, users: &[String]) {
+    pub fn replace_node(&self, node: &str, users: &[String], out: &mut Pending) {
         let mut remote = self.transitions.lock();
         let reported: HashSet<&String> = users.iter().collect();
         let gone: Vec<String> = remote
@@ -150,10 +141,10 @@ impl UserRegistry {
             .map(|(id, _)| id.clone())
             .collect();
         for id in gone {
-            self.remote_locked(&mut remote, node, &id, false);
+            self.remote_locked(&mut remote, node, &id, false, out);
         }
         for id in users {
-            self.remote_locked(&mut remote, node, id, true);
+            self.remote_locked(&mut remote, node, id, true, out);
         }
     }
 
@@ -169,16 +160,22 @@ impl UserRegistry {
     /// Records `handle` as signed in as `user`, tells watchers when the user comes online,
     /// starts watching the user's watchlist and sends its current state to `handle`.
     pub fn sign_in(&self, user: &SignedInUser, handle: &ConnectionHandle) {
-        let _ordered = self.bus.as_ref().map(|(bus, _)| bus.ordered());
+        let mut out = Pending::new();
+        let ordered = self.hooks.ordered();
         let remote = self.transitions.lock();
         {
             let mut entry = self.sockets.entry(user.id.clone()).or_default();
             let first = entry.is_empty();
             entry.insert(handle.id(), handle.clone());
+            self.hooks.report(|| Activity::SignedIn {
+                user_id: &user.id,
+                socket_id: handle.id(),
+            });
             if first {
-                self.tell(&user.id, true);
+                self.hooks
+                    .report(|| Activity::UserOnline { user_id: &user.id });
                 if !remote.contains_key(&user.id) {
-                    self.notify(&user.id, true);
+                    self.notify(&user.id, true, &mut out);
                 }
             }
         }
@@ -194,14 +191,19 @@ impl UserRegistry {
                 .iter()
                 .map(String::as_str)
                 .partition(|w| self.is_online_locked(&remote, w));
-            handle.send_text(server::watchlist_events(&online, &offline).into());
+            let text = server::watchlist_events(&online, &offline).into();
+            out.send(handle, Outgoing::text(text));
         }
+        drop(remote);
+        drop(ordered);
+        out.flush();
     }
 
     /// Undoes [`Self::sign_in`] for a closing connection; watchers hear `offline` when it was
     /// the user's last connection.
     pub fn sign_out(&self, user: &SignedInUser, id: SocketId) {
-        let _ordered = self.bus.as_ref().map(|(bus, _)| bus.ordered());
+        let mut out = Pending::new();
+        let ordered = self.hooks.ordered();
         let remote = self.transitions.lock();
         for w in &user.watchlist {
             self.watchers.remove_if_mut(w, |_, set| {
@@ -211,19 +213,28 @@ impl UserRegistry {
         }
         if let Some(mut entry) = self.sockets.get_mut(&user.id) {
             // Only a connection that signed in is removed (its socket id is unique).
-            if entry.remove(&id).is_some() && entry.is_empty() {
-                self.tell(&user.id, false);
-                if !remote.contains_key(&user.id) {
-                    self.notify(&user.id, false);
+            if entry.remove(&id).is_some() {
+                self.hooks.report(|| Activity::SignedOut {
+                    user_id: &user.id,
+                    socket_id: id,
+                });
+                if entry.is_empty() {
+                    self.hooks
+                        .report(|| Activity::UserOffline { user_id: &user.id });
+                    if !remote.contains_key(&user.id) {
+                        self.notify(&user.id, false, &mut out);
+                    }
                 }
             }
         }
         self.sockets.remove_if(&user.id, |_, set| set.is_empty());
+        drop(remote);
+        drop(ordered);
+        out.flush();
     }
 
-    fn notify(&self, user_id: &str, online: bool) {
-        // Declared before the entry: the sockets are written after its lock is released.
-        let mut out = Flushes::default();
+    /// Queues `watchlist_events` for the watchers of `user_id`.
+    fn notify(&self, user_id: &str, online: bool, out: &mut Pending) {
         if let Some(watchers) = self.watchers.get(user_id) {
             let ids = [user_id];
             let text = if online {

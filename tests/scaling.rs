@@ -104,7 +104,7 @@ async fn wait_for_peers(nodes: &[TestServer], peers: usize) {
     for _ in 0..400 {
         if nodes
             .iter()
-            .all(|s| s.state.bus.as_ref().unwrap().live_peers().len() == peers)
+            .all(|s| s.state.peers().unwrap().live_nodes() == peers)
         {
             return;
         }
@@ -138,7 +138,7 @@ async fn assert_pair_shares_and_outsider_is_alone(nodes: &[TestServer], outsider
         .await;
     assert_eq!(local.recv().await["event"], "own");
     on_b.expect_nothing().await;
-    assert!(outsider.state.bus.as_ref().unwrap().live_peers().is_empty());
+    assert!(outsider.state.peers().unwrap().live_nodes() == 0);
 }
 
 /// Publishes `text` on `node`'s scaling channel as another program would; returns how many
@@ -486,7 +486,7 @@ async fn a_node_that_stops_answering_delays_one_query_not_every_query() {
     let started = std::time::Instant::now();
     assert_eq!(ask().await.json(), expected);
     assert!(
-        started.elapsed() < resound::cluster::QUERY_WAIT,
+        started.elapsed() < nodes[0].state.config.scaling.as_ref().unwrap().query_wait,
         "waited {:?} for a node that already missed a query",
         started.elapsed()
     );

@@ -1,7 +1,7 @@
-//! The Redis side of the bus: one subscriber connection that feeds [`super::receive`] (read at
+//! The Redis side of the bus: one subscriber connection that feeds [`super::apply::receive`] (read at
 //! our pace, see [`Subscriber`]), one connection that publishes the outbox (pipelined, in
 //! order), the beat, and reconnection with backoff. A link that hears nothing, not even its own
-//! beat, for `PEER_TIMEOUT` is redialled.
+//! beat, for the peer timeout is redialled.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,8 +10,11 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::apply::{drop_node, queue_state, receive};
+use super::bus::Bus;
 use super::subscriber::Subscriber;
-use super::{drop_node, encode, receive, wrap, Bus, Msg, BEAT_EVERY, PEER_TIMEOUT};
+use super::wire::{encode, wrap, Msg};
+use crate::connection::Pending;
 use crate::state::State;
 
 /// Most outbox messages sent in one pipeline.
@@ -20,14 +23,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// The longest Redis may take to answer a command before the link counts as lost.
 const RESPONSE_TIMEOUT_MAX: Duration = Duration::from_secs(5);
 
-/// Starts the link when scaling is enabled. It runs until shutdown, when it says `bye`.
-pub fn spawn(state: Arc<State>) -> Option<tokio::task::JoinHandle<()>> {
-    let bus = state.bus.clone()?;
-    let outbox = bus.inbox_for_link.lock().take()?;
-    Some(tokio::spawn(run(state, bus, outbox)))
-}
-
-async fn run(state: Arc<State>, bus: Arc<Bus>, mut outbox: mpsc::Receiver<String>) {
+/// Runs the link until shutdown, when it says `bye`.
+pub(super) async fn run(state: Arc<State>, bus: Arc<Bus>) {
+    let Some(mut outbox) = bus.inbox_for_link.lock().take() else {
+        return;
+    };
     let settings = &bus.settings;
     if settings.url.starts_with("rediss:") {
         super::tls::install_provider();
@@ -184,8 +184,9 @@ impl Link<'_> {
         bus.resync
             .store(false, std::sync::atomic::Ordering::Relaxed);
         bus.send(Msg::Hello);
-        bus.queue_state(state);
-        let mut beat = tokio::time::interval(BEAT_EVERY);
+        queue_state(state, bus);
+        let peer_timeout = bus.settings.peer_timeout;
+        let mut beat = tokio::time::interval(bus.settings.beat_every);
         beat.tick().await;
         let mut last_heard = Instant::now();
         let mut incoming = Vec::with_capacity(BATCH);
@@ -229,17 +230,19 @@ impl Link<'_> {
                     batch.clear();
                 }
                 _ = beat.tick() => {
-                    if last_heard.elapsed() >= PEER_TIMEOUT {
-                        return Err(format!("nothing heard for {} s", PEER_TIMEOUT.as_secs()));
+                    if last_heard.elapsed() >= peer_timeout {
+                        return Err(format!("nothing heard for {:?}", peer_timeout));
                     }
                     let beat = seq.wrap(bus, &encode(&Msg::Beat));
                     publish(publisher, channel, &[beat]).await?;
+                    let mut out = Pending::all_to_jobs();
                     for node in bus.expire_peers() {
-                        drop_node(state, &node);
+                        drop_node(state, &node, &mut out);
                     }
+                    out.flush();
                     if bus.resync.swap(false, std::sync::atomic::Ordering::Relaxed) {
                         // Something for the others was dropped: our state makes up for it.
-                        bus.queue_state(state);
+                        queue_state(state, bus);
                     }
                 }
             }

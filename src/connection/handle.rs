@@ -8,169 +8,28 @@
 //! theirs too, in the same call. So an idle socket costs no task wake-up per message, and a
 //! busy one gets its messages in batches as large as the load (group commit). A large
 //! fan-out leaves its writes to flush jobs, a few tasks of many sockets each (see
-//! [`Flushes`]). Only when the kernel's send buffer is full does the connection's writer task
+//! [`Pending`](super::Pending)). Only when the kernel's send buffer is full does the connection's writer task
 //! take over (see `writer.rs`), waiting until the socket is writable again.
 //!
 //! Every write to the socket happens under the queue's lock, so frames go out whole and in
 //! queue order. The queue never holds more than `capacity` frames: a client that cannot keep
 //! up is closed with 4100 instead of slowing the sender or growing memory.
 
-use std::collections::VecDeque;
-use std::io::{self, IoSlice};
+use std::io;
 use std::sync::{Arc, OnceLock};
 use std::task::Poll;
 
-use futures_util::task::AtomicWaker;
-
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use parking_lot::{Mutex, MutexGuard};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use super::close::{CloseReason, SLOW_CONSUMER};
+use super::outgoing::{Outbound, Outgoing};
 use super::socket_id::SocketId;
-
-/// How the writer ends the connection.
-#[derive(Debug, Clone)]
-pub struct CloseReason {
-    /// A frame written just before the close frame (usually a `pusher:error`).
-    pub last_frame: Option<String>,
-    /// Close code and reason; `None` closes without a code (the client closed first).
-    pub code: Option<(u16, String)>,
-    /// Deliver what is already queued before closing (not for a client that is too slow).
-    pub flush_queue: bool,
-}
-
-/// Close code for a client whose outbound queue is full (pusher-js backs off 1 s and reconnects).
-pub const CLOSE_SLOW_CONSUMER: u16 = 4100;
-
-/// Queue slots an idle connection keeps allocated.
-const KEEP_SLOTS: usize = 16;
-/// Writes up to this size are copied into one buffer instead of gathered.
-const SMALL_WRITE: usize = 2048;
-/// Frames gathered into one `writev` at most (two slices each).
-const FRAMES_PER_WRITE: usize = 64;
-
-/// One queued frame: its WebSocket header, and a payload shared with every other recipient.
-/// Built once per broadcast; a clone per recipient copies the header and counts a reference.
-#[derive(Clone)]
-pub struct Outgoing {
-    head: [u8; 10],
-    head_len: u8,
-    body: Bytes,
-}
-
-impl Outgoing {
-    /// A server-to-client text frame (unmasked, final) around `text`.
-    pub fn text(text: Utf8Bytes) -> Outgoing {
-        Outgoing::text_bytes(text.into())
-    }
-
-    fn text_bytes(body: Bytes) -> Outgoing {
-        let mut head = [0u8; 10];
-        let header = FrameHeader {
-            opcode: OpCode::Data(Data::Text),
-            ..FrameHeader::default()
-        };
-        let mut cursor = io::Cursor::new(&mut head[..]);
-        header
-            .format(body.len() as u64, &mut cursor)
-            .expect("a frame header fits in 10 bytes");
-        let head_len = cursor.position() as u8;
-        Outgoing {
-            head,
-            head_len,
-            body,
-        }
-    }
-
-    /// Bytes that are already a complete frame (or several).
-    fn raw(bytes: Bytes) -> Outgoing {
-        Outgoing {
-            head: [0; 10],
-            head_len: 0,
-            body: bytes,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.head_len as usize + self.body.len()
-    }
-}
-
-#[derive(Default)]
-struct Outbound {
-    queue: VecDeque<Outgoing>,
-    /// Bytes of the front frame already written (a partial write).
-    front_written: usize,
-    /// Somebody other than the next sender owns flushing: a flush job that claimed the
-    /// queue, or the writer task because the socket's send buffer was full.
-    parked: bool,
-    /// The close frame is queued: nothing more is accepted.
-    sealed: bool,
-}
-
-impl Outbound {
-    /// Writes queued frames until the queue is empty (`Ok(true)`) or the socket would block
-    /// (`Ok(false)`). Partial writes resume at the exact byte where they stopped.
-    fn write_to(&mut self, socket: &OwnedWriteHalf) -> io::Result<bool> {
-        while !self.queue.is_empty() {
-            let written = {
-                let mut slices = [IoSlice::new(&[]); FRAMES_PER_WRITE * 2];
-                let mut n = 0;
-                let mut skip = self.front_written;
-                for out in self.queue.iter().take(FRAMES_PER_WRITE) {
-                    for part in [&out.head[..out.head_len as usize], &out.body[..]] {
-                        if skip >= part.len() {
-                            skip -= part.len();
-                            continue;
-                        }
-                        slices[n] = IoSlice::new(&part[skip..]);
-                        skip = 0;
-                        n += 1;
-                    }
-                }
-                let total: usize = slices[..n].iter().map(|s| s.len()).sum();
-                let result = if total <= SMALL_WRITE {
-                    // One contiguous write: cheaper than a gather for the kernel
-                    // (measured) and the copy is a few hundred bytes.
-                    let mut buf = [0u8; SMALL_WRITE];
-                    let mut at = 0;
-                    for s in &slices[..n] {
-                        buf[at..at + s.len()].copy_from_slice(s);
-                        at += s.len();
-                    }
-                    socket.try_write(&buf[..at])
-                } else {
-                    socket.try_write_vectored(&slices[..n])
-                };
-                match result {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(w) => w,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                    Err(e) => return Err(e),
-                }
-            };
-            let mut left = written + self.front_written;
-            self.front_written = 0;
-            while let Some(front) = self.queue.front() {
-                if left < front.len() {
-                    self.front_written = left;
-                    break;
-                }
-                left -= front.len();
-                self.queue.pop_front();
-            }
-        }
-        // A burst may have grown the queue to `capacity` slots; an idle connection keeps few.
-        if self.queue.capacity() > KEEP_SLOTS {
-            self.queue.shrink_to(KEEP_SLOTS);
-        }
-        Ok(true)
-    }
-}
 
 struct Shared {
     id: SocketId,
@@ -191,7 +50,7 @@ struct Shared {
 
 /// What a push left for the caller to do.
 #[must_use]
-enum Pushed {
+pub(super) enum Pushed {
     /// The queue was empty: the caller must flush it.
     Flush,
     /// Queued behind frames that somebody else is flushing, or dropped (closing/full).
@@ -238,21 +97,18 @@ impl ConnectionHandle {
     }
 
     /// Queues a frame; with `Pushed::Flush` the caller owes a [`Self::flush`].
-    fn push(&self, out: Outgoing) -> Pushed {
+    pub(super) fn push(&self, out: Outgoing) -> Pushed {
         let mut st = self.0.out.lock();
         if st.sealed {
             return Pushed::Done;
         }
         if st.queue.len() >= self.0.capacity {
             drop(st);
-            self.close(CloseReason {
-                last_frame: None,
-                code: Some((
-                    CLOSE_SLOW_CONSUMER,
-                    "Client too slow: outbound queue full".into(),
-                )),
-                flush_queue: false,
-            });
+            self.close(CloseReason::bare(
+                SLOW_CONSUMER,
+                "Client too slow: outbound queue full",
+                false,
+            ));
             return Pushed::Done;
         }
         let was_empty = st.queue.is_empty();
@@ -265,7 +121,7 @@ impl ConnectionHandle {
     }
 
     /// Writes what is queued. If the socket is full, the writer task takes over.
-    fn flush(&self) {
+    pub(super) fn flush(&self) {
         self.write_queue(false);
     }
 
@@ -273,7 +129,7 @@ impl ConnectionHandle {
     /// it) or for the flush job that [claimed](Self::claim) it (then it is the owner, unless
     /// the queue was sealed since: the writer finishes a closing connection). A full socket
     /// hands the rest to the writer task; a drained queue is the next sender's again.
-    fn write_queue(&self, claimed: bool) {
+    pub(super) fn write_queue(&self, claimed: bool) {
         let Some(socket) = &self.0.socket else { return };
         let mut st = self.0.out.lock();
         if st.sealed || (st.parked && !claimed) {
@@ -290,8 +146,8 @@ impl ConnectionHandle {
     }
 
     /// Takes responsibility for flushing the queue on behalf of a flush job (a large
-    /// fan-out; see [`Flushes`]): until its job's [`Self::write_queue`], senders only append.
-    fn claim(&self) -> bool {
+    /// fan-out; see [`Pending`](super::Pending)): until its job's [`Self::write_queue`], senders only append.
+    pub(super) fn claim(&self) -> bool {
         if self.0.socket.is_none() {
             return false;
         }
@@ -312,11 +168,7 @@ impl ConnectionHandle {
 
     /// Ends the connection because its socket failed: nothing more can be written.
     pub(super) fn close_now(&self) {
-        self.close(CloseReason {
-            last_frame: None,
-            code: None,
-            flush_queue: false,
-        });
+        self.close(CloseReason::silent(false));
     }
 
     /// Asks the writer to end the connection. The first reason wins.
@@ -411,128 +263,25 @@ impl ConnectionHandle {
     fn queued(&self) -> usize {
         self.0.out.lock().queue.len()
     }
-}
 
-/// Frames queued now and written later, after the caller has let go of its locks: a
-/// fan-out queues to every recipient under the channel's lock (so everybody sees one order)
-/// and writes the sockets outside it when this is dropped, itself or through flush jobs
-/// (which write what they hold even if they are dropped unrun, so no path strands a queue).
-pub struct Flushes {
-    owed: Vec<ConnectionHandle>,
-    /// Up to this many owed sockets are written by the caller itself.
-    inline_max: usize,
-    /// How this caller's flush jobs give way (see [`flush_job`]).
-    pace: Pace,
-}
-
-impl Default for Flushes {
-    fn default() -> Flushes {
-        Flushes {
-            owed: Vec::new(),
-            inline_max: INLINE_FLUSHES,
-            pace: Pace::Defer,
-        }
-    }
-}
-
-impl Flushes {
-    /// Leaves every write to flush jobs, for a caller that must not spend its own time on
-    /// syscalls (one task delivering a whole cluster's events). Outside a tokio runtime (unit
-    /// tests) every write is made inline instead.
-    pub fn deferred() -> Flushes {
-        Flushes {
-            owed: Vec::new(),
-            inline_max: 0,
-            pace: Pace::Through,
-        }
+    /// Takes the queued frames' payloads as text (for handles without a socket, in tests).
+    #[cfg(test)]
+    pub(crate) fn take_texts(&self) -> Vec<String> {
+        let mut st = self.0.out.lock();
+        st.queue
+            .drain(..)
+            .map(|f| String::from_utf8_lossy(f.body()).into_owned())
+            .collect()
     }
 
-    /// Queues `frame` for `handle`; it is written when this is dropped (or by a flush job
-    /// started then).
-    pub fn send(&mut self, handle: &ConnectionHandle, frame: Outgoing) {
-        if let Pushed::Flush = handle.push(frame) {
-            self.owed.push(handle.clone());
-        }
-    }
-}
-
-/// Above this many owed sockets a fan-out does not write them itself: it hands them to flush
-/// jobs, tasks of [`JOB_SOCKETS`] sockets each that the runtime spreads over its threads.
-/// A job yields once before writing, so frames that other publishers queue meanwhile go out
-/// in the same write.
-const INLINE_FLUSHES: usize = 16;
-const JOB_SOCKETS: usize = 128;
-/// Writes between a [`Pace::Defer`] job's yields.
-const JOB_BURST: usize = 32;
-
-/// How a flush job shares its thread once it has started writing.
-#[derive(Clone, Copy)]
-enum Pace {
-    /// After every [`JOB_BURST`] writes it waits until the thread next polls for I/O: the
-    /// triggers arriving meanwhile are handled first and their frames join the same writes
-    /// (measured: flat-out fan-out gains about a quarter in throughput per CPU).
-    Defer,
-    /// It writes all its sockets in one go. For jobs of the cluster link: that one task stays
-    /// busy under a backlog, and jobs waiting for the I/O poll fell so far behind it that
-    /// subscribers' queues overflowed (measured).
-    Through,
-}
-
-/// The sockets a flush job owes a write. Whatever it has not written when it is dropped
-/// (spawned while the runtime shuts down, or cancelled at a yield) is written then.
-struct Job {
-    handles: Vec<ConnectionHandle>,
-    done: usize,
-}
-
-impl Drop for Job {
-    fn drop(&mut self) {
-        for h in &self.handles[self.done..] {
-            h.write_queue(true);
-        }
-    }
-}
-
-async fn flush_job(mut job: Job, pace: Pace) {
-    tokio::task::yield_now().await;
-    while job.done < job.handles.len() {
-        if let Pace::Defer = pace {
-            if job.done > 0 && job.done.is_multiple_of(JOB_BURST) {
-                tokio::task::yield_now().await;
-            }
-        }
-        // Counted before the write: a write is never made twice.
-        job.done += 1;
-        job.handles[job.done - 1].write_queue(true);
-    }
-}
-
-impl Drop for Flushes {
-    fn drop(&mut self) {
-        let runtime = match self.owed.len() > self.inline_max {
-            true => tokio::runtime::Handle::try_current().ok(),
-            false => None,
-        };
-        let Some(runtime) = runtime else {
-            for h in self.owed.drain(..) {
-                h.flush();
-            }
-            return;
-        };
-        self.owed.retain(ConnectionHandle::claim);
-        for job in self.owed.chunks(JOB_SOCKETS) {
-            let job = Job {
-                handles: job.to_vec(),
-                done: 0,
-            };
-            runtime.spawn(flush_job(job, self.pace));
-        }
-        self.owed.clear();
+    #[cfg(test)]
+    pub(super) fn is_parked(&self) -> bool {
+        self.0.out.lock().parked
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
@@ -546,24 +295,9 @@ mod tests {
         assert_eq!(h.queued(), 2);
     }
 
-    #[test]
-    fn text_frame_headers_use_the_shortest_length_encoding() {
-        for (len, head) in [
-            (5usize, vec![0x81, 5]),
-            (125, vec![0x81, 125]),
-            (126, vec![0x81, 126, 0, 126]),
-            (65535, vec![0x81, 126, 0xff, 0xff]),
-            (65536, vec![0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
-        ] {
-            let out = Outgoing::text_bytes(Bytes::from(vec![b'a'; len]));
-            assert_eq!(&out.head[..out.head_len as usize], &head[..], "len {len}");
-            assert_eq!(out.len(), head.len() + len);
-        }
-    }
-
     /// A handle writing to a real loopback socket (queue of `capacity`), the client end, and
     /// the server's read half (kept open).
-    async fn connected(
+    pub(crate) async fn connected(
         capacity: usize,
     ) -> (
         tokio::net::TcpStream,
@@ -581,28 +315,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_flush_job_dropped_unrun_still_writes_what_it_claimed() {
-        use tokio::io::AsyncReadExt;
-        let (mut client, _rd, h) = connected(16).await;
-        let mut out = Flushes::default();
-        out.send(&h, Outgoing::text(Utf8Bytes::from_static("hello")));
-        assert!(h.claim(), "an owed queue can be claimed");
-        let handles = std::mem::take(&mut out.owed);
-        // A runtime shutting down drops spawned futures without polling them.
-        drop(flush_job(Job { handles, done: 0 }, Pace::Defer));
-        let mut got = [0u8; 7];
-        tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            client.read_exact(&mut got),
-        )
-        .await
-        .expect("the claimed frame is written")
-        .unwrap();
-        assert_eq!(&got, b"\x81\x05hello");
-        assert!(!h.0.out.lock().parked, "senders flush for themselves again");
-    }
-
-    #[tokio::test]
     async fn writes_resume_mid_frame_and_keep_order_when_the_socket_fills() {
         use tokio::io::AsyncReadExt;
         let (mut client, _rd, h) = connected(100_000).await;
@@ -613,10 +325,7 @@ mod tests {
         for f in &frames {
             h.send_text(Utf8Bytes::from(f.clone()));
         }
-        assert!(
-            h.0.out.lock().parked,
-            "a full socket hands over to the writer"
-        );
+        assert!(h.is_parked(), "a full socket hands over to the writer");
         let writer = {
             let h = h.clone();
             tokio::spawn(async move {
@@ -641,7 +350,7 @@ mod tests {
         }
         assert_eq!(h.queued(), 0);
         assert!(
-            h.0.out.lock().queue.capacity() <= KEEP_SLOTS,
+            h.0.out.lock().queue.capacity() <= 16,
             "a drained queue gives back what the burst allocated"
         );
     }

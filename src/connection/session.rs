@@ -17,34 +17,24 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, debug_span, Instrument};
 
-use super::handle::{CloseReason, ConnectionHandle, Flushes};
+use super::close::{CloseReason, MESSAGE_TOO_BIG, RATE_LIMITED};
+use super::handle::ConnectionHandle;
 use super::inbound::Inbound;
+use super::pending::Pending;
 use super::writer;
 use crate::apps::{ClientEvents, RateLimit};
 use crate::auth;
 use crate::channel::presence::PresenceMember;
 use crate::channel::ChannelKind;
+use crate::hooks::Activity;
 use crate::protocol::message::Subscribe;
 use crate::protocol::names::validate_channel_name;
 use crate::protocol::{server, ClientMessage, PusherError};
 use crate::state::{AppRuntime, ConnectionSlot, State};
 use crate::users::SignedInUser;
 
-/// Close code and text for a message over `max_message_size` (as Reverb).
-const CLOSE_TOO_BIG: (u16, &str) = (1009, "Maximum message size exceeded");
 /// An empty WebSocket ping frame (server to client: unmasked).
 const WS_PING: &[u8] = &[0x89, 0x00];
-/// Close code when the rate limit terminates a connection (pusher-js backs off, reconnects).
-const CLOSE_RATE_LIMITED: u16 = 4100;
-
-/// Ends a connection with `pusher:error` and a close frame with `code`, after what is queued.
-pub fn close_reason(err: &PusherError, code: u16) -> CloseReason {
-    CloseReason {
-        last_frame: Some(server::error(err)),
-        code: Some((code, err.to_string())),
-        flush_queue: true,
-    }
-}
 
 /// Sends `pusher:error` and a close frame with the same code to a client refused at handshake.
 pub async fn reject<S>(mut ws: WebSocketStream<S>, err: PusherError)
@@ -135,8 +125,9 @@ impl Session {
         self.send(server::error(err));
     }
 
-    fn close_with(&self, err: &PusherError, code: u16) {
-        self.handle.close(close_reason(err, code));
+    /// Ends the connection with `err` and its own close code.
+    fn close_with(&self, err: &PusherError) {
+        self.handle.close(CloseReason::for_error(err));
     }
 
     async fn read_loop<St>(&mut self, stream: &mut St)
@@ -164,7 +155,7 @@ impl Session {
         // Shutdown closes every registered connection (`State::close_all`); this one may have
         // registered just after that sweep.
         if self.state.shutdown.is_cancelled() {
-            self.close_with(&PusherError::ShuttingDown, 4200);
+            self.close_with(&PusherError::ShuttingDown);
             return;
         }
         let handle = self.handle.clone();
@@ -177,7 +168,7 @@ impl Session {
                 _ = &mut closed => return,
                 _ = &mut auth_timer, if !self.authorized => {
                     debug!("not authorized within timeout");
-                    self.close_with(&PusherError::NotAuthorizedInTime, 4009);
+                    self.close_with(&PusherError::NotAuthorizedInTime);
                     return;
                 }
                 _ = &mut timer => {
@@ -185,7 +176,7 @@ impl Session {
                     match ping_sent {
                         Some(at) if last_seen <= at && now >= at + pong_timeout => {
                             debug!("no pong in time");
-                            self.close_with(&PusherError::PongTimeout, 4201);
+                            self.close_with(&PusherError::PongTimeout);
                             return;
                         }
                         Some(at) if last_seen <= at => timer.as_mut().reset(at + pong_timeout),
@@ -211,8 +202,8 @@ impl Session {
                         Some(Ok(Message::Frame(_))) => {}
                         Some(Err(WsError::Capacity(_))) => {
                             debug!("message over max_message_size");
-                            let (code, text) = CLOSE_TOO_BIG;
-                            self.handle.close(CloseReason { last_frame: None, code: Some((code, text.into())), flush_queue: true });
+                            let (code, text) = MESSAGE_TOO_BIG;
+                            self.handle.close(CloseReason::bare(code, text, true));
                             return;
                         }
                         Some(Err(e)) => {
@@ -231,7 +222,9 @@ impl Session {
         if let Some(limit) = self.app.app.rate_limit.clone() {
             if !self.within_rate(&limit) {
                 if limit.terminate {
-                    self.close_with(&PusherError::RateLimited, CLOSE_RATE_LIMITED);
+                    let err = PusherError::RateLimited;
+                    self.handle
+                        .close(CloseReason::with_code(&err, RATE_LIMITED));
                     return false;
                 }
                 self.send_error(&PusherError::RateLimited);
@@ -400,21 +393,20 @@ impl Session {
         }
         let user_id = membership.and_then(|m| m.as_deref());
         let text = || server::client_event(event, channel, data, user_id).into();
-        // Written when `out` drops, at the end of this call.
-        let mut out = Flushes::default();
+        let socket_id = self.handle.id();
+        let mut out = Pending::new();
         let n = self
             .app
             .channels
-            .publish(channel, false, text, Some(self.handle.id()), &mut out);
-        if let Some(bus) = &self.app.bus {
-            bus.send(crate::cluster::Msg::Client {
-                app: self.app.app.id.clone(),
-                channel: channel.to_owned(),
-                event: event.to_owned(),
-                data: data.map(ToOwned::to_owned),
-                user_id: user_id.map(ToOwned::to_owned),
-            });
-        }
+            .publish(channel, false, text, Some(socket_id), &mut out);
+        out.flush();
+        self.app.hooks.report(|| Activity::ClientEvent {
+            channel,
+            event,
+            data,
+            user_id,
+            socket_id,
+        });
         debug!(
             event,
             channel,
@@ -435,10 +427,14 @@ impl Session {
             self.app.users.sign_out(&user, id);
         }
         self.app.connections.remove(&id);
-        self.handle.close(CloseReason {
-            last_frame: None,
-            code: None,
-            flush_queue: true,
+        self.handle.close(CloseReason::silent(true));
+        let code = self
+            .handle
+            .close_reason()
+            .and_then(|r| Some(r.code.as_ref()?.0));
+        self.app.hooks.report(|| Activity::ConnectionClosed {
+            socket_id: id,
+            code,
         });
     }
 }

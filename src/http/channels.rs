@@ -5,10 +5,8 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
-use super::events::channel_attributes;
 use super::signature::{param, Params};
 use crate::channel::ChannelKind;
-use crate::cluster::local_counts;
 use crate::protocol::names::validate_channel_name;
 use crate::state::AppRuntime;
 
@@ -29,7 +27,7 @@ fn checked_name(name: &str) -> Result<(), ApiError> {
 }
 
 /// Subscribers of `channel` (or of every occupied channel starting with `prefix`) and open
-/// connections, on this node plus, with scaling, every other node (see `cluster::Bus::query`).
+/// connections, on this node plus every other node (see `hooks::Peers`).
 async fn counts(
     app: &AppRuntime,
     channel: Option<&str>,
@@ -41,14 +39,42 @@ async fn counts(
             *channels.entry(name).or_insert(0) += n;
         }
     };
-    add(local_counts(app, channel, prefix));
+    add(app.channels.local_counts(channel, prefix));
     let mut connections = app.connections.len();
-    if let Some(bus) = &app.bus {
-        let others = bus.query(&app.app.id, channel, prefix).await;
+    if let Some(peers) = &app.peers {
+        let others = peers.counts(&app.app.id, channel, prefix).await;
         add(others.channels);
         connections += others.connections;
     }
     (channels, connections)
+}
+
+/// The attributes `info` asks for, for one channel (Reverb leniency: what does not apply is
+/// left out).
+pub fn channel_attributes(
+    app: &AppRuntime,
+    channel: &str,
+    subscriptions: usize,
+    info: &[String],
+) -> Map<String, Value> {
+    let kind = ChannelKind::from_name(channel);
+    let mut attrs = Map::new();
+    if subscriptions == 0 {
+        // Unoccupied channels carry no attributes (PROTOCOL.md 5.3).
+        return attrs;
+    }
+    for item in info {
+        match item.as_str() {
+            "user_count" if kind.presence => {
+                attrs.insert("user_count".into(), app.channels.user_count(channel).into());
+            }
+            "subscription_count" if !kind.presence => {
+                attrs.insert("subscription_count".into(), subscriptions.into());
+            }
+            _ => {}
+        }
+    }
+    attrs
 }
 
 /// Subscribers of `name` on every node.

@@ -7,10 +7,12 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::channels::{channel_attributes, subscriptions};
+
 use super::error::ApiError;
 use crate::channel::ChannelKind;
 use crate::config::Config;
-use crate::connection::{Flushes, SocketId};
+use crate::connection::{Pending, SocketId};
 use crate::dispatch;
 use crate::protocol::message::raw_str;
 use crate::protocol::names::{is_valid_socket_id, validate_channel_name, MAX_EVENT_NAME};
@@ -169,34 +171,6 @@ fn parse_event(
     })
 }
 
-/// The attributes `info` asks for, for one channel (Reverb leniency: what does not apply is
-/// left out).
-pub fn channel_attributes(
-    app: &AppRuntime,
-    channel: &str,
-    subscriptions: usize,
-    info: &[String],
-) -> Map<String, Value> {
-    let kind = ChannelKind::from_name(channel);
-    let mut attrs = Map::new();
-    if subscriptions == 0 {
-        // Unoccupied channels carry no attributes (PROTOCOL.md 5.3).
-        return attrs;
-    }
-    for item in info {
-        match item.as_str() {
-            "user_count" if kind.presence => {
-                attrs.insert("user_count".into(), app.channels.user_count(channel).into());
-            }
-            "subscription_count" if !kind.presence => {
-                attrs.insert("subscription_count".into(), subscriptions.into());
-            }
-            _ => {}
-        }
-    }
-    attrs
-}
-
 /// What a trigger or batch reports once it is published: per event, its channels and the
 /// attributes (`info`) it asked for. Read after the sockets are written, and with scaling the
 /// counts are the cluster's.
@@ -219,10 +193,9 @@ impl Report {
                     &channels[..]
                 };
                 // With scaling each count asks the other nodes: all at once.
-                let counts = futures_util::future::join_all(
-                    shown.iter().map(|c| super::channels::subscriptions(app, c)),
-                )
-                .await;
+                let counts =
+                    futures_util::future::join_all(shown.iter().map(|c| subscriptions(app, c)))
+                        .await;
                 for (c, subscriptions) in shown.iter().zip(counts) {
                     let a = channel_attributes(app, c, subscriptions, info);
                     attrs.insert(c.clone(), Value::Object(a));
@@ -252,13 +225,13 @@ impl Report {
     }
 }
 
-/// Handles a trigger. The sockets are written by `out`, after this returns; the response
+/// Handles a trigger. The caller writes the sockets with `out.flush()` after this returns; the response
 /// comes from the [`Report`].
 pub fn trigger(
     app: &AppRuntime,
     config: &Config,
     body: &[u8],
-    out: &mut Flushes,
+    out: &mut Pending,
 ) -> Result<Report, ApiError> {
     let ev = parse_event(&parse_object::<RawEvent>(body)?, config, "", false)?;
     dispatch::publish(app, &ev.channels, &ev.name, &ev.data, ev.except, out);
@@ -268,13 +241,13 @@ pub fn trigger(
     })
 }
 
-/// Handles a batch: every item is validated before any is published. The sockets are
-/// written by `out`, after this returns; the response comes from the [`Report`].
+/// Handles a batch: every item is validated before any is published. The caller writes the
+/// sockets with `out.flush()` after this returns; the response comes from the [`Report`].
 pub fn batch(
     app: &AppRuntime,
     config: &Config,
     body: &[u8],
-    out: &mut Flushes,
+    out: &mut Pending,
 ) -> Result<Report, ApiError> {
     let obj: RawBatch = parse_object(body)?;
     let missing = || ApiError::bad_request("batch is required (an array of events)");
@@ -377,7 +350,7 @@ mod tests {
         let app = crate::state::State::new(config.clone());
         let app = app.apps().next().expect("the default app");
         let batch_error =
-            |body: &str| match batch(app, &config, body.as_bytes(), &mut Flushes::default()) {
+            |body: &str| match batch(app, &config, body.as_bytes(), &mut Pending::new()) {
                 Ok(_) => panic!("{body} was accepted"),
                 Err(e) => e.message,
             };

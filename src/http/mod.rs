@@ -25,7 +25,7 @@ use tracing::debug;
 use error::{json_response, ApiError};
 use signature::parse_query;
 
-use crate::connection::Flushes;
+use crate::connection::Pending;
 use crate::state::{AppRuntime, State};
 
 /// Time allowed for a request body to arrive once the headers are read.
@@ -131,14 +131,17 @@ async fn api_call<'a>(
     }
     let config = &state.config;
     match tail {
-        // The sockets are written (or handed to flush jobs) when the `Flushes` drops, at the
-        // end of the statement.
+        // The sockets are written (or handed to flush jobs) before the response is built.
         ["events"] => {
-            let report = events::trigger(app, config, &body, &mut Flushes::default())?;
+            let mut out = Pending::new();
+            let report = events::trigger(app, config, &body, &mut out)?;
+            out.flush();
             ok(report.into_json(app).await)
         }
         ["batch_events"] => {
-            let report = events::batch(app, config, &body, &mut Flushes::default())?;
+            let mut out = Pending::new();
+            let report = events::batch(app, config, &body, &mut out)?;
+            out.flush();
             ok(report.into_json(app).await)
         }
         ["channels"] => ok(channels::list(app, &params).await?),

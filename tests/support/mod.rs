@@ -56,7 +56,7 @@ impl TestServer {
     pub async fn start_with(config: Config) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let state = Arc::new(State::new(config));
+        let state = resound::server::state(config);
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(resound::serve(listener, state.clone(), async {
             let _ = rx.await;

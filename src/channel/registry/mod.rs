@@ -1,0 +1,359 @@
+//! The per-app channel registry: channel name -> subscribers, presence members and the cached
+//! last event. Joins, leaves and cache-channel publishes happen under the channel's entry held
+//! exclusively, so they are seen in one order by everybody; other publishes share the entry
+//! (two concurrent HTTP triggers may reach two subscribers in different orders, as on Pusher).
+//!
+//! Frames are queued while the entry is held (that never waits, so no lock is ever held
+//! across an `.await`); the sockets are written after it is released, by [`Pending::flush`].
+//! What happens is reported to the app's [`AppHooks`] under the same entry (see `hooks`).
+//!
+//! Split by concern: this file holds subscriptions and delivery, `counts.rs` the
+//! `subscription_count` bookkeeping, `remote.rs` what other nodes report.
+
+mod counts;
+mod remote;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use super::presence::{Presence, PresenceMember};
+use super::ChannelKind;
+use crate::connection::{ConnectionHandle, Outgoing, Pending, SocketId};
+use crate::hooks::{Activity, AppHooks};
+use crate::protocol::server;
+
+struct Subscriber {
+    handle: ConnectionHandle,
+    /// The presence member id this socket joined as.
+    member_id: Option<String>,
+}
+
+#[derive(Default)]
+struct Channel {
+    subscribers: HashMap<SocketId, Subscriber>,
+    presence: Option<Presence>,
+    /// Last event of a cache channel and when it was stored.
+    cached: Option<(Utf8Bytes, Instant)>,
+    /// When `subscription_count` was last sent, for throttling busy channels.
+    count_sent: Option<Instant>,
+}
+
+impl Channel {
+    /// Queues `text` for every subscriber but `except`; `out` writes the sockets later.
+    fn send_all(&self, text: &Utf8Bytes, except: Option<SocketId>, out: &mut Pending) {
+        let frame = Outgoing::text(text.clone());
+        for (id, sub) in &self.subscribers {
+            if Some(*id) != except {
+                out.send(&sub.handle, frame.clone());
+            }
+        }
+    }
+
+    fn is_idle(&self, now: Instant, ttl: Duration) -> bool {
+        self.subscribers.is_empty()
+            && self.presence.as_ref().is_none_or(Presence::is_empty)
+            && self
+                .cached
+                .as_ref()
+                .is_none_or(|(_, at)| now.duration_since(*at) >= ttl)
+    }
+}
+
+/// Counts of one occupied channel.
+#[derive(Debug, Clone)]
+pub struct ChannelInfo {
+    pub name: String,
+    pub subscription_count: usize,
+}
+
+/// All channels of one app.
+pub struct ChannelRegistry {
+    channels: DashMap<String, Channel>,
+    cache_ttl: Duration,
+    /// Whether subscribers of non-presence channels get `subscription_count`.
+    subscription_count: bool,
+    /// Channels whose count changed while throttled; flushed by [`Self::flush_counts`].
+    counts_pending: Mutex<HashSet<String>>,
+    /// With other nodes and `subscription_count`: channel -> node -> that node's subscribers.
+    remote_counts: Mutex<HashMap<String, HashMap<String, usize>>>,
+    hooks: AppHooks,
+}
+
+impl ChannelRegistry {
+    pub fn new(cache_ttl: Duration, subscription_count: bool, hooks: AppHooks) -> ChannelRegistry {
+        ChannelRegistry {
+            channels: DashMap::new(),
+            cache_ttl,
+            subscription_count,
+            counts_pending: Default::default(),
+            remote_counts: Default::default(),
+            hooks,
+        }
+    }
+
+    /// Subscribes `handle` and sends, in order: `member_added` to the others (a presence
+    /// user's first socket), `subscription_succeeded` to the subscriber, then the cached event
+    /// or `pusher:cache_miss` on cache channels. Re-subscribing only repeats the reply.
+    /// Returns false when the socket was subscribed already.
+    pub fn subscribe(
+        &self,
+        name: &str,
+        kind: ChannelKind,
+        handle: &ConnectionHandle,
+        member: Option<PresenceMember>,
+    ) -> bool {
+        let mut out = Pending::new();
+        let ordered = self.hooks.ordered();
+        let mut ch = self.channels.entry(name.to_owned()).or_default();
+        let id = handle.id();
+        let fresh = !ch.subscribers.contains_key(&id);
+        if fresh {
+            let occupied = ch.subscribers.is_empty();
+            let member_id = member.as_ref().map(|m| m.id.clone());
+            if let Some(m) = member {
+                self.join_presence(name, &mut ch, m, id, &mut out);
+            }
+            ch.subscribers.insert(
+                id,
+                Subscriber {
+                    handle: handle.clone(),
+                    member_id,
+                },
+            );
+            self.hooks.report(|| Activity::Subscribed {
+                channel: name,
+                socket_id: id,
+            });
+            if occupied {
+                self.hooks
+                    .report(|| Activity::ChannelOccupied { channel: name });
+            }
+        }
+        let data = match &ch.presence {
+            Some(p) if kind.presence => p.snapshot_json(),
+            _ => "{}".to_owned(),
+        };
+        let reply = server::subscription_succeeded(name, &data).into();
+        out.send(handle, Outgoing::text(reply));
+        if kind.cache {
+            match &ch.cached {
+                Some((text, at)) if at.elapsed() < self.cache_ttl => {
+                    out.send(handle, Outgoing::text(text.clone()))
+                }
+                _ => out.send(handle, Outgoing::text(server::cache_miss(name).into())),
+            }
+        }
+        if fresh {
+            self.subscribers_changed(name, kind, &mut ch, &mut out);
+        }
+        drop(ch);
+        drop(ordered);
+        out.flush();
+        fresh
+    }
+
+    /// A local socket of `m` joins: `member_added` to the others when the user is new to the
+    /// channel everywhere, and the user's first socket here is reported.
+    fn join_presence(
+        &self,
+        name: &str,
+        ch: &mut Channel,
+        m: PresenceMember,
+        id: SocketId,
+        out: &mut Pending,
+    ) {
+        let announce = server::member_added(name, &m.user_id, m.user_info.as_deref());
+        // Kept for the report only when somebody listens (the member moves into the set).
+        let reported = self.hooks.is_heard().then(|| m.clone());
+        let joined = ch.presence.get_or_insert_with(Presence::default).join(m);
+        if joined.added {
+            ch.send_all(&Utf8Bytes::from(announce), Some(id), out);
+        }
+        if let Some(member) = reported.filter(|_| joined.first_local) {
+            self.hooks.report(|| Activity::MemberJoined {
+                channel: name,
+                member: &member,
+            });
+        }
+    }
+
+    /// Removes one socket from a channel, announcing `member_removed` when it was the user's
+    /// last socket there; an emptied channel is dropped unless it holds a live cached event.
+    pub fn unsubscribe(&self, name: &str, id: SocketId) -> bool {
+        let now = Instant::now();
+        let mut out = Pending::new();
+        let ordered = self.hooks.ordered();
+        let removed = match self.channels.get_mut(name) {
+            None => return false,
+            Some(mut ch) => match ch.subscribers.remove(&id) {
+                None => false,
+                Some(sub) => {
+                    self.hooks.report(|| Activity::Unsubscribed {
+                        channel: name,
+                        socket_id: id,
+                    });
+                    if let Some(mid) = sub.member_id {
+                        self.leave_presence(name, &mut ch, &mid, &mut out);
+                    }
+                    let kind = ChannelKind::from_name(name);
+                    self.subscribers_changed(name, kind, &mut ch, &mut out);
+                    if ch.subscribers.is_empty() {
+                        self.hooks
+                            .report(|| Activity::ChannelVacated { channel: name });
+                    }
+                    true
+                }
+            },
+        };
+        drop(ordered);
+        self.channels
+            .remove_if(name, |_, ch| ch.is_idle(now, self.cache_ttl));
+        out.flush();
+        removed
+    }
+
+    /// A local socket of member `mid` leaves: reported when it was the user's last socket
+    /// here, `member_removed` when the user is now gone everywhere.
+    fn leave_presence(&self, name: &str, ch: &mut Channel, mid: &str, out: &mut Pending) {
+        let Some(p) = ch.presence.as_mut() else {
+            return;
+        };
+        let left = p.leave(mid);
+        if left.last_local {
+            self.hooks.report(|| Activity::MemberLeft {
+                channel: name,
+                id: mid,
+            });
+        }
+        if let Some(m) = left.removed {
+            let text = server::member_removed(name, &m.user_id).into();
+            ch.send_all(&text, None, out);
+        }
+    }
+
+    /// Delivers one serialized frame to every subscriber but `except`, and keeps it as the
+    /// last event of a cache channel (even with nobody subscribed). Returns recipients.
+    pub fn publish(
+        &self,
+        name: &str,
+        cache: bool,
+        text: impl FnOnce() -> Utf8Bytes,
+        except: Option<SocketId>,
+        out: &mut Pending,
+    ) -> usize {
+        if cache {
+            let text = text();
+            let mut ch = self.channels.entry(name.to_owned()).or_default();
+            ch.cached = Some((text.clone(), Instant::now()));
+            ch.send_all(&text, except, out);
+            return ch.subscribers.len();
+        }
+        match self.channels.get(name) {
+            // Serialized only when somebody will receive it.
+            Some(ch) if !ch.subscribers.is_empty() => {
+                ch.send_all(&text(), except, out);
+                ch.subscribers.len()
+            }
+            _ => 0,
+        }
+    }
+
+    /// Connections that joined a presence channel as member `user_id`.
+    pub fn presence_connections(&self, user_id: &str) -> Vec<ConnectionHandle> {
+        let mut out = Vec::new();
+        for ch in self.channels.iter().filter(|c| c.presence.is_some()) {
+            out.extend(
+                ch.subscribers
+                    .values()
+                    .filter(|s| s.member_id.as_deref() == Some(user_id))
+                    .map(|s| s.handle.clone()),
+            );
+        }
+        out
+    }
+
+    /// Subscribers of `name` on this node (0 when unoccupied).
+    pub fn subscription_count(&self, name: &str) -> usize {
+        self.channels.get(name).map_or(0, |c| c.subscribers.len())
+    }
+
+    /// Unique users of a presence channel, on every node (0 when unoccupied).
+    pub fn user_count(&self, name: &str) -> usize {
+        self.channels
+            .get(name)
+            .and_then(|c| c.presence.as_ref().map(Presence::count))
+            .unwrap_or(0)
+    }
+
+    /// String ids of a presence channel's users, on every node.
+    pub fn user_ids(&self, name: &str) -> Vec<String> {
+        self.channels
+            .get(name)
+            .and_then(|c| {
+                c.presence
+                    .as_ref()
+                    .map(|p| p.ids().map(str::to_owned).collect())
+            })
+            .unwrap_or_default()
+    }
+
+    /// The live cached event of a cache channel and its remaining time to live.
+    pub fn cached(&self, name: &str) -> Option<(Utf8Bytes, Duration)> {
+        let ch = self.channels.get(name)?;
+        let (text, at) = ch.cached.as_ref()?;
+        self.cache_ttl
+            .checked_sub(at.elapsed())
+            .filter(|d| !d.is_zero())
+            .map(|left| (text.clone(), left))
+    }
+
+    /// Channels occupied on this node whose name starts with `prefix`.
+    pub fn occupied(&self, prefix: &str) -> Vec<ChannelInfo> {
+        self.channels
+            .iter()
+            .filter(|e| !e.subscribers.is_empty() && e.key().starts_with(prefix))
+            .map(|e| ChannelInfo {
+                name: e.key().clone(),
+                subscription_count: e.subscribers.len(),
+            })
+            .collect()
+    }
+
+    /// This node's occupied channels (`channel` alone, or all starting with `prefix`) and
+    /// their subscriber counts.
+    pub fn local_counts(&self, channel: Option<&str>, prefix: &str) -> Vec<(String, usize)> {
+        match channel {
+            Some(name) => match self.subscription_count(name) {
+                0 => Vec::new(),
+                n => vec![(name.to_owned(), n)],
+            },
+            None => self
+                .occupied(prefix)
+                .into_iter()
+                .map(|c| (c.name, c.subscription_count))
+                .collect(),
+        }
+    }
+
+    /// Drops cached events past their time to live (and channels left with nothing).
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let ttl = self.cache_ttl;
+        self.channels.retain(|_, ch| {
+            if ch
+                .cached
+                .as_ref()
+                .is_some_and(|(_, at)| now.duration_since(*at) >= ttl)
+            {
+                ch.cached = None;
+            }
+            !ch.is_idle(now, ttl)
+        });
+    }
+}

@@ -1,0 +1,87 @@
+//! What other nodes report about presence: their members join and leave the same `Presence`
+//! sets as local sockets, so `subscription_succeeded`, `member_added`/`member_removed` and
+//! the users API are cluster-wide. The registry knows nodes only by an opaque id; whoever
+//! holds the other nodes (the cluster) calls these, and passes a [`Pending`] it flushes.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use super::ChannelRegistry;
+use crate::channel::presence::{Presence, PresenceMember};
+use crate::channel::ChannelKind;
+use crate::connection::Pending;
+use crate::protocol::server;
+
+impl ChannelRegistry {
+    /// Another node's user joined presence channel `name`: `member_added` here when the user
+    /// was not present anywhere yet.
+    pub fn remote_join(&self, node: &str, name: &str, member: PresenceMember, out: &mut Pending) {
+        if !ChannelKind::from_name(name).presence {
+            return;
+        }
+        let mut ch = self.channels.entry(name.to_owned()).or_default();
+        let announce = server::member_added(name, &member.user_id, member.user_info.as_deref());
+        let presence = ch.presence.get_or_insert_with(Presence::default);
+        if presence.remote_join(node, member) {
+            ch.send_all(&announce.into(), None, out);
+        }
+    }
+
+    /// Another node's user left presence channel `name`: `member_removed` here when the
+    /// user is now gone everywhere.
+    pub fn remote_leave(&self, node: &str, name: &str, id: &str, out: &mut Pending) {
+        let now = Instant::now();
+        if let Some(mut ch) = self.channels.get_mut(name) {
+            if let Some(m) = ch.presence.as_mut().and_then(|p| p.remote_leave(node, id)) {
+                let text = server::member_removed(name, &m.user_id).into();
+                ch.send_all(&text, None, out);
+            }
+        }
+        self.channels
+            .remove_if(name, |_, ch| ch.is_idle(now, self.cache_ttl));
+    }
+
+    /// Makes `members` (channel, member) the whole of what `node` reports, announcing only
+    /// the differences. An empty list drops the node.
+    pub fn replace_node(
+        &self,
+        node: &str,
+        members: Vec<(String, PresenceMember)>,
+        out: &mut Pending,
+    ) {
+        let mut keep: HashMap<&str, HashSet<&str>> = HashMap::new();
+        for (channel, m) in &members {
+            keep.entry(channel).or_default().insert(&m.id);
+        }
+        let reported: Vec<(String, Vec<String>)> = self
+            .channels
+            .iter()
+            .filter_map(|c| Some((c.key().clone(), c.presence.as_ref()?.ids_on(node))))
+            .filter(|(_, ids)| !ids.is_empty())
+            .collect();
+        for (channel, ids) in reported {
+            for id in ids {
+                if !keep
+                    .get(channel.as_str())
+                    .is_some_and(|k| k.contains(id.as_str()))
+                {
+                    self.remote_leave(node, &channel, &id, out);
+                }
+            }
+        }
+        for (channel, m) in members {
+            self.remote_join(node, &channel, m, out);
+        }
+    }
+
+    /// Presence members with a socket on this node, per channel.
+    pub fn local_presence(&self) -> Vec<(String, PresenceMember)> {
+        let mut out = Vec::new();
+        for ch in self.channels.iter() {
+            if let Some(p) = &ch.presence {
+                out.extend(p.local_members().map(|m| (ch.key().clone(), m.clone())));
+            }
+        }
+        out
+    }
+}

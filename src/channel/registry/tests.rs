@@ -1,0 +1,212 @@
+//! The registry on its own: handles without sockets (frames stay queued, read back with
+//! `take_texts`) and a recording listener on the seam.
+
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use super::ChannelRegistry;
+use crate::channel::presence::PresenceMember;
+use crate::channel::ChannelKind;
+use crate::connection::{ConnectionHandle, Pending, SocketId};
+use crate::hooks::{Hooks, Record};
+
+fn handle() -> ConnectionHandle {
+    ConnectionHandle::new(SocketId::random(), 64, None)
+}
+
+fn member(id: &str) -> PresenceMember {
+    let raw = |s: String| RawValue::from_string(s).unwrap();
+    PresenceMember::from_parts(raw(format!("\"{id}\"")), Some(raw("{\"n\":1}".into()))).unwrap()
+}
+
+/// The `event` of each queued frame, in order.
+fn events(h: &ConnectionHandle) -> Vec<String> {
+    h.take_texts()
+        .iter()
+        .map(|t| {
+            let v: serde_json::Value = serde_json::from_str(t).unwrap();
+            v["event"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+fn registry(subscription_count: bool) -> (ChannelRegistry, std::sync::Arc<Record>) {
+    let (record, hooks) = Record::hooks("app");
+    let reg = ChannelRegistry::new(Duration::from_secs(60), subscription_count, hooks);
+    (reg, record)
+}
+
+fn subscribe(reg: &ChannelRegistry, name: &str, h: &ConnectionHandle, m: Option<&str>) -> bool {
+    reg.subscribe(name, ChannelKind::from_name(name), h, m.map(member))
+}
+
+#[test]
+fn a_repeated_subscribe_only_repeats_the_reply() {
+    let (reg, record) = registry(false);
+    let h = handle();
+    assert!(subscribe(&reg, "public", &h, None));
+    assert!(!subscribe(&reg, "public", &h, None));
+    assert_eq!(
+        events(&h),
+        [
+            "pusher_internal:subscription_succeeded",
+            "pusher_internal:subscription_succeeded"
+        ]
+    );
+    let got = record.take();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(
+        got[0].starts_with("Subscribed { channel: \"public\""),
+        "{got:?}"
+    );
+    assert_eq!(got[1], "ChannelOccupied { channel: \"public\" }");
+    assert_eq!(
+        got[2],
+        "SubscriptionCount { channel: \"public\", local: 1 }"
+    );
+    assert_eq!(reg.subscription_count("public"), 1);
+}
+
+#[test]
+fn presence_counts_users_not_sockets() {
+    let (reg, record) = registry(false);
+    let (a1, a2, b) = (handle(), handle(), handle());
+    subscribe(&reg, "presence-room", &a1, Some("a"));
+    subscribe(&reg, "presence-room", &a2, Some("a"));
+    subscribe(&reg, "presence-room", &b, Some("b"));
+    // a1 heard b join; a's second socket was not announced to anybody.
+    assert_eq!(
+        events(&a1),
+        [
+            "pusher_internal:subscription_succeeded",
+            "pusher_internal:member_added"
+        ]
+    );
+    assert_eq!(events(&a2)[1..], ["pusher_internal:member_added"]);
+    assert_eq!(events(&b), ["pusher_internal:subscription_succeeded"]);
+    let joined: Vec<String> = record
+        .take()
+        .into_iter()
+        .filter(|a| a.starts_with("MemberJoined"))
+        .collect();
+    assert_eq!(joined.len(), 2, "one report per user: {joined:?}");
+    assert_eq!(reg.user_count("presence-room"), 2);
+
+    reg.unsubscribe("presence-room", a1.id());
+    assert!(events(&b).is_empty(), "a is still there on another socket");
+    assert!(!record.take().iter().any(|a| a.starts_with("MemberLeft")));
+    reg.unsubscribe("presence-room", a2.id());
+    assert_eq!(events(&b), ["pusher_internal:member_removed"]);
+    let got = record.take();
+    assert!(got.contains(&"MemberLeft { channel: \"presence-room\", id: \"a\" }".to_owned()));
+    assert!(
+        !got.iter().any(|a| a.starts_with("ChannelVacated")),
+        "b is left"
+    );
+    reg.unsubscribe("presence-room", b.id());
+    assert!(record
+        .take()
+        .contains(&"ChannelVacated { channel: \"presence-room\" }".to_owned()));
+    assert_eq!(reg.user_count("presence-room"), 0);
+}
+
+#[test]
+fn publish_skips_the_excluded_socket_and_caches_on_cache_channels() {
+    let (reg, _) = registry(false);
+    let mut out = Pending::new();
+    let text = || Utf8Bytes::from_static(r#"{"event":"e","channel":"cache-x","data":"1"}"#);
+    assert_eq!(reg.publish("cache-x", true, text, None, &mut out), 0);
+    let (a, b) = (handle(), handle());
+    subscribe(&reg, "cache-x", &a, None);
+    subscribe(&reg, "cache-x", &b, None);
+    assert_eq!(events(&a), ["pusher_internal:subscription_succeeded", "e"]);
+    assert_eq!(events(&b), ["pusher_internal:subscription_succeeded", "e"]);
+    assert!(reg.cached("cache-x").is_some());
+    assert_eq!(
+        reg.publish("cache-x", true, text, Some(a.id()), &mut out),
+        2
+    );
+    out.flush();
+    assert!(events(&a).is_empty());
+    assert_eq!(events(&b), ["e"]);
+
+    let c = handle();
+    subscribe(&reg, "cache-empty", &c, None);
+    assert_eq!(
+        events(&c),
+        [
+            "pusher_internal:subscription_succeeded",
+            "pusher:cache_miss"
+        ]
+    );
+}
+
+#[test]
+fn other_nodes_members_join_the_same_set() {
+    let (reg, _) = registry(false);
+    let mut out = Pending::new();
+    let a = handle();
+    subscribe(&reg, "presence-room", &a, Some("a"));
+    a.take_texts();
+    reg.remote_join("n2", "presence-room", member("a"), &mut out);
+    assert!(events(&a).is_empty(), "a is present already");
+    reg.remote_join("n2", "presence-room", member("b"), &mut out);
+    assert_eq!(events(&a), ["pusher_internal:member_added"]);
+    assert_eq!(reg.user_count("presence-room"), 2);
+    let mut local = reg.local_presence();
+    assert_eq!(local.len(), 1);
+    assert_eq!(local.pop().unwrap().1.id, "a");
+    // The node reports only b now, then is dropped.
+    reg.replace_node("n2", vec![("presence-room".into(), member("b"))], &mut out);
+    assert!(events(&a).is_empty());
+    reg.replace_node("n2", Vec::new(), &mut out);
+    assert_eq!(events(&a), ["pusher_internal:member_removed"]);
+    reg.remote_join("n2", "public", member("c"), &mut out);
+    assert_eq!(
+        reg.user_count("public"),
+        0,
+        "only presence channels have members"
+    );
+}
+
+#[test]
+fn subscription_counts_add_the_other_nodes() {
+    let (reg, _) = registry(true);
+    let mut out = Pending::new();
+    let a = handle();
+    subscribe(&reg, "room", &a, None);
+    assert_eq!(
+        a.take_texts()[1],
+        r#"{"event":"pusher_internal:subscription_count","channel":"room","data":"{\"subscription_count\":1}"}"#
+    );
+    reg.remote_count("n2", "room", 4, &mut out);
+    reg.remote_count("n2", "room", 4, &mut out);
+    let texts = a.take_texts();
+    assert_eq!(texts.len(), 1, "an unchanged report is not repeated");
+    assert!(
+        texts[0].contains(r#"{\"subscription_count\":5}"#),
+        "{texts:?}"
+    );
+    assert_eq!(reg.counted_channels(), [("room".to_owned(), 1)]);
+    reg.replace_node_counts("n2", Vec::new(), &mut out);
+    assert!(a.take_texts()[0].contains(r#"{\"subscription_count\":1}"#));
+    let p = handle();
+    subscribe(&reg, "presence-x", &p, Some("u"));
+    assert_eq!(events(&p), ["pusher_internal:subscription_succeeded"]);
+    assert_eq!(
+        reg.local_counts(None, "pre"),
+        [("presence-x".to_owned(), 1)]
+    );
+}
+
+#[test]
+fn without_listeners_nothing_is_reported() {
+    let reg = ChannelRegistry::new(Duration::from_secs(1), false, Hooks::default().for_app("a"));
+    let h = handle();
+    assert!(subscribe(&reg, "presence-x", &h, Some("u")));
+    assert!(reg.unsubscribe("presence-x", h.id()));
+    assert!(!reg.unsubscribe("presence-x", h.id()));
+    assert!(reg.occupied("").is_empty());
+}

@@ -1,0 +1,240 @@
+//! Applying what other nodes say to this node's core: their events are delivered to the
+//! sockets here, their presence members, signed-in users and counts join the local
+//! registries under their node id, and their questions are answered. Every socket write goes
+//! to flush jobs (`Pending::all_to_jobs`): the link task only queues frames.
+
+use std::collections::HashMap;
+
+use tracing::debug;
+
+use super::bus::Bus;
+use super::wire::{Envelope, Msg, StateMember};
+use crate::channel::presence::PresenceMember;
+use crate::connection::{Pending, SocketId};
+use crate::dispatch;
+use crate::protocol::server;
+use crate::state::{AppRuntime, State};
+
+/// Queues this node's whole state for the others, read while no reported change is in
+/// progress (`hooks::Hooks::snapshot`), so it agrees with the changes queued around it.
+pub(super) fn queue_state(state: &State, bus: &Bus) {
+    state.hooks.snapshot(|| bus.send(local_state(state)));
+}
+
+/// Every presence member, signed-in user and (with `subscription_count`) channel count with
+/// a socket on this node, for a `State` message.
+fn local_state(state: &State) -> Msg {
+    let mut members = Vec::new();
+    let mut users = Vec::new();
+    let mut counts = Vec::new();
+    for app in state.apps() {
+        let id = &app.app.id;
+        for (channel, m) in app.channels.local_presence() {
+            members.push(StateMember {
+                app: id.clone(),
+                channel,
+                user_id: m.user_id,
+                user_info: m.user_info,
+            });
+        }
+        let local = app.users.local_users().into_iter();
+        users.extend(local.map(|u| (id.clone(), u)));
+        let counted = app.channels.counted_channels().into_iter();
+        counts.extend(counted.map(|(c, n)| (id.clone(), c, n)));
+    }
+    Msg::State {
+        members,
+        users,
+        counts,
+    }
+}
+
+/// Applies one message from the bus. Our own messages come back too and are skipped.
+pub(super) fn receive(state: &State, bus: &Bus, payload: &[u8]) {
+    let Some(env) = Envelope::read(payload) else {
+        debug!("scaling: ignored a message that is not ours");
+        return;
+    };
+    if env.node == bus.node() {
+        return;
+    }
+    let node = env.node.as_str();
+    let Some(new_peer) = bus.heard(node, env.seq) else {
+        debug!(
+            node,
+            seq = env.seq,
+            "scaling: skipped a message published twice"
+        );
+        return;
+    };
+    if new_peer && !matches!(env.msg, Msg::Hello | Msg::Bye | Msg::State { .. }) {
+        // A node we did not know, or had given up on, that neither said hello nor gave its
+        // state (we missed them, say while reconnecting): ask for everybody's state again.
+        bus.send(Msg::Hello);
+    }
+    let mut out = Pending::all_to_jobs();
+    apply(state, bus, node, env.msg, &mut out);
+    out.flush();
+}
+
+fn apply(state: &State, bus: &Bus, node: &str, msg: Msg, out: &mut Pending) {
+    let app_of = |id: &str| state.app_by_id(id).cloned();
+    match msg {
+        Msg::Event {
+            app,
+            channels,
+            event,
+            data,
+            except,
+        } => {
+            if let Some(app) = app_of(&app) {
+                let except = except.as_deref().and_then(SocketId::parse);
+                dispatch::deliver(&app, &channels, &event, &data, except, out);
+            }
+        }
+        Msg::Client {
+            app,
+            channel,
+            event,
+            data,
+            user_id,
+        } => {
+            if let Some(app) = app_of(&app) {
+                let text =
+                    || server::client_event(&event, &channel, data.as_deref(), user_id.as_deref());
+                app.channels
+                    .publish(&channel, false, || text().into(), None, out);
+            }
+        }
+        Msg::Join {
+            app,
+            channel,
+            user_id,
+            user_info,
+        } => {
+            let member = PresenceMember::from_parts(user_id, user_info);
+            if let (Some(app), Some(m)) = (app_of(&app), member) {
+                app.channels.remote_join(node, &channel, m, out);
+            }
+        }
+        Msg::Leave { app, channel, id } => {
+            if let Some(app) = app_of(&app) {
+                app.channels.remote_leave(node, &channel, &id, out);
+            }
+        }
+        Msg::State {
+            members,
+            users,
+            counts,
+        } => replace_node(state, node, members, users, counts, out),
+        Msg::Count {
+            app,
+            channel,
+            subscribers,
+        } => {
+            if let Some(app) = app_of(&app) {
+                app.channels.remote_count(node, &channel, subscribers, out);
+            }
+        }
+        Msg::Online {
+            app,
+            user_id,
+            online,
+        } => {
+            if let Some(app) = app_of(&app) {
+                app.users.remote(node, &user_id, online, out);
+            }
+        }
+        Msg::Hello => queue_state(state, bus),
+        Msg::Beat => {}
+        Msg::Bye => {
+            bus.forget(node);
+            drop_node(state, node, out);
+        }
+        Msg::Terminate { app, user_id } => {
+            if let Some(app) = app_of(&app) {
+                app.close_user(&user_id);
+            }
+        }
+        Msg::Query {
+            id,
+            app,
+            channel,
+            prefix,
+        } => {
+            let (channels, connections) = match app_of(&app) {
+                Some(app) => answer(&app, channel.as_deref(), &prefix),
+                None => (Vec::new(), 0),
+            };
+            bus.send(Msg::Reply {
+                id,
+                to: node.to_owned(),
+                channels,
+                connections,
+            });
+        }
+        Msg::Reply {
+            id,
+            to,
+            channels,
+            connections,
+        } => {
+            if to == bus.node() {
+                bus.replied(id, node, channels, connections);
+            }
+        }
+    }
+}
+
+/// This node's answer to a count query.
+fn answer(app: &AppRuntime, channel: Option<&str>, prefix: &str) -> (Vec<(String, usize)>, usize) {
+    let channels = app.channels.local_counts(channel, prefix);
+    (channels, app.connections.len())
+}
+
+/// Makes what `node` reports in its `State` the whole of what this node keeps for it, per
+/// app; an app it does not mention has none of it.
+fn replace_node(
+    state: &State,
+    node: &str,
+    members: Vec<StateMember>,
+    users: Vec<(String, String)>,
+    counts: Vec<(String, String, usize)>,
+    out: &mut Pending,
+) {
+    #[derive(Default)]
+    struct Reported {
+        members: Vec<(String, PresenceMember)>,
+        users: Vec<String>,
+        counts: Vec<(String, usize)>,
+    }
+    let mut by_app: HashMap<String, Reported> = HashMap::new();
+    for m in members {
+        if let Some(pm) = PresenceMember::from_parts(m.user_id, m.user_info) {
+            let r = by_app.entry(m.app).or_default();
+            r.members.push((m.channel, pm));
+        }
+    }
+    for (app, user) in users {
+        by_app.entry(app).or_default().users.push(user);
+    }
+    for (app, channel, n) in counts {
+        by_app.entry(app).or_default().counts.push((channel, n));
+    }
+    for app in state.apps() {
+        let r = by_app.remove(&app.app.id).unwrap_or_default();
+        app.channels.replace_node(node, r.members, out);
+        app.users.replace_node(node, &r.users, out);
+        app.channels.replace_node_counts(node, r.counts, out);
+    }
+}
+
+/// Forgets everything `node` reported: it said goodbye or went silent.
+pub(super) fn drop_node(state: &State, node: &str, out: &mut Pending) {
+    debug!(node, "scaling: node gone; dropping its presence members");
+    for app in state.apps() {
+        app.channels.replace_node(node, Vec::new(), out);
+        app.users.replace_node(node, &[], out);
+        app.channels.replace_node_counts(node, Vec::new(), out);
+    }
+}

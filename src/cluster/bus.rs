@@ -1,0 +1,324 @@
+//! `Bus`: this node's side of the cluster. An outbox drained by the Redis link (never
+//! waiting: beyond its bounds messages are dropped and the state is re-sent later), the peers
+//! heard from and when, and the count queries waiting for replies. It is the cluster's
+//! [`Listener`] (what happens here goes out as a message) and its [`Peers`] (the HTTP API's
+//! cluster-wide counts).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use super::wire::{encode, Msg};
+use crate::channel::ChannelKind;
+use crate::config::Scaling;
+use crate::hooks::{Activity, Answer, Counts, Listener, Peers};
+
+/// Messages, and bytes, waiting for Redis before new ones are dropped.
+const OUTBOX: usize = 65_536;
+const OUTBOX_BYTES: usize = 64 << 20;
+
+struct Peer {
+    heard: Instant,
+    /// The highest sequence number seen from it.
+    last_seq: u64,
+    /// It let a query time out and has not been heard from since.
+    missed_query: bool,
+}
+
+type ReplySender = mpsc::UnboundedSender<(String, Counts)>;
+
+/// This node's side of the cluster: an outbox drained by the Redis link, the peers heard
+/// from, and the queries waiting for replies.
+pub struct Bus {
+    node: String,
+    pub(super) settings: Scaling,
+    /// Apps with `subscription_count` on: only their counts are worth telling the others.
+    counted_apps: HashSet<String>,
+    outbox: mpsc::Sender<String>,
+    /// Taken once by the link.
+    pub(super) inbox_for_link: Mutex<Option<mpsc::Receiver<String>>>,
+    peers: Mutex<HashMap<String, Peer>>,
+    queries: Mutex<HashMap<u64, ReplySender>>,
+    next_query: AtomicU64,
+    dropped: AtomicU64,
+    /// Bytes in the outbox.
+    queued_bytes: AtomicUsize,
+    /// Something was dropped: the others may have missed a change, send the state again.
+    pub(super) resync: AtomicBool,
+}
+
+impl Bus {
+    pub fn new(settings: Scaling, counted_apps: HashSet<String>) -> Arc<Bus> {
+        let (outbox, rx) = mpsc::channel(OUTBOX);
+        Arc::new(Bus {
+            node: format!("{:016x}", rand::random::<u64>()),
+            settings,
+            counted_apps,
+            outbox,
+            inbox_for_link: Mutex::new(Some(rx)),
+            peers: Mutex::default(),
+            queries: Mutex::default(),
+            next_query: AtomicU64::new(1),
+            dropped: AtomicU64::new(0),
+            queued_bytes: AtomicUsize::new(0),
+            resync: AtomicBool::new(false),
+        })
+    }
+
+    /// Counts every peer as just heard: after our own outage, their beats are still on the
+    /// way, and the state they send on our hello replaces what we had.
+    pub(super) fn refresh_peers(&self) {
+        let now = Instant::now();
+        for p in self.peers.lock().values_mut() {
+            p.heard = now;
+        }
+    }
+
+    /// The link took `n` bytes out of the outbox.
+    pub(super) fn dequeued(&self, n: usize) {
+        self.queued_bytes.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// This node's id on the bus.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Queues `msg` for the other nodes. Never waits: when Redis is away long enough for the
+    /// outbox to fill, messages are dropped and counted.
+    pub fn send(&self, msg: Msg) {
+        let text = encode(&msg);
+        let len = text.len();
+        let within = self.queued_bytes.fetch_add(len, Ordering::Relaxed) + len <= OUTBOX_BYTES;
+        if !within || self.outbox.try_send(text).is_err() {
+            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            self.resync.store(true, Ordering::Relaxed);
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed);
+            if n.is_multiple_of(10_000) {
+                warn!(
+                    dropped = n + 1,
+                    "scaling: outbox full (Redis unreachable?); messages for other nodes dropped"
+                );
+            }
+        }
+    }
+
+    /// Nodes heard from within the peer timeout (`Scaling::peer_timeout`).
+    pub fn live_peers(&self) -> HashSet<String> {
+        self.peers_where(|_| true)
+    }
+
+    fn peers_where(&self, keep: impl Fn(&Peer) -> bool) -> HashSet<String> {
+        let now = Instant::now();
+        self.peers
+            .lock()
+            .iter()
+            .filter(|(_, p)| now.duration_since(p.heard) < self.settings.peer_timeout && keep(p))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// The other nodes' counts: subscribers of `channel`, or of every occupied channel
+    /// starting with `prefix`, and connections. Waits for every live node, at most
+    /// the query wait (`Scaling::query_wait`); a node that does not answer in time is left out.
+    pub async fn query(&self, app: &str, channel: Option<&str>, prefix: &str) -> Counts {
+        let mut counts = Counts::default();
+        let mut waiting = self.peers_where(|p| !p.missed_query);
+        if waiting.is_empty() {
+            return counts;
+        }
+        let id = self.next_query.fetch_add(1, Ordering::Relaxed);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.queries.lock().insert(id, tx);
+        // Forgets the query however this future ends (a dropped HTTP request included).
+        struct Forget<'a>(&'a Bus, u64);
+        impl Drop for Forget<'_> {
+            fn drop(&mut self) {
+                self.0.queries.lock().remove(&self.1);
+            }
+        }
+        let _forget = Forget(self, id);
+        self.send(Msg::Query {
+            id,
+            app: app.to_owned(),
+            channel: channel.map(str::to_owned),
+            prefix: prefix.to_owned(),
+        });
+        let deadline = tokio::time::sleep(self.settings.query_wait);
+        tokio::pin!(deadline);
+        while !waiting.is_empty() {
+            tokio::select! {
+                reply = rx.recv() => match reply {
+                    Some((node, reply)) => {
+                        if waiting.remove(&node) {
+                            counts.channels.extend(reply.channels);
+                            counts.connections += reply.connections;
+                        }
+                    }
+                    None => break,
+                },
+                _ = &mut deadline => {
+                    warn!(missing = waiting.len(), "scaling: query answered by only some nodes");
+                    let mut peers = self.peers.lock();
+                    for node in &waiting {
+                        if let Some(p) = peers.get_mut(node) {
+                            p.missed_query = true;
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+        counts
+    }
+
+    /// Marks `node` alive: `Some(true)` when it was not known (or had timed out), `None` when
+    /// message `seq` was seen already (published again after a lost connection).
+    pub(super) fn heard(&self, node: &str, seq: u64) -> Option<bool> {
+        let now = Instant::now();
+        let mut peers = self.peers.lock();
+        match peers.get_mut(node) {
+            Some(p) => {
+                if seq != 0 && seq <= p.last_seq {
+                    return None;
+                }
+                let stale = now.duration_since(p.heard) >= self.settings.peer_timeout;
+                p.heard = now;
+                p.last_seq = p.last_seq.max(seq);
+                p.missed_query = false;
+                Some(stale)
+            }
+            None => {
+                let p = Peer {
+                    heard: now,
+                    last_seq: seq,
+                    missed_query: false,
+                };
+                peers.insert(node.to_owned(), p);
+                Some(true)
+            }
+        }
+    }
+
+    /// Forgets `node` (it said goodbye).
+    pub(super) fn forget(&self, node: &str) {
+        self.peers.lock().remove(node);
+    }
+
+    /// `node`'s answer to our query `id`, for the query waiting for it (if still waiting).
+    pub(super) fn replied(
+        &self,
+        id: u64,
+        node: &str,
+        channels: Vec<(String, usize)>,
+        connections: usize,
+    ) {
+        if let Some(tx) = self.queries.lock().get(&id) {
+            let reply = Counts {
+                channels,
+                connections,
+            };
+            let _ = tx.send((node.to_owned(), reply));
+        }
+    }
+
+    /// Forgets nodes silent for the peer timeout (`Scaling::peer_timeout`); returns them.
+    pub(super) fn expire_peers(&self) -> Vec<String> {
+        let now = Instant::now();
+        let mut gone = Vec::new();
+        self.peers.lock().retain(|node, p| {
+            let alive = now.duration_since(p.heard) < self.settings.peer_timeout;
+            if !alive {
+                gone.push(node.clone());
+            }
+            alive
+        });
+        gone
+    }
+}
+
+impl Peers for Bus {
+    fn counts<'a>(
+        &'a self,
+        app: &'a str,
+        channel: Option<&'a str>,
+        prefix: &'a str,
+    ) -> Answer<'a, Counts> {
+        Box::pin(self.query(app, channel, prefix))
+    }
+
+    fn live_nodes(&self) -> usize {
+        self.live_peers().len()
+    }
+}
+
+impl Listener for Bus {
+    /// What the other nodes must hear of, as a message; everything else is this node's own.
+    fn on(&self, app: &str, activity: &Activity<'_>) {
+        let app = app.to_owned();
+        let msg = match *activity {
+            Activity::ApiEvent {
+                channels,
+                event,
+                data,
+                except,
+            } => Msg::Event {
+                app,
+                channels: channels.to_vec(),
+                event: event.to_owned(),
+                data: data.to_owned(),
+                except: except.map(|id| id.to_string()),
+            },
+            Activity::ClientEvent {
+                channel,
+                event,
+                data,
+                user_id,
+                ..
+            } => Msg::Client {
+                app,
+                channel: channel.to_owned(),
+                event: event.to_owned(),
+                data: data.map(ToOwned::to_owned),
+                user_id: user_id.map(ToOwned::to_owned),
+            },
+            Activity::MemberJoined { channel, member } => Msg::Join {
+                app,
+                channel: channel.to_owned(),
+                user_id: member.user_id.clone(),
+                user_info: member.user_info.clone(),
+            },
+            Activity::MemberLeft { channel, id } => Msg::Leave {
+                app,
+                channel: channel.to_owned(),
+                id: id.to_owned(),
+            },
+            Activity::SubscriptionCount { channel, local }
+                if self.counted_apps.contains(&app)
+                    && !ChannelKind::from_name(channel).presence =>
+            {
+                Msg::Count {
+                    app,
+                    channel: channel.to_owned(),
+                    subscribers: local,
+                }
+            }
+            Activity::UserOnline { user_id } | Activity::UserOffline { user_id } => Msg::Online {
+                app,
+                user_id: user_id.to_owned(),
+                online: matches!(activity, Activity::UserOnline { .. }),
+            },
+            Activity::UserTerminated { user_id } => Msg::Terminate {
+                app,
+                user_id: user_id.to_owned(),
+            },
+            _ => return,
+        };
+        self.send(msg);
+    }
+}
