@@ -1,4 +1,4 @@
-// Users (docs/users.md, PROTOCOL.md 4, 2.10, 5.8): pusher-js signin(),
+// Users (docs/users.md, docs/protocol.md §5, §3.6, §6.10): pusher-js signin(),
 // server-to-user events, watchlists, terminate_connections, presence through
 // the signed-in user, subscription counts and authorized connections.
 //

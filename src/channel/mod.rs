@@ -5,7 +5,7 @@ pub mod registry;
 
 use crate::protocol::names::SERVER_TO_USER_PREFIX;
 
-/// What a channel name says about it (PROTOCOL.md 2.2; first matching prefix wins).
+/// What a channel name says about it (docs/protocol.md §2.2; first matching prefix wins).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChannelKind {
     /// Subscribing needs a `{socket_id}:{channel}` signature.

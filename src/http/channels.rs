@@ -60,7 +60,7 @@ pub fn channel_attributes(
     let kind = ChannelKind::from_name(channel);
     let mut attrs = Map::new();
     if subscriptions == 0 {
-        // Unoccupied channels carry no attributes (PROTOCOL.md 5.3).
+        // Unoccupied channels carry no attributes (docs/protocol.md §6.4).
         return attrs;
     }
     for item in info {

@@ -1,4 +1,4 @@
-//! HTTP API request authentication (PROTOCOL.md 5.2): the signature over method, path and
+//! HTTP API request authentication (docs/protocol.md §6.2): the signature over method, path and
 //! sorted query, the `auth_key` check, the timestamp window and the `body_md5` rules that
 //! accept the PHP, Node and Python SDKs alike.
 

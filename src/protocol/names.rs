@@ -1,4 +1,4 @@
-//! Name rules for channels and events (PROTOCOL.md 2.1 and 7).
+//! Name rules for channels and events (docs/protocol.md §2.1 and §8).
 
 /// Longest channel name accepted (the Node and Python SDKs allow 200; Pusher's docs say 164).
 pub const MAX_CHANNEL_NAME: usize = 200;
