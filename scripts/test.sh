@@ -23,8 +23,8 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 command -v redis-server >/dev/null || { echo "redis-server is required and could not be installed" >&2; exit 1; }
 
-echo "== cargo test (unit and integration)"
-cargo test --locked --all-targets 2>&1
+echo "== cargo test (unit and integration, server and bench)"
+cargo test --locked --workspace --all-targets 2>&1
 
 echo "== cargo build (binary for the conformance suite)"
 cargo build --locked --bin resound 2>&1
