@@ -1,13 +1,12 @@
 //! Bad input and slow clients never disturb other clients.
 
-mod support;
-
 use std::time::Duration;
 
 use futures_util::SinkExt;
 use serde_json::json;
-use support::*;
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::*;
 
 #[tokio::test]
 async fn abuse_from_one_client_does_not_disturb_another() {

@@ -1,15 +1,14 @@
 //! Multi-node scaling: two or three resound nodes sharing a real `redis-server` (started here
 //! on a free loopback port; the test fails, never skips, when the binary is missing).
 
-mod support;
-
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use resound::auth;
 use resound::config::Scaling;
 use serde_json::{json, Value};
-use support::*;
+
+use crate::support::*;
 
 /// A `redis-server` on a free loopback port, killed when dropped.
 struct Redis {

@@ -1,11 +1,9 @@
 //! Graceful shutdown: clients are closed with 4200 (pusher-js reconnects at once) and the
 //! server finishes within its deadline.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn shutdown_closes_clients_with_4200_and_finishes() {

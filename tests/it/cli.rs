@@ -1,13 +1,11 @@
 //! The `resound` binary: help text, configuration errors, `.env` pickup, dev app, SIGTERM.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::free_port;
+use crate::support::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_resound");
 

@@ -1,6 +1,5 @@
 //! Test harness: a real server on 127.0.0.1:0 in-process, a WebSocket client that speaks
 //! JSON frames with timeouts, and a signed HTTP client. No fixed ports, no sleeps to sync.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -145,14 +144,6 @@ impl Client {
 
     pub async fn send_text(&mut self, s: &str) {
         self.ws.send(Message::text(s.to_owned())).await.unwrap();
-    }
-
-    /// The next text frame as raw text (WS control frames are skipped).
-    pub async fn recv_text(&mut self) -> String {
-        match self.next_seen(WAIT).await {
-            Some(Seen::Frame(v)) => v.to_string(),
-            other => panic!("expected a frame, saw {other:?}"),
-        }
     }
 
     /// The next raw text frame exactly as sent by the server.

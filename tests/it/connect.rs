@@ -1,13 +1,12 @@
 //! Connection lifecycle: handshake, handshake refusals, ping/pong, heartbeat, bad frames.
 
-mod support;
-
 use std::time::Duration;
 
 use futures_util::SinkExt;
 use serde_json::json;
-use support::*;
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::*;
 
 #[tokio::test]
 async fn connection_established_comes_first_with_sdk_socket_id() {

@@ -1,9 +1,8 @@
 //! Subscribing: public, private, encrypted and cache channels, signatures, names.
 
-mod support;
-
 use serde_json::json;
-use support::*;
+
+use crate::support::*;
 
 #[tokio::test]
 async fn public_subscribe_golden_and_delivery() {

@@ -1,13 +1,12 @@
 //! User sign-in, server-to-user channels, watchlists, presence through a signed-in user,
 //! terminate_connections and authorized connections.
 
-mod support;
-
 use std::time::Duration;
 
 use resound::auth;
 use serde_json::{json, Value};
-use support::*;
+
+use crate::support::*;
 
 fn signin_frame(socket_id: &str, user_data: &str) -> Value {
     let sig = auth::sign(SECRET, &auth::signin_string_to_sign(socket_id, user_data));
