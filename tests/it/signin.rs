@@ -259,7 +259,8 @@ async fn authorized_connections_timeout() {
         (4009, "Connection not authorized within timeout".into())
     );
     assert_eq!(idle.expect_close().await.0, Some(4009));
-    // Past the deadline for the other two as well: they stay.
+    // Past the deadline for the other two as well: they stay. A sleep, not a poll: the test
+    // asserts that a close does NOT come within the window.
     tokio::time::sleep(Duration::from_millis(500)).await;
     private.send(json!({"event":"pusher:ping"})).await;
     assert_eq!(private.recv().await["event"], "pusher:pong");

@@ -25,6 +25,23 @@ pub const SECRET: &str = "w3e8r1t6y9u4i2o7p5a0";
 pub const WAIT: Duration = Duration::from_secs(5);
 /// How long a test watches for a frame it expects NOT to arrive.
 pub const QUIET: Duration = Duration::from_millis(300);
+/// How often [`wait_until`] looks again.
+const POLL: Duration = Duration::from_millis(25);
+
+/// Polls `cond` until it holds (true) or `within` has passed (false). For every state a test
+/// can observe; only a test asserting that something does NOT happen sleeps through a window.
+pub async fn wait_until(mut cond: impl AsyncFnMut() -> bool, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
 
 /// The test app, with Reverb defaults.
 pub fn app() -> App {
