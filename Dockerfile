@@ -3,6 +3,9 @@ FROM rust:1-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The workspace's other member: cargo reads its manifest, but builds only the server.
+COPY bench/Cargo.toml ./bench/
+COPY bench/src ./bench/src
 RUN cargo build --release --locked --bin resound
 
 FROM debian:bookworm-slim

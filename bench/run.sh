@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Benchmarks resound on this machine: builds the release binaries, then for every scenario and
-# run starts a fresh resound on a free loopback port and drives it with resound-bench, which
-# prints one JSON line per run. Bounded: each scenario runs for a fixed number of seconds.
+# Benchmarks resound on this machine: builds the release binaries of the server and of the load
+# generator (the resound-bench package in bench/, sharing the workspace's target/), then for
+# every scenario and run starts a fresh resound on a free loopback port and drives it with
+# resound-bench, which prints one JSON line per run. Bounded: each scenario runs for a fixed
+# number of seconds.
 #
 #   bench/run.sh                  # every scenario, 3 runs each
 #   RUNS=1 bench/run.sh fanout-100 trigger
@@ -21,7 +23,9 @@ DURATION=${DURATION:-10}
 scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] || scenarios=(idle fanout-100 fanout-flat channels trigger whisper)
 
-cargo build --release --locked --bins >&2
+cargo build --release --locked -p resound -p resound-bench >&2
+# Where cargo put them: the workspace's target/, unless CARGO_TARGET_DIR says otherwise.
+bin=${CARGO_TARGET_DIR:-target}/release
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -32,7 +36,7 @@ start_server() {
     REVERB_APP_ID=558412 REVERB_APP_KEY=q7h2x9v4m1n8b3c6z5k0 REVERB_APP_SECRET=w3e8r1t6y9u4i2o7p5a0 \
     REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM=members REVERB_MAX_REQUEST_SIZE=100000 \
     RESOUND_WORKERS="${RESOUND_WORKERS:-0}" "${SCALING[@]}" \
-    target/release/resound >>"$log" 2>&1 &
+    "$bin/resound" >>"$log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do
     curl -sf "http://127.0.0.1:$port/up" >/dev/null 2>&1 && return 0
@@ -65,7 +69,7 @@ stop_pair() {
 SCALING=()
 bench_pair() { bench --api-addr "127.0.0.1:$api_port" --api-pid "$api_pid" "$@"; }
 
-bench() { target/release/resound-bench --addr "127.0.0.1:$port" --server-pid "$pid" --label "run $run" "$@"; }
+bench() { "$bin/resound-bench" --addr "127.0.0.1:$port" --server-pid "$pid" --label "run $run" "$@"; }
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for scenario in "${scenarios[@]}"; do
@@ -83,8 +87,8 @@ for scenario in "${scenarios[@]}"; do
       channels) bench channels --channels 1000 --per-channel 5 --size 100 --duration "$DURATION" ;;
       trigger) bench trigger --concurrency 16 --duration "$DURATION" ;;
       whisper) bench whisper --pairs 200 --rate 5 --duration "$DURATION" ;;
-      floor) target/release/resound-bench --label "run $run" floor --sockets 1000 --rate 100 --size 100 --duration 5 ;;
-      floor-sparse) target/release/resound-bench --label "run $run" floor --sockets 1000 --rate 10000 --per-round 5 --epoll-reader --size 100 --duration 5 ;;
+      floor) "$bin/resound-bench" --label "run $run" floor --sockets 1000 --rate 100 --size 100 --duration 5 ;;
+      floor-sparse) "$bin/resound-bench" --label "run $run" floor --sockets 1000 --rate 10000 --per-round 5 --epoll-reader --size 100 --duration 5 ;;
       fanout-2node-100) bench_pair fanout --subscribers 1000 --rate 100 --size 100 --duration "$DURATION" ;;
       fanout-2node-flat) bench_pair fanout --subscribers 1000 --rate 0 --size 100 --duration "$DURATION" --publishers 16 --publisher-thread ;;
       channels-2node) bench_pair channels --channels 1000 --per-channel 5 --size 100 --duration "$DURATION" ;;

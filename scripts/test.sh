@@ -8,23 +8,42 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The scaling tests run real redis-server processes (on free loopback ports, stopped by the
-# tests). Install Debian's package when it is missing; a daemon the package may start is
-# stopped again, so nothing is left running.
+# tests). Install Debian's package when it is missing; a daemon the install itself started is
+# stopped again, so nothing is left running. Only that one: its PIDs are those running after
+# the install and not before, and each is signalled by PID, never by name, so a redis-server
+# someone else runs on this machine is left alone.
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "== installing redis-server (Debian package)"
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
-  running_before=$(pgrep -x redis-server || true)
+  running_before=$(pgrep -x redis-server | sort || true)
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
-  if [ -z "$running_before" ] && pgrep -x redis-server >/dev/null; then
-    $sudo service redis-server stop >/dev/null 2>&1 || $sudo pkill -x redis-server || true
-  fi
+  running_after=$(pgrep -x redis-server | sort || true)
+  started=$(comm -13 <(echo "$running_before") <(echo "$running_after") | grep . || true)
+  # A live redis-server (an exited one may linger as a zombie until its parent reaps it).
+  is_redis() {
+    local s
+    s=$(ps -o comm=,stat= -p "$1" 2>/dev/null) || return 1
+    [[ $s == redis-server* && $s != *Z* ]]
+  }
+  for pid in $started; do
+    if is_redis "$pid"; then $sudo kill -TERM "$pid" 2>/dev/null || true; fi
+  done
+  for pid in $started; do
+    for _ in $(seq 50); do
+      if ! is_redis "$pid"; then break; fi
+      sleep 0.1
+    done
+    if is_redis "$pid"; then
+      echo "redis-server $pid, started by the install, is still running" >&2
+    fi
+  done
 fi
 command -v redis-server >/dev/null || { echo "redis-server is required and could not be installed" >&2; exit 1; }
 
-echo "== cargo test (unit and integration)"
-cargo test --locked --all-targets 2>&1
+echo "== cargo test (unit and integration, server and bench)"
+cargo test --locked --workspace --all-targets 2>&1
 
 echo "== cargo build (binary for the conformance suite)"
 cargo build --locked --bin resound 2>&1

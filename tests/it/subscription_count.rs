@@ -1,9 +1,8 @@
 //! `pusher_internal:subscription_count` (per-app option, off by default).
 
-mod support;
-
 use serde_json::json;
-use support::*;
+
+use crate::support::*;
 
 fn count_of(v: &serde_json::Value) -> u64 {
     assert_eq!(v["event"], "pusher_internal:subscription_count", "{v}");

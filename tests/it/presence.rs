@@ -1,9 +1,8 @@
 //! Presence channels: members, ids/hash/count, member_added/removed rules.
 
-mod support;
-
 use serde_json::json;
-use support::*;
+
+use crate::support::*;
 
 #[tokio::test]
 async fn join_lists_self_and_announces_to_others_only() {

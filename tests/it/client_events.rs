@@ -1,12 +1,11 @@
 //! Client events (Echo whispers): relay rules, modes, and rate limiting.
 
-mod support;
-
 use std::time::Duration;
 
 use resound::apps::{ClientEvents, RateLimit};
 use serde_json::json;
-use support::*;
+
+use crate::support::*;
 
 #[tokio::test]
 async fn whisper_reaches_others_but_not_the_sender() {

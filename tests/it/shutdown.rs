@@ -1,11 +1,9 @@
 //! Graceful shutdown: clients are closed with 4200 (pusher-js reconnects at once) and the
 //! server finishes within its deadline.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn shutdown_closes_clients_with_4200_and_finishes() {
@@ -38,15 +36,23 @@ async fn shutdown_waits_for_a_request_in_flight() {
     let path = format!("/apps/{APP_ID}/events");
     let q = api.signed_query("POST", &path, &[], body, now());
     let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    // Head sent, body not yet: the request is in flight when shutdown starts.
+    // Head sent, body not yet: the request is in flight when shutdown starts. With
+    // `Expect: 100-continue` the server says when its handler starts reading the body.
     let head = format!(
-        "POST {path}?{q} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        "POST {path}?{q} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut interim = [0; 25];
+    tokio::time::timeout(WAIT, s.read_exact(&mut interim))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
     let task = server.shutdown();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The body goes out only once shutdown has begun (no more accepts, every task told).
+    let started = wait_until(async || server.state.shutdown.is_cancelled(), WAIT).await;
+    assert!(started, "shutdown began");
     s.write_all(body.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     tokio::time::timeout(WAIT, s.read_to_end(&mut buf))

@@ -1,9 +1,8 @@
 //! The Pusher HTTP API: triggers, batches, queries, authentication and limits.
 
-mod support;
-
 use serde_json::json;
-use support::*;
+
+use crate::support::*;
 
 #[tokio::test]
 async fn laravel_trigger_with_to_others_excludes_sender() {

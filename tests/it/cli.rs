@@ -1,13 +1,11 @@
 //! The `resound` binary: help text, configuration errors, `.env` pickup, dev app, SIGTERM.
 
-mod support;
-
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
-use support::free_port;
+use crate::support::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_resound");
 
@@ -51,7 +49,7 @@ fn wait_for_line(child: &mut Child, needle: &str) -> Vec<String> {
 }
 
 fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         s,
@@ -63,17 +61,42 @@ fn http_get(port: u16, path: &str) -> String {
     out
 }
 
+/// Waits up to `within` for `child` to exit, polling; `None` if it still runs.
+fn wait_exit(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Kills `child` (its own `Child`: std never signals a pid it has already reaped) and reaps it.
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Sends SIGTERM to `child` and returns its exit code.
 fn terminate(child: &mut Child) -> i32 {
+    // Only while `try_wait` says it runs: a child we have not reaped keeps its pid, so the
+    // signal cannot reach a process that reused it.
+    if let Some(status) = child.try_wait().unwrap() {
+        panic!("server exited before SIGTERM: {status}");
+    }
     let pid = child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    for _ in 0..100 {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st.code().unwrap_or(-1);
+    match wait_exit(child, Duration::from_secs(10)) {
+        Some(status) => status.code().unwrap_or(-1),
+        None => {
+            kill(child);
+            panic!("server did not exit after SIGTERM");
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
-    child.kill().unwrap();
-    panic!("server did not exit after SIGTERM");
 }
 
 #[test]
@@ -116,29 +139,34 @@ fn help_documents_every_setting() {
 fn bad_setting_is_one_line_exit_2_before_binding() {
     let port = free_port();
     let dir = tmpdir("bad");
-    let child = clean_command(dir.path())
+    let mut child = clean_command(dir.path())
         .args(["--port", &port.to_string()])
         .env("REVERB_APP_ACTIVITY_TIMEOUT", "soon")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id().to_string();
     // If the bad value were accepted the server would run: stop it after a while.
-    let guard = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(10));
-        let _ = Command::new("kill").args(["-KILL", &pid]).status();
-    });
-    let out = child.wait_with_output().unwrap();
-    drop(guard);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8(out.stderr).unwrap();
+    let Some(status) = wait_exit(&mut child, Duration::from_secs(10)) else {
+        kill(&mut child);
+        panic!("the server accepted the bad value and kept running");
+    };
+    assert_eq!(status.code(), Some(2));
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
         err.contains("REVERB_APP_ACTIVITY_TIMEOUT") && err.contains("'soon'"),
         "{err}"
     );
-    assert!(out.stdout.is_empty(), "nothing printed as listening");
+    let mut out = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    assert!(out.is_empty(), "nothing printed as listening");
 }
 
 #[test]

@@ -1,15 +1,14 @@
 //! Multi-node scaling: two or three resound nodes sharing a real `redis-server` (started here
 //! on a free loopback port; the test fails, never skips, when the binary is missing).
 
-mod support;
-
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use resound::auth;
 use resound::config::Scaling;
 use serde_json::{json, Value};
-use support::*;
+
+use crate::support::*;
 
 /// A `redis-server` on a free loopback port, killed when dropped.
 struct Redis {
@@ -41,19 +40,22 @@ impl Redis {
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server must be installed for the scaling tests (scripts/test.sh installs it)");
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", listen))
-                .await
-                .is_ok()
-            {
-                return Redis {
-                    port: listen,
-                    child,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("redis-server did not listen on {listen}");
+        // Built first so that a failed start still kills it (`Drop`).
+        let redis = Redis {
+            port: listen,
+            child,
+        };
+        let listening = wait_until(
+            async || {
+                tokio::net::TcpStream::connect(("127.0.0.1", listen))
+                    .await
+                    .is_ok()
+            },
+            WAIT,
+        )
+        .await;
+        assert!(listening, "redis-server did not listen on {listen}");
+        redis
     }
 
     fn stop(&mut self) {
@@ -101,16 +103,16 @@ fn rand_suffix() -> u64 {
 }
 
 async fn wait_for_peers(nodes: &[TestServer], peers: usize) {
-    for _ in 0..400 {
-        if nodes
-            .iter()
-            .all(|s| s.state.peers().unwrap().live_nodes() == peers)
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("nodes did not all see {peers} peers within 10 s");
+    let all_see = wait_until(
+        async || {
+            nodes
+                .iter()
+                .all(|s| s.state.peers().unwrap().live_nodes() == peers)
+        },
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(all_see, "nodes did not all see {peers} peers within 10 s");
 }
 
 /// Two nodes of one cluster share events both ways; `outsider` (a node that could not join:
@@ -158,18 +160,22 @@ async fn publish_raw(redis: &Redis, node: &TestServer, text: &str) -> i64 {
 /// Polls a node's users API until it answers `expected` (presence news travel through Redis).
 async fn users_become(node: &TestServer, channel: &str, expected: Value) {
     let mut seen = Value::Null;
-    for _ in 0..200 {
-        seen = node
-            .http()
-            .get(&format!("/channels/{channel}/users"), &[])
-            .await
-            .json();
-        if seen == expected {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("users of {channel}: expected {expected}, last saw {seen}");
+    let became = wait_until(
+        async || {
+            seen = node
+                .http()
+                .get(&format!("/channels/{channel}/users"), &[])
+                .await
+                .json();
+            seen == expected
+        },
+        WAIT,
+    )
+    .await;
+    assert!(
+        became,
+        "users of {channel}: expected {expected}, last saw {seen}"
+    );
 }
 
 fn signin_frame(socket_id: &str, user_data: &str) -> Value {
@@ -703,13 +709,14 @@ async fn a_message_published_twice_after_a_lost_connection_is_delivered_once() {
     };
     // Until the node has subscribed, a publication reaches nobody (PUBLISH counts receivers).
     let mut receivers = 0;
-    for _ in 0..200 {
-        receivers = publish_raw(&redis, &nodes[0], "not one of ours").await;
-        if receivers > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_until(
+        async || {
+            receivers = publish_raw(&redis, &nodes[0], "not one of ours").await;
+            receivers > 0
+        },
+        WAIT,
+    )
+    .await;
     assert_eq!(receivers, 1, "the node never subscribed");
     for text in [
         event(1, "first"),

@@ -1,9 +1,8 @@
 //! Subscribing: public, private, encrypted and cache channels, signatures, names.
 
-mod support;
-
 use serde_json::json;
-use support::*;
+
+use crate::support::*;
 
 #[tokio::test]
 async fn public_subscribe_golden_and_delivery() {
@@ -154,6 +153,8 @@ async fn cached_event_expires_after_ttl() {
     config.cache_ttl = std::time::Duration::from_millis(200);
     let server = TestServer::start_with(config).await;
     server.http().trigger(&["cache-x"], "tick", "1", None).await;
+    // A sleep, not a poll: the cached event is judged against the clock when a client
+    // subscribes, so the condition is the TTL's passing itself and nothing else shows it.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let mut c = server.connected().await;
     c.subscribe_public("cache-x").await;

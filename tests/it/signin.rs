@@ -1,13 +1,12 @@
 //! User sign-in, server-to-user channels, watchlists, presence through a signed-in user,
 //! terminate_connections and authorized connections.
 
-mod support;
-
 use std::time::Duration;
 
 use resound::auth;
 use serde_json::{json, Value};
-use support::*;
+
+use crate::support::*;
 
 fn signin_frame(socket_id: &str, user_data: &str) -> Value {
     let sig = auth::sign(SECRET, &auth::signin_string_to_sign(socket_id, user_data));
@@ -260,7 +259,8 @@ async fn authorized_connections_timeout() {
         (4009, "Connection not authorized within timeout".into())
     );
     assert_eq!(idle.expect_close().await.0, Some(4009));
-    // Past the deadline for the other two as well: they stay.
+    // Past the deadline for the other two as well: they stay. A sleep, not a poll: the test
+    // asserts that a close does NOT come within the window.
     tokio::time::sleep(Duration::from_millis(500)).await;
     private.send(json!({"event":"pusher:ping"})).await;
     assert_eq!(private.recv().await["event"], "pusher:pong");

@@ -1,6 +1,5 @@
 //! Test harness: a real server on 127.0.0.1:0 in-process, a WebSocket client that speaks
 //! JSON frames with timeouts, and a signed HTTP client. No fixed ports, no sleeps to sync.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +25,23 @@ pub const SECRET: &str = "w3e8r1t6y9u4i2o7p5a0";
 pub const WAIT: Duration = Duration::from_secs(5);
 /// How long a test watches for a frame it expects NOT to arrive.
 pub const QUIET: Duration = Duration::from_millis(300);
+/// How often [`wait_until`] looks again.
+const POLL: Duration = Duration::from_millis(25);
+
+/// Polls `cond` until it holds (true) or `within` has passed (false). For every state a test
+/// can observe; only a test asserting that something does NOT happen sleeps through a window.
+pub async fn wait_until(mut cond: impl AsyncFnMut() -> bool, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
 
 /// The test app, with Reverb defaults.
 pub fn app() -> App {
@@ -145,14 +161,6 @@ impl Client {
 
     pub async fn send_text(&mut self, s: &str) {
         self.ws.send(Message::text(s.to_owned())).await.unwrap();
-    }
-
-    /// The next text frame as raw text (WS control frames are skipped).
-    pub async fn recv_text(&mut self) -> String {
-        match self.next_seen(WAIT).await {
-            Some(Seen::Frame(v)) => v.to_string(),
-            other => panic!("expected a frame, saw {other:?}"),
-        }
     }
 
     /// The next raw text frame exactly as sent by the server.

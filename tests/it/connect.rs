@@ -1,13 +1,12 @@
 //! Connection lifecycle: handshake, handshake refusals, ping/pong, heartbeat, bad frames.
 
-mod support;
-
 use std::time::Duration;
 
 use futures_util::SinkExt;
 use serde_json::json;
-use support::*;
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::*;
 
 #[tokio::test]
 async fn connection_established_comes_first_with_sdk_socket_id() {
@@ -63,15 +62,14 @@ async fn over_quota_gets_4004_and_a_slot_frees_on_close() {
     assert_eq!(second.expect_close().await.0, Some(4004));
     drop(first);
     // The slot comes back once the server has seen the first client go.
-    let mut ok = false;
-    for _ in 0..50 {
-        let mut c = server.connect().await;
-        if c.recv().await["event"] == "pusher:connection_established" {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let ok = wait_until(
+        async || {
+            let mut c = server.connect().await;
+            c.recv().await["event"] == "pusher:connection_established"
+        },
+        WAIT,
+    )
+    .await;
     assert!(ok, "a new connection is accepted after the first closed");
 }
 
@@ -236,7 +234,8 @@ async fn answering_pings_keeps_the_connection() {
 async fn any_frame_counts_as_activity() {
     let server = TestServer::start_with(heartbeat(1500, 3000)).await;
     let mut c = server.connected().await;
-    // Chatter every 100 ms for 3 s: never idle for ping_interval, so never pinged.
+    // Chatter every 100 ms for 3 s: never idle for ping_interval, so never pinged. The
+    // sleeps pace the chatter through a window in which a ping must NOT come: nothing to poll.
     for _ in 0..30 {
         c.ws.send(Message::Pong(Default::default())).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -1,0 +1,17 @@
+//! The integration tests, one module per behaviour, compiled and linked as one test binary
+//! (one link of the server instead of one per file). Each test starts the real server on
+//! `127.0.0.1:0` through `support`; `cli` runs the built `resound` binary.
+
+mod support;
+
+mod channels;
+mod cli;
+mod client_events;
+mod connect;
+mod http_api;
+mod presence;
+mod robustness;
+mod scaling;
+mod shutdown;
+mod signin;
+mod subscription_count;
