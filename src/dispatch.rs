@@ -12,7 +12,7 @@ use crate::state::AppRuntime;
 /// may be any node's socket): reported as [`Activity::ApiEvent`], then delivered here.
 /// Frames are queued in order now; `out.flush()` writes the sockets. Returns the number of
 /// recipients on this node.
-pub fn publish(
+pub(crate) fn publish(
     app: &AppRuntime,
     channels: &[String],
     event: &str,
@@ -30,7 +30,7 @@ pub fn publish(
 }
 
 /// [`publish`] on this node only, unreported (for events another node published).
-pub fn deliver(
+pub(crate) fn deliver(
     app: &AppRuntime,
     channels: &[String],
     event: &str,

@@ -16,20 +16,27 @@
 //!
 //! docs/architecture.md walks through the layers and the path of a message.
 
+// Items are `pub(crate)` unless reachable from here: the compiler then finds dead code.
+#![warn(unreachable_pub)]
+
+// Public: what the binary and the integration tests use (settings, signatures, the state
+// they inspect, the seam's types, starting and stopping). Everything else is the crate's own,
+// so the compiler reports what nobody uses (`unreachable_pub`, `dead_code`).
 pub mod apps;
 pub mod auth;
-pub mod channel;
-pub mod cluster;
 pub mod config;
-pub mod connection;
-pub mod dispatch;
 pub mod hooks;
-pub mod http;
-pub mod protocol;
 pub mod server;
 pub mod shutdown;
 pub mod state;
-pub mod users;
+
+pub(crate) mod channel;
+pub(crate) mod cluster;
+pub(crate) mod connection;
+pub(crate) mod dispatch;
+pub(crate) mod http;
+pub(crate) mod protocol;
+pub(crate) mod users;
 
 pub use config::Config;
 pub use server::{run, serve};

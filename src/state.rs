@@ -23,17 +23,17 @@ use crate::protocol::PusherError;
 use crate::users::UserRegistry;
 
 /// One app's live state.
-pub struct AppRuntime {
-    pub app: App,
-    pub channels: ChannelRegistry,
+pub(crate) struct AppRuntime {
+    pub(crate) app: App,
+    pub(crate) channels: ChannelRegistry,
     /// Signed-in users and their watchers.
-    pub users: UserRegistry,
+    pub(crate) users: UserRegistry,
     /// Every open connection of this app on this node (subscribed or not).
-    pub connections: DashMap<SocketId, ConnectionHandle>,
+    pub(crate) connections: DashMap<SocketId, ConnectionHandle>,
     /// Where this app reports what happens (see `hooks`).
-    pub hooks: AppHooks,
+    pub(crate) hooks: AppHooks,
     /// The other nodes, when something plugged them in.
-    pub peers: Option<Arc<dyn Peers>>,
+    pub(crate) peers: Option<Arc<dyn Peers>>,
     /// Connection slots taken, for the `max_connections` quota (an atomic so two handshakes
     /// cannot both take the last slot).
     slots: AtomicUsize,
@@ -57,7 +57,7 @@ impl AppRuntime {
     }
 
     /// Takes a connection slot, or `None` when the app is at `max_connections`.
-    pub fn take_slot(self: &Arc<Self>) -> Option<ConnectionSlot> {
+    pub(crate) fn take_slot(self: &Arc<Self>) -> Option<ConnectionSlot> {
         let max = self.app.max_connections.unwrap_or(usize::MAX);
         self.slots
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -68,7 +68,10 @@ impl AppRuntime {
     }
 
     /// Registers a new connection under a fresh unique socket id.
-    pub fn register(&self, make: impl FnOnce(SocketId) -> ConnectionHandle) -> ConnectionHandle {
+    pub(crate) fn register(
+        &self,
+        make: impl FnOnce(SocketId) -> ConnectionHandle,
+    ) -> ConnectionHandle {
         let mut make = Some(make);
         loop {
             let id = SocketId::random();
@@ -86,7 +89,7 @@ impl AppRuntime {
     /// Closes this node's connections signed in as `user_id` and those that joined a
     /// presence channel as that user (`pusher:error` 4009, then close 4009). Their sessions
     /// clean up as for any close, so presence channels see `member_removed`.
-    pub fn close_user(&self, user_id: &str) {
+    pub(crate) fn close_user(&self, user_id: &str) {
         let mut handles = self.users.connections(user_id);
         handles.extend(self.channels.presence_connections(user_id));
         debug!(
@@ -102,7 +105,7 @@ impl AppRuntime {
 }
 
 /// A taken connection slot; dropping it frees the slot.
-pub struct ConnectionSlot(Arc<AppRuntime>);
+pub(crate) struct ConnectionSlot(Arc<AppRuntime>);
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
@@ -132,9 +135,9 @@ pub struct State {
     /// Cancelled when the server shuts down (see [`State::close_all`]).
     pub shutdown: CancellationToken,
     /// Tracks every connection task so shutdown can wait for them.
-    pub tasks: TaskTracker,
+    pub(crate) tasks: TaskTracker,
     /// The listeners every app reports to.
-    pub hooks: Hooks,
+    pub(crate) hooks: Hooks,
     /// The other nodes, when something plugged them in.
     peers: Option<Arc<dyn Peers>>,
     /// Taken once by `server::serve`.
@@ -172,7 +175,7 @@ impl State {
     /// Starts shutdown: cancels `shutdown` (HTTP connections finish their request) and
     /// closes every WebSocket connection with 4200. Sessions check the token once when they
     /// start, so one registering during this sweep is closed too.
-    pub fn close_all(&self) {
+    pub(crate) fn close_all(&self) {
         self.shutdown.cancel();
         let reason = CloseReason::for_error(&PusherError::ShuttingDown);
         for app in self.by_id.values() {
@@ -188,19 +191,19 @@ impl State {
     }
 
     /// The plugins' background tasks, once.
-    pub fn take_background(&self) -> Vec<Background> {
+    pub(crate) fn take_background(&self) -> Vec<Background> {
         std::mem::take(&mut self.background.lock())
     }
 
-    pub fn app_by_id(&self, id: &str) -> Option<&Arc<AppRuntime>> {
+    pub(crate) fn app_by_id(&self, id: &str) -> Option<&Arc<AppRuntime>> {
         self.by_id.get(id)
     }
 
-    pub fn app_by_key(&self, key: &str) -> Option<&Arc<AppRuntime>> {
+    pub(crate) fn app_by_key(&self, key: &str) -> Option<&Arc<AppRuntime>> {
         self.by_key.get(key)
     }
 
-    pub fn apps(&self) -> impl Iterator<Item = &Arc<AppRuntime>> {
+    pub(crate) fn apps(&self) -> impl Iterator<Item = &Arc<AppRuntime>> {
         self.by_id.values()
     }
 }

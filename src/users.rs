@@ -17,11 +17,11 @@ use crate::hooks::{Activity, AppHooks};
 use crate::protocol::{server, PusherError};
 
 /// Most watchlist entries honoured per user.
-pub const MAX_WATCHLIST: usize = 100;
+pub(crate) const MAX_WATCHLIST: usize = 100;
 
 /// A user as signed in on one connection, from the verified `user_data`.
 #[derive(Debug, Clone)]
-pub struct SignedInUser {
+pub(crate) struct SignedInUser {
     pub id: String,
     pub user_info: Option<Box<RawValue>>,
     /// At most [`MAX_WATCHLIST`] ids.
@@ -33,7 +33,7 @@ pub struct SignedInUser {
 impl SignedInUser {
     /// Reads `user_data`: an object with a non-empty string (or numeric) `id`, optional
     /// `user_info` and an optional `watchlist` array of ids.
-    pub fn from_user_data(user_data: &str) -> Result<SignedInUser, PusherError> {
+    pub(crate) fn from_user_data(user_data: &str) -> Result<SignedInUser, PusherError> {
         #[derive(Deserialize)]
         struct UserData {
             id: serde_json::Value,
@@ -74,7 +74,7 @@ fn id_string(v: &serde_json::Value) -> Option<String> {
 type Sockets = HashMap<SocketId, ConnectionHandle>;
 
 /// Signed-in users and watchers of one app.
-pub struct UserRegistry {
+pub(crate) struct UserRegistry {
     /// user id -> that user's signed-in connections
     sockets: DashMap<String, Sockets>,
     /// watched user id -> connections watching it
@@ -89,7 +89,7 @@ pub struct UserRegistry {
 }
 
 impl UserRegistry {
-    pub fn new(hooks: AppHooks) -> UserRegistry {
+    pub(crate) fn new(hooks: AppHooks) -> UserRegistry {
         UserRegistry {
             sockets: DashMap::new(),
             watchers: DashMap::new(),
@@ -101,7 +101,7 @@ impl UserRegistry {
     /// Another node reports `user_id` online (its first connection there) or offline (its
     /// last one): watchers here hear of it when that changes whether the user is online
     /// anywhere.
-    pub fn remote(&self, node: &str, user_id: &str, online: bool, out: &mut Pending) {
+    pub(crate) fn remote(&self, node: &str, user_id: &str, online: bool, out: &mut Pending) {
         let mut remote = self.transitions.lock();
         self.remote_locked(&mut remote, node, user_id, online, out);
     }
@@ -132,7 +132,7 @@ impl UserRegistry {
     }
 
     /// Makes `users` the whole of who `node` reports online; an empty list drops the node.
-    pub fn replace_node(&self, node: &str, users: &[String], out: &mut Pending) {
+    pub(crate) fn replace_node(&self, node: &str, users: &[String], out: &mut Pending) {
         let mut remote = self.transitions.lock();
         let reported: HashSet<&String> = users.iter().collect();
         let gone: Vec<String> = remote
@@ -149,7 +149,7 @@ impl UserRegistry {
     }
 
     /// Users signed in on this node.
-    pub fn local_users(&self) -> Vec<String> {
+    pub(crate) fn local_users(&self) -> Vec<String> {
         self.sockets.iter().map(|e| e.key().clone()).collect()
     }
 
@@ -159,7 +159,7 @@ impl UserRegistry {
 
     /// Records `handle` as signed in as `user`, tells watchers when the user comes online,
     /// starts watching the user's watchlist and sends its current state to `handle`.
-    pub fn sign_in(&self, user: &SignedInUser, handle: &ConnectionHandle) {
+    pub(crate) fn sign_in(&self, user: &SignedInUser, handle: &ConnectionHandle) {
         let mut out = Pending::new();
         let ordered = self.hooks.ordered();
         let remote = self.transitions.lock();
@@ -201,7 +201,7 @@ impl UserRegistry {
 
     /// Undoes [`Self::sign_in`] for a closing connection; watchers hear `offline` when it was
     /// the user's last connection.
-    pub fn sign_out(&self, user: &SignedInUser, id: SocketId) {
+    pub(crate) fn sign_out(&self, user: &SignedInUser, id: SocketId) {
         let mut out = Pending::new();
         let ordered = self.hooks.ordered();
         let remote = self.transitions.lock();
@@ -250,7 +250,7 @@ impl UserRegistry {
     }
 
     /// Every connection signed in as `user_id`.
-    pub fn connections(&self, user_id: &str) -> Vec<ConnectionHandle> {
+    pub(crate) fn connections(&self, user_id: &str) -> Vec<ConnectionHandle> {
         self.sockets
             .get(user_id)
             .map(|s| s.values().cloned().collect())

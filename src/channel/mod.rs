@@ -1,13 +1,13 @@
 //! Channel kinds, decided from the name in exactly one place, and the per-app registry.
 
-pub mod presence;
-pub mod registry;
+pub(crate) mod presence;
+pub(crate) mod registry;
 
 use crate::protocol::names::SERVER_TO_USER_PREFIX;
 
 /// What a channel name says about it (docs/protocol.md §2.2; first matching prefix wins).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChannelKind {
+pub(crate) struct ChannelKind {
     /// Subscribing needs a `{socket_id}:{channel}` signature.
     pub private: bool,
     /// Subscribing needs `channel_data`, signed too; members are tracked.
@@ -22,7 +22,7 @@ pub struct ChannelKind {
 
 impl ChannelKind {
     /// The one classifier: every other module asks it.
-    pub fn from_name(name: &str) -> ChannelKind {
+    pub(crate) fn from_name(name: &str) -> ChannelKind {
         let mut k = ChannelKind {
             private: false,
             presence: false,
@@ -49,7 +49,7 @@ impl ChannelKind {
     }
 
     /// Needs a signature to subscribe.
-    pub fn needs_auth(&self) -> bool {
+    pub(crate) fn needs_auth(&self) -> bool {
         self.private || self.presence
     }
 
@@ -57,7 +57,7 @@ impl ChannelKind {
     /// (`cache-` included) when `public` (Reverb's rule) is on; never encrypted channels (the server
     /// cannot see their content, and pusher-js does not send them) nor a user's own
     /// `#server-to-user-` channel.
-    pub fn allows_client_events(&self, public: bool) -> bool {
+    pub(crate) fn allows_client_events(&self, public: bool) -> bool {
         if self.encrypted || self.server_to_user {
             return false;
         }

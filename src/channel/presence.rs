@@ -20,7 +20,7 @@ pub struct PresenceMember {
 
 impl PresenceMember {
     /// Reads `{"user_id": .., "user_info": ..}`. `user_id` must be a non-empty string or a number.
-    pub fn from_channel_data(data: &str) -> Result<PresenceMember, PusherError> {
+    pub(crate) fn from_channel_data(data: &str) -> Result<PresenceMember, PusherError> {
         #[derive(Deserialize)]
         struct ChannelData {
             user_id: Box<RawValue>,
@@ -34,7 +34,7 @@ impl PresenceMember {
 
     /// A member from its two JSON parts, `None` unless `user_id` is a non-empty string or a
     /// number.
-    pub fn from_parts(
+    pub(crate) fn from_parts(
         user_id: Box<RawValue>,
         user_info: Option<Box<RawValue>>,
     ) -> Option<PresenceMember> {
@@ -51,7 +51,7 @@ impl PresenceMember {
     }
 
     /// A member taken from a signed-in user (presence joined without `channel_data`).
-    pub fn from_user(id: &str, user_info: Option<Box<RawValue>>) -> PresenceMember {
+    pub(crate) fn from_user(id: &str, user_info: Option<Box<RawValue>>) -> PresenceMember {
         let user_id = serde_json::value::to_raw_value(id).expect("a string serializes");
         PresenceMember {
             id: id.to_owned(),
@@ -64,7 +64,7 @@ impl PresenceMember {
 /// The members of one presence channel, across the cluster: a user is present while it has
 /// a socket here or another node reports it (see `cluster`).
 #[derive(Debug, Default)]
-pub struct Presence {
+pub(crate) struct Presence {
     members: HashMap<String, Entry>,
 }
 
@@ -85,7 +85,7 @@ impl Entry {
 
 /// What a local join changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Joined {
+pub(crate) struct Joined {
     /// The user's first socket on this node (tell the other nodes).
     pub first_local: bool,
     /// The user was not present anywhere before (announce `member_added`).
@@ -94,7 +94,7 @@ pub struct Joined {
 
 /// What a local leave changed.
 #[derive(Debug)]
-pub struct Left {
+pub(crate) struct Left {
     /// The user's last socket on this node left (tell the other nodes).
     pub last_local: bool,
     /// The user is gone everywhere (announce `member_removed`).
@@ -103,7 +103,7 @@ pub struct Left {
 
 impl Presence {
     /// Adds one local socket of `member`.
-    pub fn join(&mut self, member: PresenceMember) -> Joined {
+    pub(crate) fn join(&mut self, member: PresenceMember) -> Joined {
         let entry = self.members.entry(member.id.clone()).or_insert(Entry {
             member,
             local: 0,
@@ -117,7 +117,7 @@ impl Presence {
     }
 
     /// Removes one local socket of user `id`.
-    pub fn leave(&mut self, id: &str) -> Left {
+    pub(crate) fn leave(&mut self, id: &str) -> Left {
         let Some(entry) = self.members.get_mut(id).filter(|e| e.local > 0) else {
             return Left {
                 last_local: false,
@@ -132,7 +132,7 @@ impl Presence {
     }
 
     /// Another node reports `member`; true when the user was not present before.
-    pub fn remote_join(&mut self, node: &str, member: PresenceMember) -> bool {
+    pub(crate) fn remote_join(&mut self, node: &str, member: PresenceMember) -> bool {
         let entry = self.members.entry(member.id.clone()).or_insert(Entry {
             member,
             local: 0,
@@ -146,13 +146,13 @@ impl Presence {
     }
 
     /// Another node no longer has user `id`; the member when it is now gone everywhere.
-    pub fn remote_leave(&mut self, node: &str, id: &str) -> Option<PresenceMember> {
+    pub(crate) fn remote_leave(&mut self, node: &str, id: &str) -> Option<PresenceMember> {
         self.members.get_mut(id)?.nodes.retain(|n| n != node);
         self.remove_if_absent(id)
     }
 
     /// Ids of the users `node` reports.
-    pub fn ids_on(&self, node: &str) -> Vec<String> {
+    pub(crate) fn ids_on(&self, node: &str) -> Vec<String> {
         self.members
             .iter()
             .filter(|(_, e)| e.nodes.iter().any(|n| n == node))
@@ -161,7 +161,7 @@ impl Presence {
     }
 
     /// Members with a socket on this node.
-    pub fn local_members(&self) -> impl Iterator<Item = &PresenceMember> {
+    pub(crate) fn local_members(&self) -> impl Iterator<Item = &PresenceMember> {
         self.members
             .values()
             .filter(|e| e.local > 0)
@@ -176,21 +176,21 @@ impl Presence {
     }
 
     /// Unique users.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.members.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.members.is_empty()
     }
 
     /// String ids of all users.
-    pub fn ids(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn ids(&self) -> impl Iterator<Item = &str> {
         self.members.keys().map(String::as_str)
     }
 
     /// The `subscription_succeeded` payload: `{"presence":{"count":..,"ids":[..],"hash":{..}}}`.
-    pub fn snapshot_json(&self) -> String {
+    pub(crate) fn snapshot_json(&self) -> String {
         // user_info goes out as the exact bytes received: no re-parsing per join.
         let mut ids = Vec::with_capacity(self.members.len());
         let mut hash = std::collections::BTreeMap::new();

@@ -34,7 +34,7 @@ type ReplySender = mpsc::UnboundedSender<(String, Counts)>;
 
 /// This node's side of the cluster: an outbox drained by the Redis link, the peers heard
 /// from, and the queries waiting for replies.
-pub struct Bus {
+pub(super) struct Bus {
     node: String,
     pub(super) settings: Scaling,
     /// Apps with `subscription_count` on: only their counts are worth telling the others.
@@ -53,7 +53,7 @@ pub struct Bus {
 }
 
 impl Bus {
-    pub fn new(settings: Scaling, counted_apps: HashSet<String>) -> Arc<Bus> {
+    pub(super) fn new(settings: Scaling, counted_apps: HashSet<String>) -> Arc<Bus> {
         let (outbox, rx) = mpsc::channel(OUTBOX);
         Arc::new(Bus {
             node: format!("{:016x}", rand::random::<u64>()),
@@ -85,13 +85,13 @@ impl Bus {
     }
 
     /// This node's id on the bus.
-    pub fn node(&self) -> &str {
+    pub(super) fn node(&self) -> &str {
         &self.node
     }
 
     /// Queues `msg` for the other nodes. Never waits: when Redis is away long enough for the
     /// outbox to fill, messages are dropped and counted.
-    pub fn send(&self, msg: Msg) {
+    pub(super) fn send(&self, msg: Msg) {
         let text = encode(&msg);
         let len = text.len();
         let within = self.queued_bytes.fetch_add(len, Ordering::Relaxed) + len <= OUTBOX_BYTES;
@@ -109,7 +109,7 @@ impl Bus {
     }
 
     /// Nodes heard from within the peer timeout (`Scaling::peer_timeout`).
-    pub fn live_peers(&self) -> HashSet<String> {
+    pub(super) fn live_peers(&self) -> HashSet<String> {
         self.peers_where(|_| true)
     }
 
@@ -126,7 +126,7 @@ impl Bus {
     /// The other nodes' counts: subscribers of `channel`, or of every occupied channel
     /// starting with `prefix`, and connections. Waits for every live node, at most
     /// the query wait (`Scaling::query_wait`); a node that does not answer in time is left out.
-    pub async fn query(&self, app: &str, channel: Option<&str>, prefix: &str) -> Counts {
+    pub(super) async fn query(&self, app: &str, channel: Option<&str>, prefix: &str) -> Counts {
         let mut counts = Counts::default();
         let mut waiting = self.peers_where(|p| !p.missed_query);
         if waiting.is_empty() {

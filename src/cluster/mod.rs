@@ -27,7 +27,7 @@ mod apply;
 mod bus;
 mod link;
 mod subscriber;
-pub mod tls;
+pub(crate) mod tls;
 mod wire;
 
 use std::collections::HashSet;
@@ -38,7 +38,7 @@ use crate::state::Plugins;
 
 /// The cluster as plugins for the core: one [`bus::Bus`] that listens, answers the HTTP
 /// API's cluster-wide questions, and runs the Redis link beside the server.
-pub fn plug(settings: Scaling, apps: &[App]) -> Plugins {
+pub(crate) fn plug(settings: Scaling, apps: &[App]) -> Plugins {
     let counted = apps
         .iter()
         .filter(|a| a.subscription_count)

@@ -31,7 +31,7 @@ enum Value {
     Array(Vec<Value>),
 }
 
-pub struct Subscriber {
+pub(super) struct Subscriber {
     stream: Box<dyn Io>,
     buf: BytesMut,
 }
@@ -39,7 +39,7 @@ pub struct Subscriber {
 impl Subscriber {
     /// Connects to the Redis of `url` (over TLS for `rediss://`, trusting `ca` or the system's
     /// roots), authenticates when it has credentials, and subscribes to `channel`.
-    pub async fn connect(
+    pub(super) async fn connect(
         url: &str,
         ca: Option<&[u8]>,
         channel: &str,
@@ -117,7 +117,7 @@ impl Subscriber {
     }
 
     /// The payload of the next published message; `Err` when the connection is lost.
-    pub async fn next_message(&mut self) -> Result<Bytes, String> {
+    pub(super) async fn next_message(&mut self) -> Result<Bytes, String> {
         loop {
             if let Value::Array(parts) = self.read().await? {
                 let mut parts = parts.into_iter();

@@ -8,13 +8,13 @@ use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 
 /// Makes `ring` the process's rustls provider (the `redis` crate's TLS uses the default).
-pub fn install_provider() {
+pub(crate) fn install_provider() {
     // Fails only when a provider is installed already, which is as good.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// The certificates of a PEM file; an error when it holds none or one is malformed.
-pub fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
@@ -25,7 +25,7 @@ pub fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> 
 }
 
 /// A client configuration trusting `ca` (PEM) or, without it, the system's roots.
-pub fn client_config(ca: Option<&[u8]>) -> Result<Arc<ClientConfig>, String> {
+pub(crate) fn client_config(ca: Option<&[u8]>) -> Result<Arc<ClientConfig>, String> {
     install_provider();
     let mut roots = RootCertStore::empty();
     match ca {

@@ -10,7 +10,7 @@ const WIRE_VERSION: u32 = 1;
 /// One message between nodes.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Msg {
+pub(super) enum Msg {
     /// An HTTP API event: deliver `data` verbatim on each channel, skipping `except`.
     Event {
         app: String,
@@ -91,7 +91,7 @@ pub enum Msg {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-pub struct StateMember {
+pub(super) struct StateMember {
     pub app: String,
     pub channel: String,
     pub user_id: Box<RawValue>,
@@ -99,7 +99,7 @@ pub struct StateMember {
 }
 
 #[derive(Deserialize)]
-pub struct Envelope {
+pub(super) struct Envelope {
     resound: u32,
     pub node: String,
     /// Numbers the sending node's messages in the order it published them, so that what a
@@ -112,7 +112,7 @@ pub struct Envelope {
 impl Envelope {
     /// Reads a message from the bus: `None` for anything that is not one of ours (another
     /// program's, or another wire version's).
-    pub fn read(payload: &[u8]) -> Option<Envelope> {
+    pub(super) fn read(payload: &[u8]) -> Option<Envelope> {
         serde_json::from_slice::<Envelope>(payload)
             .ok()
             .filter(|env| env.resound == WIRE_VERSION)
@@ -120,12 +120,12 @@ impl Envelope {
 }
 
 /// A message's JSON, without its envelope (added by the link, see [`wrap`]).
-pub fn encode(msg: &Msg) -> String {
+pub(super) fn encode(msg: &Msg) -> String {
     serde_json::to_string(msg).expect("cluster messages serialize")
 }
 
 /// The envelope around an encoded message: our marker, the node id (hex) and the sequence
 /// number.
-pub fn wrap(node: &str, seq: u64, msg: &str) -> String {
+pub(super) fn wrap(node: &str, seq: u64, msg: &str) -> String {
     format!(r#"{{"resound":{WIRE_VERSION},"node":"{node}","seq":{seq},"msg":{msg}}}"#)
 }

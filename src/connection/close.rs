@@ -6,15 +6,15 @@ use crate::protocol::{server, PusherError};
 
 /// Close code for a client whose outbound queue is full (pusher-js backs off 1 s and
 /// reconnects).
-pub const SLOW_CONSUMER: u16 = 4100;
+pub(crate) const SLOW_CONSUMER: u16 = 4100;
 /// Close code when the rate limit terminates a connection (pusher-js backs off, reconnects).
-pub const RATE_LIMITED: u16 = 4100;
+pub(crate) const RATE_LIMITED: u16 = 4100;
 /// Close code and text for a message over `max_message_size` (as Reverb).
-pub const MESSAGE_TOO_BIG: (u16, &str) = (1009, "Maximum message size exceeded");
+pub(crate) const MESSAGE_TOO_BIG: (u16, &str) = (1009, "Maximum message size exceeded");
 
 /// How the writer ends the connection.
 #[derive(Debug, Clone)]
-pub struct CloseReason {
+pub(crate) struct CloseReason {
     /// A frame written just before the close frame (usually a `pusher:error`).
     pub last_frame: Option<String>,
     /// Close code and reason; `None` closes without a code (the client closed first).
@@ -26,13 +26,13 @@ pub struct CloseReason {
 impl CloseReason {
     /// `pusher:error` for `err`, then a close frame with the error's own close code (its
     /// Pusher code when it has none), after what is queued.
-    pub fn for_error(err: &PusherError) -> CloseReason {
+    pub(crate) fn for_error(err: &PusherError) -> CloseReason {
         let code = err.close_code().unwrap_or(err.code());
         CloseReason::with_code(err, code)
     }
 
     /// `pusher:error` for `err`, then a close frame with `code`, after what is queued.
-    pub fn with_code(err: &PusherError, code: u16) -> CloseReason {
+    pub(crate) fn with_code(err: &PusherError, code: u16) -> CloseReason {
         CloseReason {
             last_frame: Some(server::error(err)),
             code: Some((code, err.to_string())),
@@ -41,7 +41,7 @@ impl CloseReason {
     }
 
     /// A close frame with `code` and `text` and no `pusher:error` before it.
-    pub fn bare(code: u16, text: &str, flush_queue: bool) -> CloseReason {
+    pub(crate) fn bare(code: u16, text: &str, flush_queue: bool) -> CloseReason {
         CloseReason {
             last_frame: None,
             code: Some((code, text.to_owned())),
@@ -51,7 +51,7 @@ impl CloseReason {
 
     /// No close frame: the client closed first, or the socket failed (`flush_queue` false:
     /// nothing more can be written).
-    pub fn silent(flush_queue: bool) -> CloseReason {
+    pub(crate) fn silent(flush_queue: bool) -> CloseReason {
         CloseReason {
             last_frame: None,
             code: None,

@@ -59,11 +59,15 @@ pub(super) enum Pushed {
 
 /// A cheap-clone handle to one live connection.
 #[derive(Clone)]
-pub struct ConnectionHandle(Arc<Shared>);
+pub(crate) struct ConnectionHandle(Arc<Shared>);
 
 impl ConnectionHandle {
     /// A handle writing to `socket`, whose queue holds at most `capacity` frames.
-    pub fn new(id: SocketId, capacity: usize, socket: Option<OwnedWriteHalf>) -> ConnectionHandle {
+    pub(crate) fn new(
+        id: SocketId,
+        capacity: usize,
+        socket: Option<OwnedWriteHalf>,
+    ) -> ConnectionHandle {
         ConnectionHandle(Arc::new(Shared {
             id,
             capacity,
@@ -75,18 +79,18 @@ impl ConnectionHandle {
         }))
     }
 
-    pub fn id(&self) -> SocketId {
+    pub(crate) fn id(&self) -> SocketId {
         self.0.id
     }
 
     /// Sends a text frame now: queues it and, unless frames are already waiting (then it goes
     /// out with them), writes the queue to the socket before returning. Never waits.
-    pub fn send_text(&self, text: Utf8Bytes) {
+    pub(crate) fn send_text(&self, text: Utf8Bytes) {
         self.send(Outgoing::text(text));
     }
 
     /// Sends bytes that already form complete frames (pings, pongs, close replies).
-    pub fn send_raw(&self, frames: Bytes) {
+    pub(crate) fn send_raw(&self, frames: Bytes) {
         self.send(Outgoing::raw(frames));
     }
 
@@ -172,7 +176,7 @@ impl ConnectionHandle {
     }
 
     /// Asks the writer to end the connection. The first reason wins.
-    pub fn close(&self, reason: CloseReason) {
+    pub(crate) fn close(&self, reason: CloseReason) {
         if self.0.reason.set(reason).is_ok() {
             self.0.session.wake();
             self.0.parked.notify_one();
@@ -180,7 +184,7 @@ impl ConnectionHandle {
     }
 
     /// Resolves once [`Self::close`] was called. Cancel-safe; for one waiter (the session).
-    pub async fn closed(&self) {
+    pub(crate) async fn closed(&self) {
         std::future::poll_fn(|cx| {
             if self.is_closing() {
                 return Poll::Ready(());
@@ -196,12 +200,12 @@ impl ConnectionHandle {
         .await
     }
 
-    pub fn is_closing(&self) -> bool {
+    pub(crate) fn is_closing(&self) -> bool {
         self.0.reason.get().is_some()
     }
 
     /// The reason given to [`Self::close`], if any.
-    pub fn close_reason(&self) -> Option<&CloseReason> {
+    pub(crate) fn close_reason(&self) -> Option<&CloseReason> {
         self.0.reason.get()
     }
 

@@ -13,14 +13,14 @@ use tokio::net::tcp::OwnedReadHalf;
 
 use super::handle::ConnectionHandle;
 
-pub struct Inbound {
+pub(super) struct Inbound {
     prefix: Bytes,
     read: OwnedReadHalf,
     out: ConnectionHandle,
 }
 
 impl Inbound {
-    pub fn new(prefix: Bytes, read: OwnedReadHalf, out: ConnectionHandle) -> Inbound {
+    pub(super) fn new(prefix: Bytes, read: OwnedReadHalf, out: ConnectionHandle) -> Inbound {
         // `prefix` is a view into hyper's read buffer (8 KiB or more): copy the few bytes it
         // holds, or the whole buffer would stay allocated for the life of the connection.
         let prefix = match prefix.is_empty() {

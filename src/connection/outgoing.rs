@@ -23,7 +23,7 @@ const FRAMES_PER_WRITE: usize = 64;
 /// One queued frame: its WebSocket header, and a payload shared with every other recipient.
 /// Built once per broadcast; a clone per recipient copies the header and counts a reference.
 #[derive(Clone)]
-pub struct Outgoing {
+pub(crate) struct Outgoing {
     head: [u8; 10],
     head_len: u8,
     body: Bytes,
@@ -31,7 +31,7 @@ pub struct Outgoing {
 
 impl Outgoing {
     /// A server-to-client text frame (unmasked, final) around `text`.
-    pub fn text(text: Utf8Bytes) -> Outgoing {
+    pub(crate) fn text(text: Utf8Bytes) -> Outgoing {
         Outgoing::text_bytes(text.into())
     }
 

@@ -18,7 +18,7 @@ const JOB_BURST: usize = 32;
 
 /// Sockets that are owed a write of what was queued for them.
 #[must_use = "call flush() once the locks are released"]
-pub struct Pending {
+pub(crate) struct Pending {
     owed: Vec<ConnectionHandle>,
     /// Up to this many owed sockets are written by the caller itself.
     inline_max: usize,
@@ -35,7 +35,7 @@ impl Default for Pending {
 impl Pending {
     /// The caller writes up to [`INLINE_FLUSHES`] sockets itself; a larger fan-out goes to
     /// flush jobs that yield to the I/O poll between bursts.
-    pub fn new() -> Pending {
+    pub(crate) fn new() -> Pending {
         Pending {
             owed: Vec::new(),
             inline_max: INLINE_FLUSHES,
@@ -46,7 +46,7 @@ impl Pending {
     /// Every write goes to flush jobs that write straight through, for a caller that must not
     /// spend its own time on syscalls (the one task delivering a whole cluster's events).
     /// Outside a tokio runtime (unit tests) every write is made inline instead.
-    pub fn all_to_jobs() -> Pending {
+    pub(crate) fn all_to_jobs() -> Pending {
         Pending {
             owed: Vec::new(),
             inline_max: 0,
@@ -55,7 +55,7 @@ impl Pending {
     }
 
     /// Queues `frame` for `handle`; it is written by the next [`Self::flush`].
-    pub fn send(&mut self, handle: &ConnectionHandle, frame: Outgoing) {
+    pub(crate) fn send(&mut self, handle: &ConnectionHandle, frame: Outgoing) {
         if let Pushed::Flush = handle.push(frame) {
             self.owed.push(handle.clone());
         }
@@ -63,7 +63,7 @@ impl Pending {
 
     /// Writes every owed socket, itself or through flush jobs. Call it after releasing the
     /// locks the frames were queued under.
-    pub fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         let runtime = match self.owed.len() > self.inline_max {
             true => tokio::runtime::Handle::try_current().ok(),
             false => None,

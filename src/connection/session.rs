@@ -37,7 +37,7 @@ use crate::users::SignedInUser;
 const WS_PING: &[u8] = &[0x89, 0x00];
 
 /// Sends `pusher:error` and a close frame with the same code to a client refused at handshake.
-pub async fn reject<S>(mut ws: WebSocketStream<S>, err: PusherError)
+pub(crate) async fn reject<S>(mut ws: WebSocketStream<S>, err: PusherError)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -58,7 +58,7 @@ where
 
 /// Runs an accepted connection to its end. `prefix` holds bytes read past the upgrade
 /// request, which belong to the WebSocket stream.
-pub async fn run(
+pub(crate) async fn run(
     tcp: TcpStream,
     prefix: Bytes,
     config: WebSocketConfig,

@@ -11,14 +11,14 @@ const MAX_PART: u32 = 999_999_999;
 
 impl SocketId {
     /// A fresh random id (uniqueness is checked by the caller against live connections).
-    pub fn random() -> SocketId {
+    pub(crate) fn random() -> SocketId {
         let a = rand::random_range(1..=MAX_PART);
         let b = rand::random_range(1..=MAX_PART);
         SocketId(((a as u64) << 32) | b as u64)
     }
 
     /// Parses `"{a}.{b}"`; anything else (including ids this server cannot have issued) is `None`.
-    pub fn parse(s: &str) -> Option<SocketId> {
+    pub(crate) fn parse(s: &str) -> Option<SocketId> {
         let (a, b) = s.split_once('.')?;
         let digits =
             |p: &str| !p.is_empty() && p.len() <= 10 && p.bytes().all(|c| c.is_ascii_digit());

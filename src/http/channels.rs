@@ -51,7 +51,7 @@ async fn counts(
 
 /// The attributes `info` asks for, for one channel (Reverb leniency: what does not apply is
 /// left out).
-pub fn channel_attributes(
+pub(crate) fn channel_attributes(
     app: &AppRuntime,
     channel: &str,
     subscriptions: usize,
@@ -78,12 +78,12 @@ pub fn channel_attributes(
 }
 
 /// Subscribers of `name` on every node.
-pub async fn subscriptions(app: &AppRuntime, name: &str) -> usize {
+pub(crate) async fn subscriptions(app: &AppRuntime, name: &str) -> usize {
     counts(app, Some(name), "").await.0.values().sum()
 }
 
 /// `GET /channels`: occupied channels, optionally filtered by prefix. Always an object.
-pub async fn list(app: &AppRuntime, params: &Params<'_>) -> Result<Value, ApiError> {
+pub(crate) async fn list(app: &AppRuntime, params: &Params<'_>) -> Result<Value, ApiError> {
     let prefix = param(params, "filter_by_prefix").unwrap_or("");
     let info = info_list(params);
     let mut channels = Map::new();
@@ -95,7 +95,11 @@ pub async fn list(app: &AppRuntime, params: &Params<'_>) -> Result<Value, ApiErr
 }
 
 /// `GET /channels/{name}`: `occupied` plus the requested attributes.
-pub async fn show(app: &AppRuntime, name: &str, params: &Params<'_>) -> Result<Value, ApiError> {
+pub(crate) async fn show(
+    app: &AppRuntime,
+    name: &str,
+    params: &Params<'_>,
+) -> Result<Value, ApiError> {
     checked_name(name)?;
     let info = info_list(params);
     let subscriptions = subscriptions(app, name).await;
@@ -115,7 +119,7 @@ pub async fn show(app: &AppRuntime, name: &str, params: &Params<'_>) -> Result<V
 }
 
 /// `GET /channels/{name}/users`: presence channels only.
-pub fn users(app: &AppRuntime, name: &str) -> Result<Value, ApiError> {
+pub(crate) fn users(app: &AppRuntime, name: &str) -> Result<Value, ApiError> {
     checked_name(name)?;
     if !ChannelKind::from_name(name).presence {
         return Err(ApiError::bad_request(format!(
@@ -132,7 +136,7 @@ pub fn users(app: &AppRuntime, name: &str) -> Result<Value, ApiError> {
 }
 
 /// `GET /connections`: every open connection of the app (on every node).
-pub async fn connections(app: &AppRuntime) -> Value {
+pub(crate) async fn connections(app: &AppRuntime) -> Value {
     // No channel has an empty name: only the connection counts come back.
     json!({ "connections": counts(app, Some(""), "").await.1 })
 }

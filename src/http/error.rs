@@ -6,7 +6,7 @@ use hyper::{header, Response, StatusCode};
 
 /// A failed HTTP API request: status plus a message that says what was wrong.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     pub status: StatusCode,
     pub message: String,
     /// Methods allowed on the route, for 405.
@@ -14,7 +14,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             message: message.into(),
@@ -22,23 +22,23 @@ impl ApiError {
         }
     }
 
-    pub fn bad_request(message: impl Into<String>) -> ApiError {
+    pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
     }
 
-    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+    pub(crate) fn unauthorized(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, message)
     }
 
-    pub fn too_large(message: impl Into<String>) -> ApiError {
+    pub(crate) fn too_large(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message)
     }
 
-    pub fn not_found(message: impl Into<String>) -> ApiError {
+    pub(crate) fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, message)
     }
 
-    pub fn method_not_allowed(allow: &'static str) -> ApiError {
+    pub(crate) fn method_not_allowed(allow: &'static str) -> ApiError {
         ApiError {
             status: StatusCode::METHOD_NOT_ALLOWED,
             message: "Method not allowed.".into(),
@@ -46,7 +46,7 @@ impl ApiError {
         }
     }
 
-    pub fn into_response(self) -> Response<Full<Bytes>> {
+    pub(crate) fn into_response(self) -> Response<Full<Bytes>> {
         let body = serde_json::json!({ "error": self.message }).to_string();
         let mut resp = json_response(self.status, body);
         if let Some(allow) = self.allow {
@@ -58,7 +58,7 @@ impl ApiError {
 }
 
 /// A JSON response with the given status.
-pub fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+pub(crate) fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")

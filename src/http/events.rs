@@ -174,7 +174,7 @@ fn parse_event(
 /// What a trigger or batch reports once it is published: per event, its channels and the
 /// attributes (`info`) it asked for. Read after the sockets are written, and with scaling the
 /// counts are the cluster's.
-pub struct Report {
+pub(crate) struct Report {
     batch: bool,
     asked: Vec<(Vec<String>, Vec<String>)>,
 }
@@ -182,7 +182,7 @@ pub struct Report {
 impl Report {
     /// The response body: `{}` or `{"channels":{..}}` for a trigger, `{"batch":{}}` or
     /// `{"batch":[..]}` (one entry per event, its first channel) for a batch.
-    pub async fn into_json(self, app: &AppRuntime) -> Value {
+    pub(crate) async fn into_json(self, app: &AppRuntime) -> Value {
         let mut entries = Vec::with_capacity(self.asked.len());
         for (channels, info) in &self.asked {
             let mut attrs = Map::new();
@@ -227,7 +227,7 @@ impl Report {
 
 /// Handles a trigger. The caller writes the sockets with `out.flush()` after this returns; the response
 /// comes from the [`Report`].
-pub fn trigger(
+pub(crate) fn trigger(
     app: &AppRuntime,
     config: &Config,
     body: &[u8],
@@ -243,7 +243,7 @@ pub fn trigger(
 
 /// Handles a batch: every item is validated before any is published. The caller writes the
 /// sockets with `out.flush()` after this returns; the response comes from the [`Report`].
-pub fn batch(
+pub(crate) fn batch(
     app: &AppRuntime,
     config: &Config,
     body: &[u8],

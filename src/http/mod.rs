@@ -1,11 +1,11 @@
 //! The HTTP side of the single listener: routing by (method, path) under the optional prefix,
 //! the request size limit, API authentication, and the upgrade hand-off to sessions.
 
-pub mod channels;
-pub mod error;
-pub mod events;
-pub mod signature;
-pub mod users;
+pub(crate) mod channels;
+pub(crate) mod error;
+pub(crate) mod events;
+pub(crate) mod signature;
+pub(crate) mod users;
 mod websocket;
 
 use std::borrow::Cow;
@@ -32,7 +32,7 @@ use crate::state::{AppRuntime, State};
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Entry point for every HTTP request on the listener.
-pub async fn handle(
+pub(crate) async fn handle(
     req: Request<Incoming>,
     state: Arc<State>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {

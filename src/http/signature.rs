@@ -11,10 +11,10 @@ use crate::auth;
 
 /// Decoded query parameters of a request, in order; borrowed from the query unless
 /// decoding changed them.
-pub type Params<'q> = Vec<(Cow<'q, str>, Cow<'q, str>)>;
+pub(crate) type Params<'q> = Vec<(Cow<'q, str>, Cow<'q, str>)>;
 
 /// Percent-decodes a query string (`+` is a space).
-pub fn parse_query(query: &str) -> Params<'_> {
+pub(crate) fn parse_query(query: &str) -> Params<'_> {
     if memchr::memchr2(b'%', b'+', query.as_bytes()).is_some() {
         return form_urlencoded::parse(query.as_bytes()).collect();
     }
@@ -30,7 +30,7 @@ pub fn parse_query(query: &str) -> Params<'_> {
         .collect()
 }
 
-pub fn param<'a>(params: &'a Params<'_>, name: &str) -> Option<&'a str> {
+pub(crate) fn param<'a>(params: &'a Params<'_>, name: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(k, _)| k == name)
@@ -39,7 +39,7 @@ pub fn param<'a>(params: &'a Params<'_>, name: &str) -> Option<&'a str> {
 
 /// Checks a request against `app`. `paths` are the decoded paths a client may have signed:
 /// without the server's path prefix (PHP SDK) and, when there is one, with it.
-pub fn verify(
+pub(crate) fn verify(
     app: &App,
     method: &str,
     paths: &[&str],

@@ -69,7 +69,7 @@ fn decide(state: &State, key: &str, req: &Request<Incoming>) -> Outcome {
 }
 
 /// Answers an upgrade request for app `key`.
-pub fn upgrade(
+pub(super) fn upgrade(
     state: &Arc<State>,
     key: &str,
     mut req: Request<Incoming>,

@@ -8,7 +8,7 @@ use thiserror::Error;
 
 /// A protocol error as seen by a client.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum PusherError {
+pub(crate) enum PusherError {
     /// 4001: the key in `/app/{key}` names no configured app.
     #[error("Application does not exist")]
     AppNotFound,
@@ -67,7 +67,7 @@ pub enum PusherError {
 
 impl PusherError {
     /// The Pusher error code carried in the `pusher:error` frame.
-    pub fn code(&self) -> u16 {
+    pub(crate) fn code(&self) -> u16 {
         use PusherError::*;
         match self {
             AppNotFound => 4001,
@@ -92,18 +92,13 @@ impl PusherError {
     /// The WebSocket close code to end the connection with, or `None` when the connection
     /// must stay open. Errors about a single message never close: pusher-js treats 40xx and
     /// 43xx closes as "refused" and would never reconnect.
-    pub fn close_code(&self) -> Option<u16> {
+    pub(crate) fn close_code(&self) -> Option<u16> {
         use PusherError::*;
         match self {
             AppNotFound | AppDisabled | OverQuota | UnsupportedProtocol | OriginNotAllowed
             | ShuttingDown | PongTimeout | Terminated | NotAuthorizedInTime => Some(self.code()),
             _ => None,
         }
-    }
-
-    /// True when the connection ends after this error is sent.
-    pub fn is_fatal(&self) -> bool {
-        self.close_code().is_some()
     }
 }
 
@@ -127,7 +122,7 @@ mod tests {
             PusherError::RateLimited,
             PusherError::ClientEventsDisabled,
         ] {
-            assert!(!e.is_fatal(), "{e:?} must keep the connection open");
+            assert_eq!(e.close_code(), None, "{e:?} must keep the connection open");
         }
     }
 }

@@ -14,7 +14,7 @@ use super::error::PusherError;
 /// One inbound WebSocket text frame, understood. Client events borrow from the frame's text:
 /// relaying a whisper allocates nothing until its outbound frame is built.
 #[derive(Debug)]
-pub enum ClientMessage<'a> {
+pub(crate) enum ClientMessage<'a> {
     Ping,
     Pong,
     Subscribe(Subscribe),
@@ -37,7 +37,7 @@ pub enum ClientMessage<'a> {
 
 /// The payload of `pusher:subscribe`.
 #[derive(Debug, Deserialize)]
-pub struct Subscribe {
+pub(crate) struct Subscribe {
     pub channel: String,
     #[serde(default)]
     pub auth: Option<String>,
@@ -83,7 +83,7 @@ struct Signin {
 impl<'a> ClientMessage<'a> {
     /// Parses one text frame. Anything malformed is `InvalidMessage` (4200), which never
     /// closes the connection.
-    pub fn parse(text: &'a str) -> Result<ClientMessage<'a>, PusherError> {
+    pub(crate) fn parse(text: &'a str) -> Result<ClientMessage<'a>, PusherError> {
         let env: Envelope = serde_json::from_str(text).map_err(|_| PusherError::InvalidMessage)?;
         match &*env.event {
             "pusher:ping" => Ok(ClientMessage::Ping),
@@ -156,10 +156,10 @@ fn json<T: Serialize>(v: &T) -> String {
 }
 
 /// Outbound frame builders. Each returns the exact text of one frame.
-pub mod server {
+pub(crate) mod server {
     use super::*;
 
-    pub fn connection_established(socket_id: &str, activity_timeout: u64) -> String {
+    pub(crate) fn connection_established(socket_id: &str, activity_timeout: u64) -> String {
         #[derive(Serialize)]
         struct D<'a> {
             socket_id: &'a str,
@@ -175,7 +175,7 @@ pub mod server {
         )
     }
 
-    pub fn error(err: &PusherError) -> String {
+    pub(crate) fn error(err: &PusherError) -> String {
         #[derive(Serialize)]
         struct D {
             code: u16,
@@ -191,12 +191,12 @@ pub mod server {
         )
     }
 
-    pub const PONG: &str = r#"{"event":"pusher:pong"}"#;
-    pub const PING: &str = r#"{"event":"pusher:ping"}"#;
+    pub(crate) const PONG: &str = r#"{"event":"pusher:pong"}"#;
+    pub(crate) const PING: &str = r#"{"event":"pusher:ping"}"#;
 
     /// `subscription_succeeded`, with `data` being the JSON text of the payload (`{}` or the
     /// presence block). Field order matches Reverb's bytes.
-    pub fn subscription_succeeded(channel: &str, data: &str) -> String {
+    pub(crate) fn subscription_succeeded(channel: &str, data: &str) -> String {
         #[derive(Serialize)]
         struct F<'a> {
             event: &'a str,
@@ -210,7 +210,11 @@ pub mod server {
         })
     }
 
-    pub fn member_added(channel: &str, user_id: &RawValue, user_info: Option<&RawValue>) -> String {
+    pub(crate) fn member_added(
+        channel: &str,
+        user_id: &RawValue,
+        user_info: Option<&RawValue>,
+    ) -> String {
         #[derive(Serialize)]
         struct D<'a> {
             user_id: &'a RawValue,
@@ -223,7 +227,7 @@ pub mod server {
         )
     }
 
-    pub fn member_removed(channel: &str, user_id: &RawValue) -> String {
+    pub(crate) fn member_removed(channel: &str, user_id: &RawValue) -> String {
         #[derive(Serialize)]
         struct D<'a> {
             user_id: &'a RawValue,
@@ -236,7 +240,7 @@ pub mod server {
     }
 
     /// `signin_success`: echoes the signed `user_data` string.
-    pub fn signin_success(user_data: &str) -> String {
+    pub(crate) fn signin_success(user_data: &str) -> String {
         #[derive(Serialize)]
         struct D<'a> {
             user_data: &'a str,
@@ -245,7 +249,7 @@ pub mod server {
     }
 
     /// `watchlist_events` with one entry per non-empty list.
-    pub fn watchlist_events(online: &[&str], offline: &[&str]) -> String {
+    pub(crate) fn watchlist_events(online: &[&str], offline: &[&str]) -> String {
         #[derive(Serialize)]
         struct E<'a> {
             name: &'a str,
@@ -276,7 +280,7 @@ pub mod server {
     }
 
     /// `subscription_count` for non-presence channels.
-    pub fn subscription_count(channel: &str, count: usize) -> String {
+    pub(crate) fn subscription_count(channel: &str, count: usize) -> String {
         #[derive(Serialize)]
         struct D {
             subscription_count: usize,
@@ -290,18 +294,18 @@ pub mod server {
         )
     }
 
-    pub fn cache_miss(channel: &str) -> String {
+    pub(crate) fn cache_miss(channel: &str) -> String {
         frame::<()>("pusher:cache_miss", Some(channel), None)
     }
 
     /// An event from the HTTP API: `data` is the string received, forwarded verbatim.
-    pub fn channel_event(event: &str, channel: &str, data: &str) -> String {
+    pub(crate) fn channel_event(event: &str, channel: &str, data: &str) -> String {
         frame(event, Some(channel), Some(data))
     }
 
     /// A relayed client event: rebuilt from its parts so a client cannot forge other fields;
     /// `data` goes through as received (object stays object, string stays string).
-    pub fn client_event(
+    pub(crate) fn client_event(
         event: &str,
         channel: &str,
         data: Option<&RawValue>,

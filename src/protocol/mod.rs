@@ -1,9 +1,9 @@
 //! The Pusher protocol 7 vocabulary: inbound messages, outbound frames, names and errors.
 //! Pure: no I/O and no shared state.
 
-pub mod error;
-pub mod message;
-pub mod names;
+pub(crate) mod error;
+pub(crate) mod message;
+pub(crate) mod names;
 
-pub use error::PusherError;
-pub use message::{server, ClientMessage};
+pub(crate) use error::PusherError;
+pub(crate) use message::{server, ClientMessage};

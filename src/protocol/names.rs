@@ -1,15 +1,15 @@
 //! Name rules for channels and events (docs/protocol.md §2.1 and §8).
 
 /// Longest channel name accepted (the Node and Python SDKs allow 200; Pusher's docs say 164).
-pub const MAX_CHANNEL_NAME: usize = 200;
+pub(crate) const MAX_CHANNEL_NAME: usize = 200;
 /// Longest event name accepted on the HTTP API.
-pub const MAX_EVENT_NAME: usize = 200;
+pub(crate) const MAX_EVENT_NAME: usize = 200;
 /// The one `#` channel family that exists.
-pub const SERVER_TO_USER_PREFIX: &str = "#server-to-user-";
+pub(crate) const SERVER_TO_USER_PREFIX: &str = "#server-to-user-";
 
 /// Why a channel name was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NameError {
+pub(crate) enum NameError {
     Empty,
     TooLong,
     BadCharacter,
@@ -27,7 +27,7 @@ impl std::fmt::Display for NameError {
 
 /// Checks a channel name: 1 to 200 characters out of `A-Za-z0-9_-=@,.;`, with `#` allowed
 /// only as the `#server-to-user-` prefix.
-pub fn validate_channel_name(name: &str) -> Result<(), NameError> {
+pub(crate) fn validate_channel_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
     }
@@ -46,7 +46,7 @@ fn is_channel_byte(b: u8) -> bool {
 }
 
 /// A socket id as the SDKs produce and check it: digits, one dot, digits.
-pub fn is_valid_socket_id(s: &str) -> bool {
+pub(crate) fn is_valid_socket_id(s: &str) -> bool {
     match s.split_once('.') {
         Some((a, b)) => {
             !a.is_empty()

@@ -55,7 +55,7 @@ impl ChannelRegistry {
 
     /// Another node now has `n` subscribers on `name`: this node's subscribers hear the new
     /// total.
-    pub fn remote_count(&self, node: &str, name: &str, n: usize, out: &mut Pending) {
+    pub(crate) fn remote_count(&self, node: &str, name: &str, n: usize, out: &mut Pending) {
         {
             let mut counts = self.remote_counts.lock();
             if n == 0 {
@@ -82,7 +82,12 @@ impl ChannelRegistry {
 
     /// Makes `counts` (channel, subscribers) the whole of what `node` reports; an empty list
     /// drops the node.
-    pub fn replace_node_counts(&self, node: &str, counts: Vec<(String, usize)>, out: &mut Pending) {
+    pub(crate) fn replace_node_counts(
+        &self,
+        node: &str,
+        counts: Vec<(String, usize)>,
+        out: &mut Pending,
+    ) {
         let reported: HashSet<&str> = counts.iter().map(|(c, _)| c.as_str()).collect();
         let stale: Vec<String> = self
             .remote_counts
@@ -101,7 +106,7 @@ impl ChannelRegistry {
 
     /// This node's subscriber counts of occupied non-presence channels, for another node
     /// (only when `subscription_count` is on: nobody needs them otherwise).
-    pub fn counted_channels(&self) -> Vec<(String, usize)> {
+    pub(crate) fn counted_channels(&self) -> Vec<(String, usize)> {
         if !self.subscription_count {
             return Vec::new();
         }
@@ -113,7 +118,7 @@ impl ChannelRegistry {
     }
 
     /// Sends the throttled `subscription_count` updates that are due.
-    pub fn flush_counts(&self) {
+    pub(crate) fn flush_counts(&self) {
         let names: Vec<String> = self.counts_pending.lock().drain().collect();
         let mut out = Pending::new();
         for name in names {

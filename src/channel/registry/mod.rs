@@ -67,13 +67,13 @@ impl Channel {
 
 /// Counts of one occupied channel.
 #[derive(Debug, Clone)]
-pub struct ChannelInfo {
+pub(crate) struct ChannelInfo {
     pub name: String,
     pub subscription_count: usize,
 }
 
 /// All channels of one app.
-pub struct ChannelRegistry {
+pub(crate) struct ChannelRegistry {
     channels: DashMap<String, Channel>,
     cache_ttl: Duration,
     /// Whether subscribers of non-presence channels get `subscription_count`.
@@ -86,7 +86,11 @@ pub struct ChannelRegistry {
 }
 
 impl ChannelRegistry {
-    pub fn new(cache_ttl: Duration, subscription_count: bool, hooks: AppHooks) -> ChannelRegistry {
+    pub(crate) fn new(
+        cache_ttl: Duration,
+        subscription_count: bool,
+        hooks: AppHooks,
+    ) -> ChannelRegistry {
         ChannelRegistry {
             channels: DashMap::new(),
             cache_ttl,
@@ -101,7 +105,7 @@ impl ChannelRegistry {
     /// user's first socket), `subscription_succeeded` to the subscriber, then the cached event
     /// or `pusher:cache_miss` on cache channels. Re-subscribing only repeats the reply.
     /// Returns false when the socket was subscribed already.
-    pub fn subscribe(
+    pub(crate) fn subscribe(
         &self,
         name: &str,
         kind: ChannelKind,
@@ -185,7 +189,7 @@ impl ChannelRegistry {
 
     /// Removes one socket from a channel, announcing `member_removed` when it was the user's
     /// last socket there; an emptied channel is dropped unless it holds a live cached event.
-    pub fn unsubscribe(&self, name: &str, id: SocketId) -> bool {
+    pub(crate) fn unsubscribe(&self, name: &str, id: SocketId) -> bool {
         let now = Instant::now();
         let mut out = Pending::new();
         let ordered = self.hooks.ordered();
@@ -239,7 +243,7 @@ impl ChannelRegistry {
 
     /// Delivers one serialized frame to every subscriber but `except`, and keeps it as the
     /// last event of a cache channel (even with nobody subscribed). Returns recipients.
-    pub fn publish(
+    pub(crate) fn publish(
         &self,
         name: &str,
         cache: bool,
@@ -265,7 +269,7 @@ impl ChannelRegistry {
     }
 
     /// Connections that joined a presence channel as member `user_id`.
-    pub fn presence_connections(&self, user_id: &str) -> Vec<ConnectionHandle> {
+    pub(crate) fn presence_connections(&self, user_id: &str) -> Vec<ConnectionHandle> {
         let mut out = Vec::new();
         for ch in self.channels.iter().filter(|c| c.presence.is_some()) {
             out.extend(
@@ -279,12 +283,12 @@ impl ChannelRegistry {
     }
 
     /// Subscribers of `name` on this node (0 when unoccupied).
-    pub fn subscription_count(&self, name: &str) -> usize {
+    pub(crate) fn subscription_count(&self, name: &str) -> usize {
         self.channels.get(name).map_or(0, |c| c.subscribers.len())
     }
 
     /// Unique users of a presence channel, on every node (0 when unoccupied).
-    pub fn user_count(&self, name: &str) -> usize {
+    pub(crate) fn user_count(&self, name: &str) -> usize {
         self.channels
             .get(name)
             .and_then(|c| c.presence.as_ref().map(Presence::count))
@@ -292,7 +296,7 @@ impl ChannelRegistry {
     }
 
     /// String ids of a presence channel's users, on every node.
-    pub fn user_ids(&self, name: &str) -> Vec<String> {
+    pub(crate) fn user_ids(&self, name: &str) -> Vec<String> {
         self.channels
             .get(name)
             .and_then(|c| {
@@ -304,7 +308,7 @@ impl ChannelRegistry {
     }
 
     /// The live cached event of a cache channel and its remaining time to live.
-    pub fn cached(&self, name: &str) -> Option<(Utf8Bytes, Duration)> {
+    pub(crate) fn cached(&self, name: &str) -> Option<(Utf8Bytes, Duration)> {
         let ch = self.channels.get(name)?;
         let (text, at) = ch.cached.as_ref()?;
         self.cache_ttl
@@ -314,7 +318,7 @@ impl ChannelRegistry {
     }
 
     /// Channels occupied on this node whose name starts with `prefix`.
-    pub fn occupied(&self, prefix: &str) -> Vec<ChannelInfo> {
+    pub(crate) fn occupied(&self, prefix: &str) -> Vec<ChannelInfo> {
         self.channels
             .iter()
             .filter(|e| !e.subscribers.is_empty() && e.key().starts_with(prefix))
@@ -327,7 +331,7 @@ impl ChannelRegistry {
 
     /// This node's occupied channels (`channel` alone, or all starting with `prefix`) and
     /// their subscriber counts.
-    pub fn local_counts(&self, channel: Option<&str>, prefix: &str) -> Vec<(String, usize)> {
+    pub(crate) fn local_counts(&self, channel: Option<&str>, prefix: &str) -> Vec<(String, usize)> {
         match channel {
             Some(name) => match self.subscription_count(name) {
                 0 => Vec::new(),
@@ -342,7 +346,7 @@ impl ChannelRegistry {
     }
 
     /// Drops cached events past their time to live (and channels left with nothing).
-    pub fn sweep(&self) {
+    pub(crate) fn sweep(&self) {
         let now = Instant::now();
         let ttl = self.cache_ttl;
         self.channels.retain(|_, ch| {

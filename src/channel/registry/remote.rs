@@ -15,7 +15,13 @@ use crate::protocol::server;
 impl ChannelRegistry {
     /// Another node's user joined presence channel `name`: `member_added` here when the user
     /// was not present anywhere yet.
-    pub fn remote_join(&self, node: &str, name: &str, member: PresenceMember, out: &mut Pending) {
+    pub(crate) fn remote_join(
+        &self,
+        node: &str,
+        name: &str,
+        member: PresenceMember,
+        out: &mut Pending,
+    ) {
         if !ChannelKind::from_name(name).presence {
             return;
         }
@@ -29,7 +35,7 @@ impl ChannelRegistry {
 
     /// Another node's user left presence channel `name`: `member_removed` here when the
     /// user is now gone everywhere.
-    pub fn remote_leave(&self, node: &str, name: &str, id: &str, out: &mut Pending) {
+    pub(crate) fn remote_leave(&self, node: &str, name: &str, id: &str, out: &mut Pending) {
         let now = Instant::now();
         if let Some(mut ch) = self.channels.get_mut(name) {
             if let Some(m) = ch.presence.as_mut().and_then(|p| p.remote_leave(node, id)) {
@@ -43,7 +49,7 @@ impl ChannelRegistry {
 
     /// Makes `members` (channel, member) the whole of what `node` reports, announcing only
     /// the differences. An empty list drops the node.
-    pub fn replace_node(
+    pub(crate) fn replace_node(
         &self,
         node: &str,
         members: Vec<(String, PresenceMember)>,
@@ -75,7 +81,7 @@ impl ChannelRegistry {
     }
 
     /// Presence members with a socket on this node, per channel.
-    pub fn local_presence(&self) -> Vec<(String, PresenceMember)> {
+    pub(crate) fn local_presence(&self) -> Vec<(String, PresenceMember)> {
         let mut out = Vec::new();
         for ch in self.channels.iter() {
             if let Some(p) = &ch.presence {
