@@ -42,6 +42,9 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 command -v redis-server >/dev/null || { echo "redis-server is required and could not be installed" >&2; exit 1; }
 
+echo "== module shape (no import cycle, no file over 600 lines, the cluster wired only at startup)"
+python3 scripts/check-modules.py
+
 echo "== cargo test (unit and integration, server and bench)"
 cargo test --locked --workspace --all-targets 2>&1
 
