@@ -86,10 +86,18 @@ fn node_config_url(url: &str, channel: &str) -> resound::Config {
 
 /// Starts `n` nodes on one Redis and waits until each has heard from all the others.
 async fn cluster(redis: &Redis, n: usize) -> Vec<TestServer> {
+    cluster_timed(redis, n, |_| {}).await
+}
+
+/// [`cluster`] with the nodes' timings (beat, peer timeout, query wait) set by `timing`, for
+/// tests that would otherwise wait out the production defaults.
+async fn cluster_timed(redis: &Redis, n: usize, timing: impl Fn(&mut Scaling)) -> Vec<TestServer> {
     let channel = format!("resound-test-{}", rand_suffix());
     let mut nodes = Vec::new();
     for _ in 0..n {
-        nodes.push(TestServer::start_with(node_config(redis.port, &channel)).await);
+        let mut config = node_config(redis.port, &channel);
+        timing(config.scaling.as_mut().unwrap());
+        nodes.push(TestServer::start_with(config).await);
     }
     wait_for_peers(&nodes, n - 1).await;
     nodes
@@ -472,7 +480,7 @@ async fn nodes_authenticate_to_a_redis_with_a_password_and_a_wrong_one_stays_alo
 #[tokio::test]
 async fn a_node_that_stops_answering_delays_one_query_not_every_query() {
     let redis = Redis::start().await;
-    let nodes = cluster(&redis, 2).await;
+    let nodes = cluster_timed(&redis, 2, |s| s.query_wait = Duration::from_secs(1)).await;
     let mut on_b = nodes[1].connected().await;
     on_b.subscribe_public("public-count").await;
     // A node that beats once and then dies without a word (as after SIGKILL).
@@ -486,7 +494,7 @@ async fn a_node_that_stops_answering_delays_one_query_not_every_query() {
     let api = nodes[0].http();
     let ask = || api.get("/channels/public-count", &[("info", "subscription_count")]);
     let expected = json!({"occupied": true, "subscription_count": 1});
-    // The first query waits for the ghost until QUERY_WAIT and answers with what it has.
+    // The first query waits for the ghost until query_wait and answers with what it has.
     assert_eq!(ask().await.json(), expected);
     // The next ones do not wait for it again.
     let started = std::time::Instant::now();
@@ -496,6 +504,30 @@ async fn a_node_that_stops_answering_delays_one_query_not_every_query() {
         "waited {:?} for a node that already missed a query",
         started.elapsed()
     );
+}
+
+#[tokio::test]
+async fn a_node_that_dies_without_a_word_loses_its_members_after_the_peer_timeout() {
+    let redis = Redis::start().await;
+    let nodes = cluster_timed(&redis, 1, |s| {
+        s.beat_every = Duration::from_millis(200);
+        s.peer_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut here = nodes[0].connected().await;
+    here.join("presence-ghost", "1").await;
+    // A node that announces a member and then falls silent (as after SIGKILL).
+    let join = format!(
+        r#"{{"resound":1,"node":"ghost","msg":{{"join":{{"app":"{APP_ID}","channel":"presence-ghost","user_id":"g"}}}}}}"#
+    );
+    assert_eq!(publish_raw(&redis, &nodes[0], &join).await, 1);
+    let v = here.recv().await;
+    assert_eq!(v["event"], "pusher_internal:member_added", "{v}");
+    // Gone once the peer timeout passes without a beat from it (well within WAIT).
+    let v = here.recv().await;
+    assert_eq!(v["event"], "pusher_internal:member_removed", "{v}");
+    assert_eq!(v["data"], r#"{"user_id":"g"}"#);
+    users_become(&nodes[0], "presence-ghost", json!({"users":[{"id":"1"}]})).await;
 }
 
 fn watch_events(v: &Value) -> Value {
