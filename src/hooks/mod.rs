@@ -6,11 +6,14 @@
 //! activity value is even built.
 //!
 //! Guarantees listeners may rely on, and the core keeps:
-//! - **Synchronous, in order.** [`Listener::on`] is called on the thread that made the change,
-//!   while it still holds the lock that ordered it (a channel's entry for subscriptions,
-//!   presence and counts; the app's sign-in lock for users). So one channel's activities reach
-//!   a listener in the order everybody saw them. A listener must therefore never block, await
-//!   or call back into the core: it queues and returns.
+//! - **Synchronous, in order.** [`Listener::on`] is called on the thread that made the change.
+//!   Changes to shared state are reported while the lock that ordered them is still held (a
+//!   channel's entry for subscriptions, presence and counts; the app's sign-in lock for users),
+//!   so one channel's activities reach a listener in the order everybody saw them. Activities
+//!   of one connection or one request (connection opened/closed, `ApiEvent` before local
+//!   delivery, `ClientEvent` after the local relay, `UserTerminated`) need no lock and are
+//!   reported without one. Either way a listener must never block, await or call back into
+//!   the core: it queues and returns.
 //! - **Snapshots agree with the stream.** Every change that is reported to listeners holds
 //!   [`Hooks::ordered`] (shared) from before the change until its activity is reported; a
 //!   listener that reads the node's state under [`Hooks::snapshot`] (exclusive) therefore
