@@ -259,8 +259,9 @@ impl Peers for Bus {
 
 impl Listener for Bus {
     /// What the other nodes must hear of, as a message; everything else is this node's own.
-    fn on(&self, app: &str, activity: &Activity<'_>) {
-        let app = app.to_owned();
+    fn on(&self, app_id: &str, activity: &Activity<'_>) {
+        // Copied only for the activities that become a message.
+        let app = || app_id.to_owned();
         let msg = match *activity {
             Activity::ApiEvent {
                 channels,
@@ -268,7 +269,7 @@ impl Listener for Bus {
                 data,
                 except,
             } => Msg::Event {
-                app,
+                app: app(),
                 channels: channels.to_vec(),
                 event: event.to_owned(),
                 data: data.to_owned(),
@@ -281,40 +282,40 @@ impl Listener for Bus {
                 user_id,
                 ..
             } => Msg::Client {
-                app,
+                app: app(),
                 channel: channel.to_owned(),
                 event: event.to_owned(),
                 data: data.map(ToOwned::to_owned),
                 user_id: user_id.map(ToOwned::to_owned),
             },
             Activity::MemberJoined { channel, member } => Msg::Join {
-                app,
+                app: app(),
                 channel: channel.to_owned(),
                 user_id: member.user_id.clone(),
                 user_info: member.user_info.clone(),
             },
             Activity::MemberLeft { channel, id } => Msg::Leave {
-                app,
+                app: app(),
                 channel: channel.to_owned(),
                 id: id.to_owned(),
             },
             Activity::SubscriptionCount { channel, local }
-                if self.counted_apps.contains(&app)
+                if self.counted_apps.contains(app_id)
                     && !ChannelKind::from_name(channel).presence =>
             {
                 Msg::Count {
-                    app,
+                    app: app(),
                     channel: channel.to_owned(),
                     subscribers: local,
                 }
             }
             Activity::UserOnline { user_id } | Activity::UserOffline { user_id } => Msg::Online {
-                app,
+                app: app(),
                 user_id: user_id.to_owned(),
                 online: matches!(activity, Activity::UserOnline { .. }),
             },
             Activity::UserTerminated { user_id } => Msg::Terminate {
-                app,
+                app: app(),
                 user_id: user_id.to_owned(),
             },
             _ => return,
