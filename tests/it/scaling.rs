@@ -165,6 +165,21 @@ async fn publish_raw(redis: &Redis, node: &TestServer, text: &str) -> i64 {
         .unwrap()
 }
 
+/// Waits until `node` has subscribed to its scaling channel: until then a publication reaches
+/// nobody (PUBLISH counts receivers).
+async fn wait_subscribed(redis: &Redis, node: &TestServer) {
+    let mut receivers = 0;
+    wait_until(
+        async || {
+            receivers = publish_raw(redis, node, "not one of ours").await;
+            receivers > 0
+        },
+        WAIT,
+    )
+    .await;
+    assert_eq!(receivers, 1, "the node never subscribed");
+}
+
 /// Polls a node's users API until it answers `expected` (presence news travel through Redis).
 async fn users_become(node: &TestServer, channel: &str, expected: Value) {
     let mut seen = Value::Null;
@@ -514,6 +529,7 @@ async fn a_node_that_dies_without_a_word_loses_its_members_after_the_peer_timeou
         s.peer_timeout = Duration::from_secs(1);
     })
     .await;
+    wait_subscribed(&redis, &nodes[0]).await;
     let mut here = nodes[0].connected().await;
     here.join("presence-ghost", "1").await;
     // A node that announces a member and then falls silent (as after SIGKILL).
@@ -739,17 +755,7 @@ async fn a_message_published_twice_after_a_lost_connection_is_delivered_once() {
             r#"{{"resound":1,"node":"replayer","seq":{seq},"msg":{{"event":{{"app":"{APP_ID}","channels":["public-once"],"event":"{name}","data":"{{}}","except":null}}}}}}"#
         )
     };
-    // Until the node has subscribed, a publication reaches nobody (PUBLISH counts receivers).
-    let mut receivers = 0;
-    wait_until(
-        async || {
-            receivers = publish_raw(&redis, &nodes[0], "not one of ours").await;
-            receivers > 0
-        },
-        WAIT,
-    )
-    .await;
-    assert_eq!(receivers, 1, "the node never subscribed");
+    wait_subscribed(&redis, &nodes[0]).await;
     for text in [
         event(1, "first"),
         event(2, "second"),
