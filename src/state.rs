@@ -17,7 +17,7 @@ use tracing::debug;
 use crate::apps::App;
 use crate::channel::registry::ChannelRegistry;
 use crate::config::Config;
-use crate::connection::{CloseReason, ConnectionHandle, SocketId};
+use crate::connection::{CloseReason, ConnectionHandle, OutboundLimits, SocketId};
 use crate::hooks::{Activity, AppHooks, Hooks, Listener, Peers};
 use crate::protocol::PusherError;
 use crate::users::UserRegistry;
@@ -138,6 +138,8 @@ pub struct State {
     pub(crate) tasks: TaskTracker,
     /// The listeners every app reports to.
     pub(crate) hooks: Hooks,
+    /// Every connection's outbound bounds, with the budget they share.
+    pub(crate) outbound: OutboundLimits,
     /// The other nodes, when something plugged them in.
     peers: Option<Arc<dyn Peers>>,
     /// Taken once by `server::serve`.
@@ -161,6 +163,7 @@ impl State {
             by_key.insert(app.key.clone(), rt);
         }
         State {
+            outbound: OutboundLimits::from_config(&config),
             config,
             by_id,
             by_key,
@@ -183,6 +186,12 @@ impl State {
                 conn.close(reason.clone());
             }
         }
+    }
+
+    /// Bytes that connections which fell behind hold queued, as charged to the shared
+    /// outbound budget (`RESOUND_OUTBOUND_BUDGET`); 0 when every connection keeps up.
+    pub fn outbound_backlog(&self) -> usize {
+        self.outbound.budget.used()
     }
 
     /// The other nodes, when something plugged them in.

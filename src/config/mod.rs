@@ -43,6 +43,10 @@ pub struct Config {
     pub api_timestamp_window: Option<Duration>,
     /// Outbound messages queued for one connection before it counts as too slow.
     pub outbound_queue: usize,
+    /// Outbound bytes queued for one connection before it counts as too slow.
+    pub outbound_bytes: usize,
+    /// Outbound bytes all connections' backlogs may hold together; 0 is unlimited.
+    pub outbound_budget: usize,
     /// How long cache channels keep their last event.
     pub cache_ttl: Duration,
     /// Time allowed for closing connections on shutdown.
@@ -122,6 +126,8 @@ fn from_layers(primary: &Layers, more_apps: &[Layer]) -> Result<Config, ConfigEr
             n => Some(Duration::from_secs(n as u64)),
         },
         outbound_queue: l.positive("RESOUND_OUTBOUND_QUEUE")?,
+        outbound_bytes: l.positive("RESOUND_OUTBOUND_BYTES")?,
+        outbound_budget: l.number("RESOUND_OUTBOUND_BUDGET")?,
         cache_ttl: l.seconds("RESOUND_CACHE_TTL")?,
         shutdown_timeout: l.seconds("RESOUND_SHUTDOWN_TIMEOUT")?,
         max_channels_per_connection: l.positive("RESOUND_MAX_CHANNELS_PER_CONNECTION")?,

@@ -135,6 +135,8 @@ pub(super) const SETTINGS: &[Setting] = &[
     server("RESOUND_MAX_BATCH_SIZE", "max-batch-size", "max_batch_size", Value("0"), "Most events in one batch, 0 = unlimited"),
     server("RESOUND_API_TIMESTAMP_WINDOW", "api-timestamp-window", "api_timestamp_window", Value("600"), "Allowed auth_timestamp skew in seconds, 0 = unchecked"),
     server("RESOUND_OUTBOUND_QUEUE", "outbound-queue", "outbound_queue", Value("1024"), "Messages queued per connection before it is dropped as too slow"),
+    server("RESOUND_OUTBOUND_BYTES", "outbound-bytes", "outbound_bytes", Value("1048576"), "Bytes queued per connection before it is dropped as too slow (4100)"),
+    server("RESOUND_OUTBOUND_BUDGET", "outbound-budget", "outbound_budget", Value("536870912"), "Bytes all connections' backlogs may hold together; past it a connection that is behind is dropped (4100), 0 = unlimited"),
     server("RESOUND_CACHE_TTL", "cache-ttl", "cache_ttl", Value("1800"), "Seconds a cache channel keeps its last event"),
     server("RESOUND_SHUTDOWN_TIMEOUT", "shutdown-timeout", "shutdown_timeout", Value("10"), "Seconds allowed for a graceful shutdown"),
     server("RESOUND_MAX_CHANNELS_PER_CONNECTION", "max-channels-per-connection", "max_channels_per_connection", Value("1000"), "Channels one connection may be subscribed to at once"),

@@ -28,12 +28,13 @@ use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::close::{CloseReason, SLOW_CONSUMER};
+use super::limits::{OutboundLimits, UNCHARGED};
 use super::outgoing::{Outbound, Outgoing};
 use super::socket_id::SocketId;
 
 struct Shared {
     id: SocketId,
-    capacity: usize,
+    limits: OutboundLimits,
     out: Mutex<Outbound>,
     /// `None` only for handles made in unit tests: frames then just queue.
     socket: Option<OwnedWriteHalf>,
@@ -46,6 +47,14 @@ struct Shared {
     /// The session waiting in [`ConnectionHandle::closed`]. A per-connection waker, not a
     /// cancellation token: that would take a lock on every poll, i.e. on every frame read.
     session: AtomicWaker,
+}
+
+impl Drop for Shared {
+    /// What a closed connection's backlog was charged goes back to the budget.
+    fn drop(&mut self) {
+        let st = self.out.get_mut();
+        self.limits.budget.recharge(st.charged, 0);
+    }
 }
 
 /// What a push left for the caller to do.
@@ -62,15 +71,15 @@ pub(super) enum Pushed {
 pub(crate) struct ConnectionHandle(Arc<Shared>);
 
 impl ConnectionHandle {
-    /// A handle writing to `socket`, whose queue holds at most `capacity` frames.
+    /// A handle writing to `socket`, whose queue is bounded by `limits`.
     pub(crate) fn new(
         id: SocketId,
-        capacity: usize,
+        limits: OutboundLimits,
         socket: Option<OwnedWriteHalf>,
     ) -> ConnectionHandle {
         ConnectionHandle(Arc::new(Shared {
             id,
-            capacity,
+            limits,
             out: Mutex::new(Outbound::default()),
             socket,
             parked: Notify::new(),
@@ -106,7 +115,16 @@ impl ConnectionHandle {
         if st.sealed {
             return Pushed::Done;
         }
-        if st.queue.len() >= self.0.capacity {
+        let limits = &self.0.limits;
+        let (len, was_empty) = (out.len(), st.queue.is_empty());
+        // A frame for a connection that is keeping up goes out at once, whatever its size;
+        // a connection that is behind is held to its bounds and to the shared budget.
+        let full = st.queue.len() >= limits.frames
+            || (!was_empty && st.bytes + len > limits.bytes)
+            || (!was_empty
+                && st.bytes + len > UNCHARGED
+                && limits.budget.must_drop(st.bytes + len, len));
+        if full {
             drop(st);
             self.close(CloseReason::bare(
                 SLOW_CONSUMER,
@@ -115,8 +133,8 @@ impl ConnectionHandle {
             ));
             return Pushed::Done;
         }
-        let was_empty = st.queue.is_empty();
-        st.queue.push_back(out);
+        st.push(out);
+        st.settle(&limits.budget);
         if was_empty && !st.parked {
             Pushed::Flush
         } else {
@@ -139,7 +157,9 @@ impl ConnectionHandle {
         if st.sealed || (st.parked && !claimed) {
             return;
         }
-        match st.write_to(socket) {
+        let written = st.write_to(socket);
+        st.settle(&self.0.limits.budget);
+        match written {
             Ok(true) => st.parked = false,
             Ok(false) => self.park(st),
             Err(_) => {
@@ -228,7 +248,9 @@ impl ConnectionHandle {
             return Ok(true);
         };
         let mut st = self.0.out.lock();
-        let drained = st.write_to(socket)?;
+        let drained = st.write_to(socket);
+        st.settle(&self.0.limits.budget);
+        let drained = drained?;
         st.parked = !drained;
         Ok(drained)
     }
@@ -242,11 +264,10 @@ impl ConnectionHandle {
             return;
         }
         if !reason.is_some_and(|r| r.flush_queue) {
-            let keep = usize::from(st.front_written > 0);
-            st.queue.truncate(keep);
+            st.drop_unstarted();
         }
         if let Some(text) = reason.and_then(|r| r.last_frame.clone()) {
-            st.queue.push_back(Outgoing::text_bytes(Bytes::from(text)));
+            st.push(Outgoing::text_bytes(Bytes::from(text)));
         }
         if let Some((code, text)) = reason.and_then(|r| r.code.clone()) {
             let frame = Frame::close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
@@ -257,8 +278,9 @@ impl ConnectionHandle {
             frame
                 .format(&mut bytes)
                 .expect("writing to a Vec cannot fail");
-            st.queue.push_back(Outgoing::raw(bytes.into()));
+            st.push(Outgoing::raw(bytes.into()));
         }
+        st.settle(&self.0.limits.budget);
         st.sealed = true;
         st.parked = true;
     }
@@ -272,6 +294,7 @@ impl ConnectionHandle {
     #[cfg(test)]
     pub(crate) fn take_texts(&self) -> Vec<String> {
         let mut st = self.0.out.lock();
+        st.bytes = 0;
         st.queue
             .drain(..)
             .map(|f| String::from_utf8_lossy(f.body()).into_owned())
@@ -290,7 +313,7 @@ pub(super) mod tests {
 
     #[test]
     fn full_queue_closes_with_4100_and_never_blocks() {
-        let h = ConnectionHandle::new(SocketId::random(), 2, None);
+        let h = ConnectionHandle::new(SocketId::random(), OutboundLimits::frames(2), None);
         for _ in 0..5 {
             h.send_text(Utf8Bytes::from_static("x"));
         }
@@ -314,7 +337,11 @@ pub(super) mod tests {
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
         let (rd, wr) = server.into_split();
-        let h = ConnectionHandle::new(SocketId::random(), capacity, Some(wr));
+        let h = ConnectionHandle::new(
+            SocketId::random(),
+            OutboundLimits::frames(capacity),
+            Some(wr),
+        );
         (client, rd, h)
     }
 

@@ -78,7 +78,11 @@ mod tests {
         let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
         let (client, accepted) = tokio::join!(client, listener.accept());
         let (read, write) = accepted.unwrap().0.into_split();
-        let handle = ConnectionHandle::new(SocketId::random(), 8, Some(write));
+        let handle = ConnectionHandle::new(
+            SocketId::random(),
+            crate::connection::OutboundLimits::frames(8),
+            Some(write),
+        );
         let mut buffer = bytes::BytesMut::with_capacity(8192);
         buffer.extend_from_slice(b"GET / ...\r\n\r\nAB");
         let buffer = buffer.freeze();

@@ -4,6 +4,7 @@
 pub(crate) mod close;
 pub(crate) mod handle;
 mod inbound;
+pub(crate) mod limits;
 mod outgoing;
 mod pending;
 pub(crate) mod session;
@@ -12,6 +13,7 @@ mod writer;
 
 pub(crate) use close::CloseReason;
 pub(crate) use handle::ConnectionHandle;
+pub(crate) use limits::OutboundLimits;
 pub(crate) use outgoing::Outgoing;
 pub(crate) use pending::Pending;
 pub(crate) use socket_id::SocketId;

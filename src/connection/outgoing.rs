@@ -13,6 +13,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use super::limits::{Budget, UNCHARGED};
+
 /// Queue slots an idle connection keeps allocated.
 const KEEP_SLOTS: usize = 16;
 /// Writes up to this size are copied into one buffer instead of gathered.
@@ -83,9 +85,41 @@ pub(super) struct Outbound {
     pub(super) parked: bool,
     /// The close frame is queued: nothing more is accepted.
     pub(super) sealed: bool,
+    /// Bytes queued and not yet written.
+    pub(super) bytes: usize,
+    /// Of those, the bytes charged to the shared budget (see [`Self::settle`]).
+    pub(super) charged: usize,
 }
 
 impl Outbound {
+    /// Queues `out`, counting its bytes.
+    pub(super) fn push(&mut self, out: Outgoing) {
+        self.bytes += out.len();
+        self.queue.push_back(out);
+    }
+
+    /// Drops the frames not yet started (a partly written one is kept: the client would
+    /// otherwise read garbage).
+    pub(super) fn drop_unstarted(&mut self) {
+        let keep = usize::from(self.front_written > 0);
+        self.queue.truncate(keep);
+        self.bytes = self.queue.iter().map(Outgoing::len).sum::<usize>() - self.front_written;
+    }
+
+    /// Brings the budget's charge for this queue up to date: a backlog beyond
+    /// [`UNCHARGED`] is charged in full, a smaller one not at all.
+    pub(super) fn settle(&mut self, budget: &Budget) {
+        let due = if self.bytes > UNCHARGED {
+            self.bytes
+        } else {
+            0
+        };
+        if due != self.charged {
+            budget.recharge(self.charged, due);
+            self.charged = due;
+        }
+    }
+
     /// Writes queued frames until the queue is empty (`Ok(true)`) or the socket would block
     /// (`Ok(false)`). Partial writes resume at the exact byte where they stopped.
     pub(super) fn write_to(&mut self, socket: &OwnedWriteHalf) -> io::Result<bool> {
@@ -126,6 +160,7 @@ impl Outbound {
                     Err(e) => return Err(e),
                 }
             };
+            self.bytes -= written;
             let mut left = written + self.front_written;
             self.front_written = 0;
             while let Some(front) = self.queue.front() {

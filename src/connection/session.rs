@@ -28,7 +28,7 @@ use crate::channel::presence::PresenceMember;
 use crate::channel::ChannelKind;
 use crate::hooks::Activity;
 use crate::protocol::message::Subscribe;
-use crate::protocol::names::validate_channel_name;
+use crate::protocol::names::{excerpt, validate_channel_name};
 use crate::protocol::{server, ClientMessage, PusherError};
 use crate::state::{AppRuntime, ConnectionSlot, State};
 use crate::users::SignedInUser;
@@ -67,8 +67,8 @@ pub(crate) async fn run(
     slot: ConnectionSlot,
 ) {
     let (read, write) = tcp.into_split();
-    let capacity = state.config.outbound_queue;
-    let handle = app.register(|id| ConnectionHandle::new(id, capacity, Some(write)));
+    let limits = state.outbound.clone();
+    let handle = app.register(|id| ConnectionHandle::new(id, limits, Some(write)));
     let inbound = Inbound::new(prefix, read, handle.clone());
     let mut stream = WebSocketStream::from_raw_socket(inbound, Role::Server, Some(config)).await;
     // A debug span: disabled (and free) unless debug logging is on.
@@ -310,7 +310,7 @@ impl Session {
     fn subscribe(&mut self, sub: Subscribe) -> Result<(), PusherError> {
         let name = sub.channel;
         validate_channel_name(&name)
-            .map_err(|e| PusherError::InvalidChannelName(format!("{name:?}: {e}")))?;
+            .map_err(|e| PusherError::InvalidChannelName(format!("\"{}\": {e}", excerpt(&name))))?;
         let kind = ChannelKind::from_name(&name);
         let app = &self.app.app;
         let limit = self.state.config.max_channels_per_connection;
@@ -385,7 +385,7 @@ impl Session {
         }
         if !ChannelKind::from_name(channel).allows_client_events(self.app.app.public_client_events)
         {
-            return Err(PusherError::ClientEventForbidden(channel.to_owned()));
+            return Err(PusherError::ClientEventForbidden(excerpt(channel)));
         }
         let membership = self.channels.get(channel);
         if membership.is_none() && mode != ClientEvents::All {

@@ -45,6 +45,24 @@ fn is_channel_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'=' | b'@' | b',' | b'.' | b';')
 }
 
+/// Characters of a refused name that an error message repeats.
+const EXCERPT_CHARS: usize = 32;
+
+/// A refused name as an error message shows it: at most [`EXCERPT_CHARS`] characters with
+/// control characters as `?`, and the full length when cut. An error reply never grows with
+/// what the client sent (the reply is queued for a client that may not be reading).
+pub(crate) fn excerpt(name: &str) -> String {
+    let shown: String = name
+        .chars()
+        .take(EXCERPT_CHARS)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    match name.chars().nth(EXCERPT_CHARS) {
+        None => shown,
+        Some(_) => format!("{shown}… ({} bytes)", name.len()),
+    }
+}
+
 /// A socket id as the SDKs produce and check it: digits, one dot, digits.
 pub(crate) fn is_valid_socket_id(s: &str) -> bool {
     match s.split_once('.') {
@@ -61,6 +79,16 @@ pub(crate) fn is_valid_socket_id(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn excerpts_stay_short_whatever_the_name() {
+        assert_eq!(excerpt("private-x"), "private-x");
+        assert_eq!(excerpt("a\u{7f}b"), "a?b");
+        let long = "\u{7f}".repeat(9_950);
+        let e = excerpt(&long);
+        assert!(e.len() < 60, "{e}");
+        assert!(e.ends_with("(9950 bytes)"), "{e}");
+    }
 
     #[test]
     fn channel_names() {

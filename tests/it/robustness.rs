@@ -104,6 +104,96 @@ async fn slow_consumer_is_dropped_while_others_get_everything() {
     drop(slow);
 }
 
+/// A fast and a slow (never reading) subscriber of `firehose` on a server with `config`;
+/// 3,000 events of 8 KB are triggered. The fast one gets every event; the slow one is
+/// dropped, and what its backlog held goes back to the budget.
+async fn slow_consumer_dropped_by(config: resound::Config) {
+    let server = TestServer::start_with(config).await;
+    let mut fast = server.connected().await;
+    fast.subscribe_public("firehose").await;
+    let mut slow = server.connected().await;
+    slow.subscribe_public("firehose").await;
+    let payload = "y".repeat(8_000);
+    let batch: Vec<_> = (0..10)
+        .map(|_| json!({"channel":"firehose","name":"e","data":payload}))
+        .collect();
+    let api = server.http();
+    let reader = tokio::spawn(async move {
+        for i in 0..3000 {
+            assert_eq!(fast.recv().await["event"], "e", "frame {i}");
+        }
+        fast
+    });
+    for _ in 0..300 {
+        assert_eq!(
+            api.post("/batch_events", json!({ "batch": batch }))
+                .await
+                .status,
+            200
+        );
+    }
+    let _fast = tokio::time::timeout(Duration::from_secs(20), reader)
+        .await
+        .expect("fast client got all")
+        .unwrap();
+    let count = || async {
+        server
+            .http()
+            .get("/channels/firehose", &[("info", "subscription_count")])
+            .await
+            .json()["subscription_count"]
+            .as_u64()
+    };
+    assert!(
+        wait_until(async || count().await == Some(1), WAIT).await,
+        "slow consumer removed from the channel"
+    );
+    // Closed with 4100; a client that never reads may not get that far in its backlog before
+    // the server gives up on the close handshake and drops the socket.
+    let (code, _) = slow.expect_close().await;
+    assert!(matches!(code, Some(4100) | None), "{code:?}");
+    assert!(
+        wait_until(async || server.state.outbound_backlog() == 0, WAIT).await,
+        "its backlog left the budget: {}",
+        server.state.outbound_backlog()
+    );
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_bounded_in_bytes_not_only_in_frames() {
+    let mut config = config_with(app());
+    // Far more frames than the test sends: only the byte bound can drop the slow client.
+    config.outbound_queue = 100_000;
+    config.outbound_bytes = 256 * 1024;
+    config.max_request_size = 1_000_000;
+    slow_consumer_dropped_by(config).await;
+}
+
+#[tokio::test]
+async fn slow_consumers_together_are_held_to_the_process_budget() {
+    let mut config = config_with(app());
+    config.outbound_queue = 100_000;
+    config.outbound_bytes = 100 << 20;
+    config.outbound_budget = 256 * 1024;
+    config.max_request_size = 1_000_000;
+    slow_consumer_dropped_by(config).await;
+}
+
+#[tokio::test]
+async fn an_error_reply_does_not_grow_with_the_invalid_name() {
+    let server = TestServer::start().await;
+    let mut c = server.connected().await;
+    // 9,950 DEL characters: a valid JSON string, an invalid channel name.
+    let name = "\u{7f}".repeat(9_950);
+    c.send(json!({"event":"pusher:subscribe","data":{"channel":name}}))
+        .await;
+    let reply = c.recv().await;
+    assert_eq!(reply["event"], "pusher:error");
+    let text = reply.to_string();
+    assert!(text.len() < 300, "{} bytes: {text}", text.len());
+    assert!(text.contains("(9950 bytes)"), "{text}");
+}
+
 #[tokio::test]
 async fn bad_http_requests_do_not_disturb_delivery() {
     let server = TestServer::start().await;

@@ -9,11 +9,11 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use super::ChannelRegistry;
 use crate::channel::presence::PresenceMember;
 use crate::channel::ChannelKind;
-use crate::connection::{ConnectionHandle, Pending, SocketId};
+use crate::connection::{ConnectionHandle, OutboundLimits, Pending, SocketId};
 use crate::hooks::{Hooks, Record};
 
 fn handle() -> ConnectionHandle {
-    ConnectionHandle::new(SocketId::random(), 64, None)
+    ConnectionHandle::new(SocketId::random(), OutboundLimits::frames(64), None)
 }
 
 fn member(id: &str) -> PresenceMember {
