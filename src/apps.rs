@@ -52,6 +52,13 @@ pub struct App {
     pub authorized_timeout: Option<Duration>,
     /// Send `pusher_internal:subscription_count` to subscribers of non-presence channels.
     pub subscription_count: bool,
+    /// Client events one connection may send per second (a token bucket of this many);
+    /// 0 is unlimited.
+    pub client_event_rate: u32,
+    /// Users one presence channel may hold; 0 is unlimited.
+    pub max_presence_members: usize,
+    /// Largest presence `user_info` in bytes (as received); 0 is unlimited.
+    pub max_user_info_size: usize,
 }
 
 impl App {
@@ -73,6 +80,9 @@ impl App {
             rate_limit: None,
             authorized_timeout: None,
             subscription_count: false,
+            client_event_rate: 10,
+            max_presence_members: 1000,
+            max_user_info_size: 1024,
         }
     }
 

@@ -42,8 +42,12 @@ pub(crate) struct AppRuntime {
 impl AppRuntime {
     fn new(app: App, config: &Config, hooks: &Hooks, peers: Option<Arc<dyn Peers>>) -> Self {
         let hooks = hooks.for_app(&app.id);
-        let channels =
-            ChannelRegistry::new(config.cache_ttl, app.subscription_count, hooks.clone());
+        let channels = ChannelRegistry::new(
+            config.cache_ttl,
+            app.subscription_count,
+            app.max_presence_members,
+            hooks.clone(),
+        );
         let users = UserRegistry::new(hooks.clone());
         AppRuntime {
             app,

@@ -175,6 +175,11 @@ impl Presence {
         }
     }
 
+    /// Whether user `id` is present (here or on another node).
+    pub(crate) fn has(&self, id: &str) -> bool {
+        self.members.contains_key(id)
+    }
+
     /// Unique users.
     pub(crate) fn count(&self) -> usize {
         self.members.len()

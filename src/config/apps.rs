@@ -120,6 +120,11 @@ fn app_options(l: &Layers, mut app: App, warnings: &mut Vec<String>) -> Result<A
         (authorized_timeout > 0).then(|| Duration::from_secs(authorized_timeout));
     app.public_client_events = l.boolean("RESOUND_APP_PUBLIC_CLIENT_EVENTS")?;
     app.subscription_count = l.boolean("RESOUND_APP_SUBSCRIPTION_COUNT")?;
+    app.client_event_rate = l
+        .number("RESOUND_APP_CLIENT_EVENT_RATE")?
+        .min(u32::MAX as usize) as u32;
+    app.max_presence_members = l.number("RESOUND_APP_MAX_PRESENCE_MEMBERS")?;
+    app.max_user_info_size = l.number("RESOUND_APP_MAX_USER_INFO_SIZE")?;
     app.rate_limit = match l.boolean("REVERB_APP_RATE_LIMITING_ENABLED")? {
         false => None,
         true => Some(RateLimit {

@@ -9,6 +9,7 @@ mod outgoing;
 mod pending;
 pub(crate) mod session;
 pub(crate) mod socket_id;
+mod throttle;
 mod writer;
 
 pub(crate) use close::CloseReason;

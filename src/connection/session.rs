@@ -21,6 +21,7 @@ use super::close::{CloseReason, MESSAGE_TOO_BIG, RATE_LIMITED};
 use super::handle::ConnectionHandle;
 use super::inbound::Inbound;
 use super::pending::Pending;
+use super::throttle::Throttle;
 use super::writer;
 use crate::apps::{ClientEvents, RateLimit};
 use crate::auth;
@@ -76,6 +77,7 @@ pub(crate) async fn run(
     let writer = tokio::spawn(writer::run(handle.clone()));
     let mut session = Session {
         state,
+        client_events: Throttle::new(app.app.client_event_rate),
         app,
         handle,
         channels: HashMap::new(),
@@ -109,6 +111,8 @@ struct Session {
     /// Subscribed channels, with the presence user id this socket joined as.
     channels: HashMap<String, Option<Box<RawValue>>>,
     rate: Option<(Instant, u32)>,
+    /// Client events allowed from now on (`client_event_rate`); `None` when unlimited.
+    client_events: Option<Throttle>,
     /// The user this connection signed in as.
     user: Option<SignedInUser>,
     /// Signed in, or subscribed to a private or presence channel (authorized connections).
@@ -358,13 +362,18 @@ impl Session {
                     }
                     (None, None) => return Err(PusherError::Unauthorized),
                 });
+                let max = self.app.app.max_user_info_size;
+                let info = member.as_ref().and_then(|m| m.user_info.as_ref());
+                if max > 0 && info.is_some_and(|i| i.get().len() > max) {
+                    return Err(PusherError::UserInfoTooLarge(max));
+                }
             }
         }
         let user_id = member.as_ref().map(|m| m.user_id.clone());
         if self
             .app
             .channels
-            .subscribe(&name, kind, &self.handle, member)
+            .subscribe(&name, kind, &self.handle, member)?
         {
             debug!(channel = name, "subscribed");
             self.channels.insert(name, user_id);
@@ -390,6 +399,11 @@ impl Session {
         let membership = self.channels.get(channel);
         if membership.is_none() && mode != ClientEvents::All {
             return Err(PusherError::NotMember);
+        }
+        if let Some(throttle) = &mut self.client_events {
+            if !throttle.allow(Instant::now()) {
+                return Err(PusherError::ClientEventRateLimited);
+            }
         }
         let user_id = membership.and_then(|m| m.as_deref());
         let text = || server::client_event(event, channel, data, user_id).into();

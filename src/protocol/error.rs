@@ -39,6 +39,12 @@ pub(crate) enum PusherError {
     /// 4009: a channel name that is empty, too long or has characters outside the allowed set.
     #[error("Invalid channel name {0}")]
     InvalidChannelName(String),
+    /// 4009: a presence join would take the channel past `max_presence_members` users.
+    #[error("Presence channel is full: at most {0} members")]
+    PresenceFull(usize),
+    /// 4009: presence `user_info` bigger than `max_user_info_size` bytes.
+    #[error("user_info is larger than the {0} bytes allowed")]
+    UserInfoTooLarge(usize),
     /// 4200: anything we could not understand (Reverb's catch-all text).
     #[error("Invalid message format")]
     InvalidMessage,
@@ -54,6 +60,9 @@ pub(crate) enum PusherError {
     /// 4301: the message rate limit was hit.
     #[error("Rate limit exceeded")]
     RateLimited,
+    /// 4301: more client events than the app's `client_event_rate` per second (Pusher's text).
+    #[error("Client event rejected due to rate limit")]
+    ClientEventRateLimited,
     /// 4301: client events are not allowed on this kind of channel.
     #[error("Client events are not allowed on channel {0}")]
     ClientEventForbidden(String),
@@ -79,12 +88,16 @@ impl PusherError {
             | NotMember
             | InvalidChannelName(_)
             | Terminated
-            | NotAuthorizedInTime => 4009,
+            | NotAuthorizedInTime
+            | PresenceFull(_)
+            | UserInfoTooLarge(_) => 4009,
             InvalidMessage | ShuttingDown => 4200,
             PongTimeout => 4201,
-            ClientEventsDisabled | RateLimited | ClientEventForbidden(_) | TooManyChannels(_) => {
-                4301
-            }
+            ClientEventsDisabled
+            | RateLimited
+            | ClientEventRateLimited
+            | ClientEventForbidden(_)
+            | TooManyChannels(_) => 4301,
             WatchlistLimit => 4302,
         }
     }

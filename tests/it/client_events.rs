@@ -198,3 +198,65 @@ async fn rate_limit_with_terminate_closes_with_backoff_code() {
     let (code, _) = a.expect_close().await;
     assert_eq!(code, Some(4100), "41xx: pusher-js backs off and reconnects");
 }
+
+#[tokio::test]
+async fn an_anonymous_flood_of_client_events_is_refused_and_readers_stay() {
+    // Defaults: public client events on (as Reverb), 10 client events a second (as Pusher).
+    let server = TestServer::start().await;
+    let mut flooder = server.connected().await;
+    let mut reader = server.connected().await;
+    flooder.subscribe_public("public-room").await;
+    reader.subscribe_public("public-room").await;
+    let data = "x".repeat(2_000);
+    let started = std::time::Instant::now();
+    for i in 0..2_000 {
+        flooder
+            .send(json!({"event":"client-flood","channel":"public-room","data":{"i":i,"pad":data}}))
+            .await;
+    }
+    let elapsed = started.elapsed();
+    // The flooder hears 4301 for what was refused (its own queue takes the refusals).
+    assert_eq!(
+        error_of(&flooder.recv().await),
+        (4301, "Client event rejected due to rate limit".into())
+    );
+    // The reader got a burst of 10 and then 10 a second at most, and is still connected.
+    server
+        .http()
+        .trigger(&["public-room"], "after", "{}", None)
+        .await;
+    let mut relayed = 0;
+    loop {
+        let v = reader.recv().await;
+        if v["event"] == "after" {
+            break;
+        }
+        assert_eq!(v["event"], "client-flood", "{v}");
+        relayed += 1;
+    }
+    let allowed = 10 + (elapsed.as_secs_f64() * 10.0).ceil() as usize;
+    assert!(
+        relayed >= 10 && relayed <= allowed,
+        "{relayed} relayed in {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_client_event_rate_is_a_setting() {
+    let mut app = app();
+    app.client_event_rate = 0;
+    let server = TestServer::start_with(config_with(app)).await;
+    let mut a = server.connected().await;
+    let mut b = server.connected().await;
+    a.subscribe_signed("private-fast", None).await;
+    b.subscribe_signed("private-fast", None).await;
+    for i in 0..50 {
+        a.send(json!({"event":"client-tick","channel":"private-fast","data":{"i":i}}))
+            .await;
+    }
+    for i in 0..50 {
+        let v = b.recv().await;
+        assert_eq!(v["data"]["i"], i, "0 is unlimited: {v}");
+    }
+    a.expect_nothing().await;
+}

@@ -134,3 +134,39 @@ async fn closing_connection_removes_member_from_every_channel() {
         .iter()
         .all(|v| v["event"] == "pusher_internal:member_removed"));
 }
+
+#[tokio::test]
+async fn presence_limits_refuse_with_4009_and_keep_the_connection() {
+    let mut app = app();
+    app.max_presence_members = 2;
+    let server = TestServer::start_with(config_with(app)).await;
+    let mut a = server.connected().await;
+    let mut b = server.connected().await;
+    a.join("presence-small", "1").await;
+    b.join("presence-small", "2").await;
+    assert_eq!(a.recv().await["event"], "pusher_internal:member_added");
+    // A third user is refused; a second socket of a present user is not.
+    let mut c = server.connected().await;
+    let cd = json!({"user_id": "3", "user_info": {}}).to_string();
+    c.send_signed_subscribe("presence-small", Some(&cd)).await;
+    assert_eq!(
+        error_of(&c.recv().await),
+        (4009, "Presence channel is full: at most 2 members".into())
+    );
+    a.expect_nothing().await;
+    let mut a2 = server.connected().await;
+    let data = a2.join("presence-small", "1").await;
+    assert_eq!(data["presence"]["count"], 2, "{data}");
+    // user_info beyond 1 KB (the default) is refused, the connection stays.
+    let mut d = server.connected().await;
+    let big = json!({"user_id": "4", "user_info": {"bio": "x".repeat(1_100)}}).to_string();
+    d.send_signed_subscribe("presence-other", Some(&big)).await;
+    assert_eq!(
+        error_of(&d.recv().await),
+        (
+            4009,
+            "user_info is larger than the 1024 bytes allowed".into()
+        )
+    );
+    d.join("presence-other", "4").await;
+}

@@ -26,7 +26,7 @@ use super::presence::{Presence, PresenceMember};
 use super::ChannelKind;
 use crate::connection::{ConnectionHandle, Outgoing, Pending, SocketId};
 use crate::hooks::{Activity, AppHooks};
-use crate::protocol::server;
+use crate::protocol::{server, PusherError};
 
 struct Subscriber {
     handle: ConnectionHandle,
@@ -78,6 +78,8 @@ pub(crate) struct ChannelRegistry {
     cache_ttl: Duration,
     /// Whether subscribers of non-presence channels get `subscription_count`.
     subscription_count: bool,
+    /// Users a presence channel may hold (on every node); 0 is unlimited.
+    max_members: usize,
     /// Channels whose count changed while throttled; flushed by [`Self::flush_counts`].
     counts_pending: Mutex<HashSet<String>>,
     /// With other nodes and `subscription_count`: channel -> node -> that node's subscribers.
@@ -89,12 +91,14 @@ impl ChannelRegistry {
     pub(crate) fn new(
         cache_ttl: Duration,
         subscription_count: bool,
+        max_members: usize,
         hooks: AppHooks,
     ) -> ChannelRegistry {
         ChannelRegistry {
             channels: DashMap::new(),
             cache_ttl,
             subscription_count,
+            max_members,
             counts_pending: Default::default(),
             remote_counts: Default::default(),
             hooks,
@@ -104,19 +108,25 @@ impl ChannelRegistry {
     /// Subscribes `handle` and sends, in order: `member_added` to the others (a presence
     /// user's first socket), `subscription_succeeded` to the subscriber, then the cached event
     /// or `pusher:cache_miss` on cache channels. Re-subscribing only repeats the reply.
-    /// Returns false when the socket was subscribed already.
+    /// Returns false when the socket was subscribed already; refuses a new user of a presence
+    /// channel that holds `max_members` users (counted on every node).
     pub(crate) fn subscribe(
         &self,
         name: &str,
         kind: ChannelKind,
         handle: &ConnectionHandle,
         member: Option<PresenceMember>,
-    ) -> bool {
+    ) -> Result<bool, PusherError> {
         let mut out = Pending::new();
         let ordered = self.hooks.ordered();
         let mut ch = self.channels.entry(name.to_owned()).or_default();
         let id = handle.id();
         let fresh = !ch.subscribers.contains_key(&id);
+        if let (true, Some(m), Some(p)) = (fresh, &member, &ch.presence) {
+            if self.max_members > 0 && p.count() >= self.max_members && !p.has(&m.id) {
+                return Err(PusherError::PresenceFull(self.max_members));
+            }
+        }
         if fresh {
             let occupied = ch.subscribers.is_empty();
             let member_id = member.as_ref().map(|m| m.id.clone());
@@ -159,7 +169,7 @@ impl ChannelRegistry {
         drop(ch);
         drop(ordered);
         out.flush();
-        fresh
+        Ok(fresh)
     }
 
     /// A local socket of `m` joins: `member_added` to the others when the user is new to the

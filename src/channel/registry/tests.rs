@@ -34,12 +34,13 @@ fn events(h: &ConnectionHandle) -> Vec<String> {
 
 fn registry(subscription_count: bool) -> (ChannelRegistry, std::sync::Arc<Record>) {
     let (record, hooks) = Record::hooks("app");
-    let reg = ChannelRegistry::new(Duration::from_secs(60), subscription_count, hooks);
+    let reg = ChannelRegistry::new(Duration::from_secs(60), subscription_count, 3, hooks);
     (reg, record)
 }
 
 fn subscribe(reg: &ChannelRegistry, name: &str, h: &ConnectionHandle, m: Option<&str>) -> bool {
     reg.subscribe(name, ChannelKind::from_name(name), h, m.map(member))
+        .unwrap()
 }
 
 #[test]
@@ -203,10 +204,42 @@ fn subscription_counts_add_the_other_nodes() {
 
 #[test]
 fn without_listeners_nothing_is_reported() {
-    let reg = ChannelRegistry::new(Duration::from_secs(1), false, Hooks::default().for_app("a"));
+    let reg = ChannelRegistry::new(
+        Duration::from_secs(1),
+        false,
+        0,
+        Hooks::default().for_app("a"),
+    );
     let h = handle();
     assert!(subscribe(&reg, "presence-x", &h, Some("u")));
     assert!(reg.unsubscribe("presence-x", h.id()));
     assert!(!reg.unsubscribe("presence-x", h.id()));
     assert!(reg.occupied("").is_empty());
+}
+
+#[test]
+fn a_full_presence_channel_refuses_new_users_but_not_their_other_sockets() {
+    let (reg, _) = registry(false);
+    let kind = ChannelKind::from_name("presence-full");
+    for u in ["a", "b", "c"] {
+        subscribe(&reg, "presence-full", &handle(), Some(u));
+    }
+    let d = handle();
+    let refused = reg.subscribe("presence-full", kind, &d, Some(member("d")));
+    assert_eq!(refused.unwrap_err().code(), 4009);
+    assert!(
+        d.take_texts().is_empty(),
+        "nothing queued for the refused socket"
+    );
+    assert!(
+        subscribe(&reg, "presence-full", &handle(), Some("a")),
+        "a second socket of a"
+    );
+    let mut out = Pending::new();
+    reg.remote_join("n2", "presence-full", member("e"), &mut out);
+    assert_eq!(
+        reg.user_count("presence-full"),
+        4,
+        "other nodes' members are not refused"
+    );
 }
