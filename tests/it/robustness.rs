@@ -54,54 +54,7 @@ async fn slow_consumer_is_dropped_while_others_get_everything() {
     let mut config = config_with(app());
     config.outbound_queue = 16;
     config.max_request_size = 1_000_000;
-    let server = TestServer::start_with(config).await;
-    let mut fast = server.connected().await;
-    fast.subscribe_public("firehose").await;
-    // The slow client subscribes, then never reads again.
-    let mut slow = server.connected().await;
-    slow.subscribe_public("firehose").await;
-    let payload = "y".repeat(8_000);
-    let total = 3000;
-    let batch: Vec<_> = (0..10)
-        .map(|_| json!({"channel":"firehose","name":"e","data":payload}))
-        .collect();
-    let api = server.http();
-    let reader = tokio::spawn(async move {
-        for i in 0..total {
-            let v = fast.recv().await;
-            assert_eq!(v["event"], "e", "frame {i}");
-        }
-        fast
-    });
-    for _ in 0..total / 10 {
-        let r = api.post("/batch_events", json!({ "batch": batch })).await;
-        assert_eq!(
-            r.status, 200,
-            "the HTTP caller is never slowed or failed by a slow client"
-        );
-    }
-    let _fast = tokio::time::timeout(Duration::from_secs(20), reader)
-        .await
-        .expect("fast client got all")
-        .unwrap();
-    // The slow client was disconnected: the server no longer counts it.
-    let mut subs = 2;
-    wait_until(
-        async || {
-            subs = server
-                .http()
-                .get("/channels/firehose", &[("info", "subscription_count")])
-                .await
-                .json()["subscription_count"]
-                .as_u64()
-                .unwrap();
-            subs == 1
-        },
-        WAIT,
-    )
-    .await;
-    assert_eq!(subs, 1, "slow consumer removed from the channel");
-    drop(slow);
+    slow_consumer_dropped_by(config).await;
 }
 
 /// A fast and a slow (never reading) subscriber of `firehose` on a server with `config`;
