@@ -1,19 +1,19 @@
 //! `Bus`: this node's side of the cluster. An outbox drained by the Redis link (never
-//! waiting: beyond its bounds messages are dropped and the state is re-sent later), the peers
-//! heard from and when, and the count queries waiting for replies. It is the cluster's
+//! waiting: beyond its bounds messages are dropped and the state is re-sent later), the
+//! cluster's key, the peers heard from and when, and the count queries waiting for replies. It is the cluster's
 //! [`Listener`] (what happens here goes out as a message) and its [`Peers`] (the HTTP API's
 //! cluster-wide counts).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::wire::{encode, Msg};
+use super::wire::{encode, Key, Msg};
 use crate::channel::ChannelKind;
 use crate::config::Scaling;
 use crate::hooks::{Activity, Answer, Counts, Listener, Peers};
@@ -21,6 +21,10 @@ use crate::hooks::{Activity, Answer, Counts, Listener, Peers};
 /// Messages, and bytes, waiting for Redis before new ones are dropped.
 const OUTBOX: usize = 65_536;
 const OUTBOX_BYTES: usize = 64 << 20;
+
+/// The least time between two warnings about messages that failed verification: a flood of
+/// forgeries must not become a flood of log lines.
+const REJECTED_LOG_EVERY: Duration = Duration::from_secs(60);
 
 struct Peer {
     heard: Instant,
@@ -35,8 +39,12 @@ type ReplySender = mpsc::UnboundedSender<(String, Counts)>;
 /// This node's side of the cluster: an outbox drained by the Redis link, the peers heard
 /// from, and the queries waiting for replies.
 pub(super) struct Bus {
+    /// Random per process start, so a restarted node is a new node (its sequence numbers
+    /// start again under a new id).
     node: String,
     pub(super) settings: Scaling,
+    /// Signs what we publish and verifies what we read.
+    key: Key,
     /// Apps with `subscription_count` on: only their counts are worth telling the others.
     counted_apps: HashSet<String>,
     outbox: mpsc::Sender<String>,
@@ -50,14 +58,18 @@ pub(super) struct Bus {
     queued_bytes: AtomicUsize,
     /// Something was dropped: the others may have missed a change, send the state again.
     pub(super) resync: AtomicBool,
+    /// Messages read from the channel whose MAC did not verify.
+    rejected: AtomicU64,
+    rejected_logged: Mutex<Option<Instant>>,
 }
 
 impl Bus {
-    pub(super) fn new(settings: Scaling, counted_apps: HashSet<String>) -> Arc<Bus> {
+    pub(super) fn new(settings: Scaling, key: Key, counted_apps: HashSet<String>) -> Arc<Bus> {
         let (outbox, rx) = mpsc::channel(OUTBOX);
         Arc::new(Bus {
             node: format!("{:016x}", rand::random::<u64>()),
             settings,
+            key,
             counted_apps,
             outbox,
             inbox_for_link: Mutex::new(Some(rx)),
@@ -67,7 +79,37 @@ impl Bus {
             dropped: AtomicU64::new(0),
             queued_bytes: AtomicUsize::new(0),
             resync: AtomicBool::new(false),
+            rejected: AtomicU64::new(0),
+            rejected_logged: Mutex::new(None),
         })
+    }
+
+    /// The cluster's key.
+    pub(super) fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// A message on the channel failed verification: counted, and logged at most once per
+    /// [`REJECTED_LOG_EVERY`] with the count so far.
+    pub(super) fn rejected(&self) {
+        let n = self.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = Instant::now();
+        let mut logged = self.rejected_logged.lock();
+        if logged.is_none_or(|t| now.duration_since(t) >= REJECTED_LOG_EVERY) {
+            *logged = Some(now);
+            warn!(
+                rejected = n,
+                "scaling: ignored messages without a valid signature on the channel (another \
+                 program, a node with another key or version, or a forgery); logged at most \
+                 once a minute"
+            );
+        }
+    }
+
+    /// How many messages failed verification so far.
+    #[cfg(test)]
+    pub(super) fn rejected_count(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
     }
 
     /// Counts every peer as just heard: after our own outage, their beats are still on the

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use super::apply::{drop_node, queue_state, receive};
 use super::bus::Bus;
 use super::subscriber::Subscriber;
-use super::wire::{encode, wrap, Msg};
+use super::wire::{encode, Msg};
 use crate::connection::Pending;
 use crate::state::State;
 
@@ -50,6 +50,10 @@ pub(super) async fn run(state: Arc<State>, bus: Arc<Bus>) {
             return;
         }
     };
+    let key = match bus.settings.secret {
+        Some(_) => "RESOUND_SCALING_SECRET",
+        None => "derived from the apps' ids and secrets",
+    };
     // Taken from the outbox and numbered but not yet known to be published: kept across a
     // reconnect and sent first (with the same numbers, so the others skip what they have).
     let mut batch = Vec::with_capacity(BATCH);
@@ -61,6 +65,7 @@ pub(super) async fn run(state: Arc<State>, bus: Arc<Bus>) {
                 info!(
                     node = bus.node(),
                     channel = bus.settings.channel,
+                    key,
                     "scaling: connected to Redis"
                 );
                 backoff = Duration::from_millis(250);
@@ -129,10 +134,10 @@ async fn publish(
 struct Seq(u64);
 
 impl Seq {
-    /// `msg` (encoded) in its numbered envelope.
+    /// `msg` (encoded) in its numbered, signed envelope.
     fn wrap(&mut self, bus: &Bus, msg: &str) -> String {
         self.0 += 1;
-        wrap(bus.node(), self.0, msg)
+        bus.key().seal(bus.node(), self.0, msg)
     }
 }
 

@@ -44,7 +44,8 @@ pub(crate) fn plug(settings: Scaling, apps: &[App]) -> Plugins {
         .filter(|a| a.subscription_count)
         .map(|a| a.id.clone())
         .collect::<HashSet<_>>();
-    let bus = bus::Bus::new(settings, counted);
+    let key = wire::Key::new(settings.secret.as_deref(), apps, &settings.channel);
+    let bus = bus::Bus::new(settings, key, counted);
     let link = bus.clone();
     Plugins {
         listeners: vec![bus.clone()],
