@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use super::peer::Peer;
 use super::wire::{encode, Key, Msg};
 use crate::channel::ChannelKind;
 use crate::config::Scaling;
@@ -25,14 +26,6 @@ const OUTBOX_BYTES: usize = 64 << 20;
 /// The least time between two warnings about messages that failed verification: a flood of
 /// forgeries must not become a flood of log lines.
 const REJECTED_LOG_EVERY: Duration = Duration::from_secs(60);
-
-struct Peer {
-    heard: Instant,
-    /// The highest sequence number seen from it.
-    last_seq: u64,
-    /// It let a query time out and has not been heard from since.
-    missed_query: bool,
-}
 
 type ReplySender = mpsc::UnboundedSender<(String, Counts)>;
 
@@ -225,23 +218,9 @@ impl Bus {
         let now = Instant::now();
         let mut peers = self.peers.lock();
         match peers.get_mut(node) {
-            Some(p) => {
-                if seq != 0 && seq <= p.last_seq {
-                    return None;
-                }
-                let stale = now.duration_since(p.heard) >= self.settings.peer_timeout;
-                p.heard = now;
-                p.last_seq = p.last_seq.max(seq);
-                p.missed_query = false;
-                Some(stale)
-            }
+            Some(p) => p.hear(now, seq, self.settings.peer_timeout),
             None => {
-                let p = Peer {
-                    heard: now,
-                    last_seq: seq,
-                    missed_query: false,
-                };
-                peers.insert(node.to_owned(), p);
+                peers.insert(node.to_owned(), Peer::new(now, seq));
                 Some(true)
             }
         }

@@ -13,12 +13,10 @@ use tracing::{info, warn};
 use super::apply::{drop_node, queue_state, receive};
 use super::bus::Bus;
 use super::subscriber::Subscriber;
-use super::wire::{encode, Msg};
+use super::wire::{encode, Msg, BATCH};
 use crate::connection::Pending;
 use crate::state::State;
 
-/// Most outbox messages sent in one pipeline.
-const BATCH: usize = 256;
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// The longest Redis may take to answer a command before the link counts as lost.
 const RESPONSE_TIMEOUT_MAX: Duration = Duration::from_secs(5);

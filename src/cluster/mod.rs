@@ -26,6 +26,7 @@
 mod apply;
 mod bus;
 mod link;
+mod peer;
 mod subscriber;
 pub(crate) mod tls;
 mod wire;

@@ -18,6 +18,10 @@ type HmacSha256 = Hmac<Sha256>;
 /// of version 1 and one of version 2 ignore each other's messages).
 const WIRE_VERSION: u32 = 2;
 
+/// Most messages a node publishes in one pipeline, and so the most a lost connection makes it
+/// publish twice (the receivers' dedup window, `peer::RECENT`, is sized from it).
+pub(super) const BATCH: usize = 256;
+
 /// What follows the signed part of every envelope: `,"mac":"`, 64 hex digits, `"}`.
 const MAC_FIELD: &[u8] = b",\"mac\":\"";
 const TAIL: usize = MAC_FIELD.len() + 64 + 2;
