@@ -591,6 +591,8 @@ async fn a_node_that_dies_without_a_word_loses_its_members_after_the_peer_timeou
     let join =
         format!(r#"{{"join":{{"app":"{APP_ID}","channel":"presence-ghost","user_id":"g"}}}}"#);
     let join = sealed(&nodes[0], "ghost", 1, &join);
+    // A cluster of one waits for no peer: the node may not have subscribed yet.
+    wait_until_subscribed(&redis, &nodes[0]).await;
     assert_eq!(publish_raw(&redis, &nodes[0], &join).await, 1);
     let v = here.recv().await;
     assert_eq!(v["event"], "pusher_internal:member_added", "{v}");
