@@ -68,9 +68,11 @@ pub(super) fn receive(state: &State, bus: &Bus, payload: &[u8]) {
         );
         return;
     };
-    if new_peer && !matches!(env.msg, Msg::Hello | Msg::Bye | Msg::State { .. }) {
+    if new_peer && !matches!(env.msg, Msg::Hello | Msg::Bye | Msg::State { .. }) && bus.ask_hello()
+    {
         // A node we did not know, or had given up on, that neither said hello nor gave its
-        // state (we missed them, say while reconnecting): ask for everybody's state again.
+        // state (we missed them, say while reconnecting): ask for everybody's state again,
+        // at most once a beat (`bus::Gate`).
         bus.send(Msg::Hello);
     }
     let mut out = Pending::all_to_jobs();
@@ -146,7 +148,12 @@ fn apply(state: &State, bus: &Bus, node: &str, msg: Msg, out: &mut Pending) {
                 app.users.remote(node, &user_id, online, out);
             }
         }
-        Msg::Hello => queue_state(state, bus),
+        Msg::Hello => {
+            // One state answers every hello of a beat (`bus::Gate`).
+            if bus.ask_state() {
+                queue_state(state, bus);
+            }
+        }
         Msg::Beat => {}
         Msg::Bye => {
             bus.forget(node);
@@ -290,5 +297,38 @@ mod tests {
         receive(&state, &bus, bus.key().seal("peer", 1, &hello).as_bytes());
         assert_eq!(sent(&mut outbox), ["state"]);
         assert_eq!(bus.live_peers(), HashSet::from(["peer".to_owned()]));
+    }
+
+    #[test]
+    fn many_new_nodes_in_one_beat_cause_one_hello_and_one_state_then_one_more_at_the_beat() {
+        let (state, bus, mut outbox) = node();
+        for i in 0..50 {
+            let (beat, hello) = (encode(&Msg::Beat), encode(&Msg::Hello));
+            receive(
+                &state,
+                &bus,
+                bus.key().seal(&format!("b{i}"), 1, &beat).as_bytes(),
+            );
+            receive(
+                &state,
+                &bus,
+                bus.key().seal(&format!("h{i}"), 1, &hello).as_bytes(),
+            );
+        }
+        assert_eq!(sent(&mut outbox), ["hello", "state"]);
+        assert_eq!(
+            bus.due(),
+            (true, true),
+            "the rest are owed at the next beat, as one"
+        );
+        assert_eq!(bus.due(), (false, false));
+        // A reconnection says hello anyway; the next hello from a node is answered at once.
+        bus.resynced();
+        receive(
+            &state,
+            &bus,
+            bus.key().seal("late", 1, &encode(&Msg::Hello)).as_bytes(),
+        );
+        assert_eq!(sent(&mut outbox), ["state"]);
     }
 }

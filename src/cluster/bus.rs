@@ -1,8 +1,8 @@
 //! `Bus`: this node's side of the cluster. An outbox drained by the Redis link (never
 //! waiting: beyond its bounds messages are dropped and the state is re-sent later), the
-//! cluster's key, the peers heard from and when, and the count queries waiting for replies. It is the cluster's
-//! [`Listener`] (what happens here goes out as a message) and its [`Peers`] (the HTTP API's
-//! cluster-wide counts).
+//! cluster's key, the peers heard from and when, how often we may ask for or send a full
+//! state, and the count queries waiting for replies. It is the cluster's [`Listener`] (what
+//! happens here goes out as a message) and its [`Peers`] (the HTTP API's cluster-wide counts).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -27,6 +27,49 @@ const OUTBOX_BYTES: usize = 64 << 20;
 /// forgeries must not become a flood of log lines.
 const REJECTED_LOG_EVERY: Duration = Duration::from_secs(60);
 
+/// Holds back a full-state resync (our `hello`, or our `state`) to one per interval (the beat):
+/// the first asked for in an interval goes at once, the rest wait for the next beat, where
+/// they go as one. Without it, every message from an unknown node made us say hello and every
+/// node answer with its whole state, and a burst of new node ids was a burst of state dumps.
+#[derive(Default)]
+struct Gate {
+    last: Option<Instant>,
+    /// Asked for since `last` and held back.
+    owed: bool,
+}
+
+impl Gate {
+    /// Whether to send now; if not, it is owed at the next beat.
+    fn ask(&mut self, now: Instant, every: Duration) -> bool {
+        if self.last.is_some_and(|t| now.duration_since(t) < every) {
+            self.owed = true;
+            return false;
+        }
+        self.sent(now);
+        true
+    }
+
+    /// At a beat: whether one is owed (it counts as sent now).
+    fn due(&mut self, now: Instant) -> bool {
+        let owed = std::mem::take(&mut self.owed);
+        if owed {
+            self.last = Some(now);
+        }
+        owed
+    }
+
+    fn sent(&mut self, now: Instant) {
+        self.last = Some(now);
+        self.owed = false;
+    }
+}
+
+#[derive(Default)]
+struct Resyncs {
+    hello: Gate,
+    state: Gate,
+}
+
 type ReplySender = mpsc::UnboundedSender<(String, Counts)>;
 
 /// This node's side of the cluster: an outbox drained by the Redis link, the peers heard
@@ -50,7 +93,8 @@ pub(super) struct Bus {
     /// Bytes in the outbox.
     queued_bytes: AtomicUsize,
     /// Something was dropped: the others may have missed a change, send the state again.
-    pub(super) resync: AtomicBool,
+    resync: AtomicBool,
+    resyncs: Mutex<Resyncs>,
     /// Messages read from the channel whose MAC did not verify.
     rejected: AtomicU64,
     rejected_logged: Mutex<Option<Instant>>,
@@ -72,6 +116,7 @@ impl Bus {
             dropped: AtomicU64::new(0),
             queued_bytes: AtomicUsize::new(0),
             resync: AtomicBool::new(false),
+            resyncs: Mutex::default(),
             rejected: AtomicU64::new(0),
             rejected_logged: Mutex::new(None),
         })
@@ -103,6 +148,44 @@ impl Bus {
     #[cfg(test)]
     pub(super) fn rejected_count(&self) -> u64 {
         self.rejected.load(Ordering::Relaxed)
+    }
+
+    /// The link (re)connected and is about to say hello and send our state: nothing else is
+    /// owed, and no other hello is needed for a beat.
+    pub(super) fn resynced(&self) {
+        self.resync.store(false, Ordering::Relaxed);
+        let mut r = self.resyncs.lock();
+        r.hello.sent(Instant::now());
+        // Not counted as a state sent: a node reconnecting with us may have missed it, and
+        // its hello should be answered at once. (Reconnections are paced by the backoff.)
+        r.state = Gate::default();
+    }
+
+    /// Whether to say hello now, for a node heard from that we did not know; if not, it is
+    /// said at the next beat ([`Gate`]).
+    pub(super) fn ask_hello(&self) -> bool {
+        let every = self.settings.beat_every;
+        self.resyncs.lock().hello.ask(Instant::now(), every)
+    }
+
+    /// Whether to send our state now, for a node's hello; if not, it goes at the next beat.
+    pub(super) fn ask_state(&self) -> bool {
+        let every = self.settings.beat_every;
+        self.resyncs.lock().state.ask(Instant::now(), every)
+    }
+
+    /// At a beat: whether a hello, and whether our state, are owed (held back, or the state
+    /// because messages were dropped).
+    pub(super) fn due(&self) -> (bool, bool) {
+        let now = Instant::now();
+        let dropped = self.resync.swap(false, Ordering::Relaxed);
+        let mut r = self.resyncs.lock();
+        let hello = r.hello.due(now);
+        let state = r.state.due(now) || dropped;
+        if state {
+            r.state.sent(now);
+        }
+        (hello, state)
     }
 
     /// Counts every peer as just heard: after our own outage, their beats are still on the

@@ -184,8 +184,7 @@ impl Link<'_> {
         // Hello (everybody answers with their state) and ours, behind whatever waits in the
         // outbox, so that the others apply our older changes before the state that follows
         // them. The state covers whatever was dropped, too.
-        bus.resync
-            .store(false, std::sync::atomic::Ordering::Relaxed);
+        bus.resynced();
         bus.send(Msg::Hello);
         queue_state(state, bus);
         let peer_timeout = bus.settings.peer_timeout;
@@ -243,8 +242,13 @@ impl Link<'_> {
                         drop_node(state, &node, &mut out);
                     }
                     out.flush();
-                    if bus.resync.swap(false, std::sync::atomic::Ordering::Relaxed) {
-                        // Something for the others was dropped: our state makes up for it.
+                    // What was held back this beat (`bus::Gate`), and our state when something
+                    // for the others was dropped.
+                    let (hello, owed_state) = bus.due();
+                    if hello {
+                        bus.send(Msg::Hello);
+                    }
+                    if owed_state {
                         queue_state(state, bus);
                     }
                 }

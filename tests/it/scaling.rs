@@ -897,3 +897,34 @@ async fn a_node_with_another_scaling_secret_stays_alone() {
     let outsider = TestServer::start_with(other).await;
     assert_pair_shares_and_outsider_is_alone(&nodes, &outsider).await;
 }
+
+#[tokio::test]
+async fn a_burst_of_new_node_ids_causes_a_bounded_number_of_state_dumps() {
+    let redis = Redis::start().await;
+    let nodes = cluster_timed(&redis, 2, |s| {
+        s.beat_every = Duration::from_millis(250);
+        s.peer_timeout = Duration::from_secs(5);
+    })
+    .await;
+    let node = &nodes[0];
+    let mut heard = listen(&redis, &node.state.config.scaling.as_ref().unwrap().channel).await;
+    // The cluster's own start-up exchange passes first.
+    kinds_heard(&mut heard, Duration::from_millis(600)).await;
+    // Each message from a node not known yet used to make both nodes say hello, and each
+    // hello made the other answer with its whole state: about 100 states here.
+    for i in 0..25 {
+        let beat = sealed(node, &format!("beat-{i}"), 1, r#""beat""#);
+        let hello = sealed(node, &format!("hello-{i}"), 1, r#""hello""#);
+        publish_raw(&redis, node, &beat).await;
+        publish_raw(&redis, node, &hello).await;
+    }
+    let kinds = kinds_heard(&mut heard, Duration::from_millis(1500)).await;
+    let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
+    assert!(
+        count("hello") >= 25,
+        "the listener heard the burst: {kinds:?}"
+    );
+    // Per node: one at once, one at the next beat for the rest of the burst, one for the
+    // other node's held-back hello.
+    assert!(count("state") <= 6, "{} states: {kinds:?}", count("state"));
+}
