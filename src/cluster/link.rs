@@ -1,8 +1,10 @@
 //! The Redis side of the bus: one subscriber connection that feeds [`super::apply::receive`] (read at
 //! our pace, see [`Subscriber`]), one connection that publishes the outbox (pipelined, in
 //! order), the beat, and reconnection with backoff. A link that hears nothing, not even its own
-//! beat, for the peer timeout is redialled.
+//! beat, for the peer timeout is redialled. Beside it, on its own timer whether the link is up
+//! or not, nodes silent for the peer timeout are dropped with their members.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,6 +50,36 @@ pub(super) async fn run(state: Arc<State>, bus: Arc<Bus>) {
             return;
         }
     };
+    tokio::select! {
+        () = links(&state, &bus, &client, &mut outbox) => {}
+        never = expire_silent_peers(&state, &bus) => match never {},
+    }
+}
+
+/// Drops the nodes silent for the peer timeout, with their presence members, signed-in users
+/// and counts, checking every beat. On a timer of its own, not the link's beat: while Redis
+/// is unreachable the others are silent too, and their members must leave here as they would
+/// if those nodes had died. When the link is back, their answer to our hello brings back
+/// whoever is still there.
+async fn expire_silent_peers(state: &State, bus: &Bus) -> Infallible {
+    let mut tick = tokio::time::interval(bus.settings.beat_every);
+    loop {
+        tick.tick().await;
+        let mut out = Pending::all_to_jobs();
+        for node in bus.expire_peers() {
+            drop_node(state, &node, &mut out);
+        }
+        out.flush();
+    }
+}
+
+/// Connects, serves, and reconnects with backoff, until shutdown.
+async fn links(
+    state: &State,
+    bus: &Bus,
+    client: &redis::Client,
+    outbox: &mut mpsc::Receiver<String>,
+) {
     let key = match bus.settings.secret {
         Some(_) => "RESOUND_SCALING_SECRET",
         None => "derived from the apps' ids and secrets",
@@ -58,7 +90,7 @@ pub(super) async fn run(state: Arc<State>, bus: Arc<Bus>) {
     let mut seq = Seq(0);
     let mut backoff = Duration::from_millis(250);
     loop {
-        match connect(&client, &bus).await {
+        match connect(client, bus).await {
             Ok((publisher, messages)) => {
                 info!(
                     node = bus.node(),
@@ -68,12 +100,12 @@ pub(super) async fn run(state: Arc<State>, bus: Arc<Bus>) {
                 );
                 backoff = Duration::from_millis(250);
                 let link = Link {
-                    state: &state,
-                    bus: &bus,
+                    state,
+                    bus,
                     publisher,
                     messages,
                 };
-                match link.serve(&mut outbox, &mut batch, &mut seq).await {
+                match link.serve(outbox, &mut batch, &mut seq).await {
                     Ok(()) => return,
                     Err(e) => warn!(error = %e, "scaling: lost Redis; reconnecting"),
                 }
@@ -179,7 +211,8 @@ impl Link<'_> {
             publish(publisher, channel, batch).await?;
             batch.clear();
         }
-        // Peers' beats were not read while we were away; their state answers our hello.
+        // Peers' beats were not read while we were away (those silent for the peer timeout
+        // were dropped meanwhile); their state answers our hello.
         bus.refresh_peers();
         // Hello (everybody answers with their state) and ours, behind whatever waits in the
         // outbox, so that the others apply our older changes before the state that follows
@@ -237,11 +270,6 @@ impl Link<'_> {
                     }
                     let beat = seq.wrap(bus, &encode(&Msg::Beat));
                     publish(publisher, channel, &[beat]).await?;
-                    let mut out = Pending::all_to_jobs();
-                    for node in bus.expire_peers() {
-                        drop_node(state, &node, &mut out);
-                    }
-                    out.flush();
                     // What was held back this beat (`bus::Gate`), and our state when something
                     // for the others was dropped.
                     let (hello, owed_state) = bus.due();

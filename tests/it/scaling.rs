@@ -928,3 +928,39 @@ async fn a_burst_of_new_node_ids_causes_a_bounded_number_of_state_dumps() {
     // other node's held-back hello.
     assert!(count("state") <= 6, "{} states: {kinds:?}", count("state"));
 }
+
+#[tokio::test]
+async fn while_redis_is_away_the_other_nodes_members_leave_after_the_peer_timeout() {
+    let mut redis = Redis::start().await;
+    let nodes = cluster_timed(&redis, 2, |s| {
+        s.beat_every = Duration::from_millis(200);
+        s.peer_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let ch = "presence-away";
+    let mut here = nodes[0].connected().await;
+    here.join(ch, "1").await;
+    let mut there = nodes[1].connected().await;
+    users_become(&nodes[1], ch, json!({"users":[{"id":"1"}]})).await;
+    there.join(ch, "2").await;
+    assert_eq!(here.recv().await["event"], "pusher_internal:member_added");
+
+    redis.stop();
+    // Node B is as silent to node A as if it had died: its member leaves after the peer
+    // timeout, though A's link is down (WAIT is 5 s).
+    let v = here.recv().await;
+    assert_eq!(v["event"], "pusher_internal:member_removed", "{v}");
+    assert_eq!(v["data"], r#"{"user_id":"2"}"#);
+    // Redis is back: node B answers A's hello with its state, and its member is back.
+    let _redis = Redis::start_on(redis.port).await;
+    match here.next_seen(Duration::from_secs(20)).await {
+        Some(Seen::Frame(v)) => {
+            assert_eq!(v["event"], "pusher_internal:member_added", "{v}");
+            assert_eq!(
+                v["data"],
+                r#"{"user_id":"2","user_info":{"name":"user 2"}}"#
+            );
+        }
+        other => panic!("expected user 2 back, saw {other:?}"),
+    }
+}
