@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use tracing::debug;
 
 use super::bus::Bus;
-use super::wire::{Envelope, Msg, StateMember};
+use super::wire::{Msg, StateMember};
 use crate::channel::presence::PresenceMember;
 use crate::connection::{Pending, SocketId};
 use crate::dispatch;
@@ -50,9 +50,10 @@ fn local_state(state: &State) -> Msg {
 }
 
 /// Applies one message from the bus. Our own messages come back too and are skipped.
+/// Nothing that fails verification is applied, answered, or counts as a node heard from.
 pub(super) fn receive(state: &State, bus: &Bus, payload: &[u8]) {
-    let Some(env) = Envelope::read(payload) else {
-        debug!("scaling: ignored a message that is not ours");
+    let Some(env) = bus.key().open(payload) else {
+        bus.rejected();
         return;
     };
     if env.node == bus.node() {
@@ -67,9 +68,11 @@ pub(super) fn receive(state: &State, bus: &Bus, payload: &[u8]) {
         );
         return;
     };
-    if new_peer && !matches!(env.msg, Msg::Hello | Msg::Bye | Msg::State { .. }) {
+    if new_peer && !matches!(env.msg, Msg::Hello | Msg::Bye | Msg::State { .. }) && bus.ask_hello()
+    {
         // A node we did not know, or had given up on, that neither said hello nor gave its
-        // state (we missed them, say while reconnecting): ask for everybody's state again.
+        // state (we missed them, say while reconnecting): ask for everybody's state again,
+        // at most once a beat (`bus::Gate`).
         bus.send(Msg::Hello);
     }
     let mut out = Pending::all_to_jobs();
@@ -145,7 +148,12 @@ fn apply(state: &State, bus: &Bus, node: &str, msg: Msg, out: &mut Pending) {
                 app.users.remote(node, &user_id, online, out);
             }
         }
-        Msg::Hello => queue_state(state, bus),
+        Msg::Hello => {
+            // One state answers every hello of a beat (`bus::Gate`).
+            if bus.ask_state() {
+                queue_state(state, bus);
+            }
+        }
         Msg::Beat => {}
         Msg::Bye => {
             bus.forget(node);
@@ -236,5 +244,91 @@ pub(super) fn drop_node(state: &State, node: &str, out: &mut Pending) {
         app.channels.replace_node(node, Vec::new(), out);
         app.users.replace_node(node, &[], out);
         app.channels.replace_node_counts(node, Vec::new(), out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::cluster::wire::{encode, Key};
+    use crate::config::{Config, Scaling};
+
+    fn node() -> (State, Arc<Bus>, tokio::sync::mpsc::Receiver<String>) {
+        let config = Config::default();
+        let key = Key::new(Some("k"), &config.apps, "reverb");
+        let bus = Bus::new(Scaling::new("redis://x", "reverb"), key, HashSet::new());
+        let outbox = bus.inbox_for_link.lock().take().unwrap();
+        (State::new(config), bus, outbox)
+    }
+
+    /// What `bus` queued for the other nodes, by message kind.
+    fn sent(outbox: &mut tokio::sync::mpsc::Receiver<String>) -> Vec<String> {
+        std::iter::from_fn(|| outbox.try_recv().ok())
+            .map(|text| {
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                match v {
+                    serde_json::Value::String(kind) => kind,
+                    serde_json::Value::Object(o) => o.keys().next().unwrap().clone(),
+                    other => panic!("{other}"),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn messages_that_fail_verification_are_counted_and_never_answered() {
+        let (state, bus, mut outbox) = node();
+        let forged = Key::new(Some("not the key"), &[], "reverb");
+        let hello = encode(&Msg::Hello);
+        for text in [
+            forged.seal("intruder", 1, &hello),
+            r#"{"resound":2,"node":"intruder","seq":1,"msg":"hello"}"#.to_owned(),
+            r#"{"resound":1,"node":"intruder","seq":1,"msg":"hello"}"#.to_owned(),
+            "not json".to_owned(),
+        ] {
+            receive(&state, &bus, text.as_bytes());
+        }
+        assert_eq!(bus.rejected_count(), 4);
+        assert_eq!(sent(&mut outbox), Vec::<String>::new());
+        assert_eq!(bus.live_peers(), HashSet::new(), "nobody was heard from");
+        receive(&state, &bus, bus.key().seal("peer", 1, &hello).as_bytes());
+        assert_eq!(sent(&mut outbox), ["state"]);
+        assert_eq!(bus.live_peers(), HashSet::from(["peer".to_owned()]));
+    }
+
+    #[test]
+    fn many_new_nodes_in_one_beat_cause_one_hello_and_one_state_then_one_more_at_the_beat() {
+        let (state, bus, mut outbox) = node();
+        for i in 0..50 {
+            let (beat, hello) = (encode(&Msg::Beat), encode(&Msg::Hello));
+            receive(
+                &state,
+                &bus,
+                bus.key().seal(&format!("b{i}"), 1, &beat).as_bytes(),
+            );
+            receive(
+                &state,
+                &bus,
+                bus.key().seal(&format!("h{i}"), 1, &hello).as_bytes(),
+            );
+        }
+        assert_eq!(sent(&mut outbox), ["hello", "state"]);
+        assert_eq!(
+            bus.due(),
+            (true, true),
+            "the rest are owed at the next beat, as one"
+        );
+        assert_eq!(bus.due(), (false, false));
+        // A reconnection says hello anyway; the next hello from a node is answered at once.
+        bus.resynced();
+        receive(
+            &state,
+            &bus,
+            bus.key().seal("late", 1, &encode(&Msg::Hello)).as_bytes(),
+        );
+        assert_eq!(sent(&mut outbox), ["state"]);
     }
 }

@@ -1,19 +1,20 @@
 //! `Bus`: this node's side of the cluster. An outbox drained by the Redis link (never
-//! waiting: beyond its bounds messages are dropped and the state is re-sent later), the peers
-//! heard from and when, and the count queries waiting for replies. It is the cluster's
-//! [`Listener`] (what happens here goes out as a message) and its [`Peers`] (the HTTP API's
-//! cluster-wide counts).
+//! waiting: beyond its bounds messages are dropped and the state is re-sent later), the
+//! cluster's key, the peers heard from and when, how often we may ask for or send a full
+//! state, and the count queries waiting for replies. It is the cluster's [`Listener`] (what
+//! happens here goes out as a message) and its [`Peers`] (the HTTP API's cluster-wide counts).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::wire::{encode, Msg};
+use super::peer::Peer;
+use super::wire::{encode, Key, Msg};
 use crate::channel::ChannelKind;
 use crate::config::Scaling;
 use crate::hooks::{Activity, Answer, Counts, Listener, Peers};
@@ -22,12 +23,51 @@ use crate::hooks::{Activity, Answer, Counts, Listener, Peers};
 const OUTBOX: usize = 65_536;
 const OUTBOX_BYTES: usize = 64 << 20;
 
-struct Peer {
-    heard: Instant,
-    /// The highest sequence number seen from it.
-    last_seq: u64,
-    /// It let a query time out and has not been heard from since.
-    missed_query: bool,
+/// The least time between two warnings about messages that failed verification: a flood of
+/// forgeries must not become a flood of log lines.
+const REJECTED_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Holds back a full-state resync (our `hello`, or our `state`) to one per interval (the beat):
+/// the first asked for in an interval goes at once, the rest wait for the next beat, where
+/// they go as one. Without it, every message from an unknown node made us say hello and every
+/// node answer with its whole state, and a burst of new node ids was a burst of state dumps.
+#[derive(Default)]
+struct Gate {
+    last: Option<Instant>,
+    /// Asked for since `last` and held back.
+    owed: bool,
+}
+
+impl Gate {
+    /// Whether to send now; if not, it is owed at the next beat.
+    fn ask(&mut self, now: Instant, every: Duration) -> bool {
+        if self.last.is_some_and(|t| now.duration_since(t) < every) {
+            self.owed = true;
+            return false;
+        }
+        self.sent(now);
+        true
+    }
+
+    /// At a beat: whether one is owed (it counts as sent now).
+    fn due(&mut self, now: Instant) -> bool {
+        let owed = std::mem::take(&mut self.owed);
+        if owed {
+            self.last = Some(now);
+        }
+        owed
+    }
+
+    fn sent(&mut self, now: Instant) {
+        self.last = Some(now);
+        self.owed = false;
+    }
+}
+
+#[derive(Default)]
+struct Resyncs {
+    hello: Gate,
+    state: Gate,
 }
 
 type ReplySender = mpsc::UnboundedSender<(String, Counts)>;
@@ -35,8 +75,12 @@ type ReplySender = mpsc::UnboundedSender<(String, Counts)>;
 /// This node's side of the cluster: an outbox drained by the Redis link, the peers heard
 /// from, and the queries waiting for replies.
 pub(super) struct Bus {
+    /// Random per process start, so a restarted node is a new node (its sequence numbers
+    /// start again under a new id).
     node: String,
     pub(super) settings: Scaling,
+    /// Signs what we publish and verifies what we read.
+    key: Key,
     /// Apps with `subscription_count` on: only their counts are worth telling the others.
     counted_apps: HashSet<String>,
     outbox: mpsc::Sender<String>,
@@ -49,15 +93,20 @@ pub(super) struct Bus {
     /// Bytes in the outbox.
     queued_bytes: AtomicUsize,
     /// Something was dropped: the others may have missed a change, send the state again.
-    pub(super) resync: AtomicBool,
+    resync: AtomicBool,
+    resyncs: Mutex<Resyncs>,
+    /// Messages read from the channel whose MAC did not verify.
+    rejected: AtomicU64,
+    rejected_logged: Mutex<Option<Instant>>,
 }
 
 impl Bus {
-    pub(super) fn new(settings: Scaling, counted_apps: HashSet<String>) -> Arc<Bus> {
+    pub(super) fn new(settings: Scaling, key: Key, counted_apps: HashSet<String>) -> Arc<Bus> {
         let (outbox, rx) = mpsc::channel(OUTBOX);
         Arc::new(Bus {
             node: format!("{:016x}", rand::random::<u64>()),
             settings,
+            key,
             counted_apps,
             outbox,
             inbox_for_link: Mutex::new(Some(rx)),
@@ -67,7 +116,76 @@ impl Bus {
             dropped: AtomicU64::new(0),
             queued_bytes: AtomicUsize::new(0),
             resync: AtomicBool::new(false),
+            resyncs: Mutex::default(),
+            rejected: AtomicU64::new(0),
+            rejected_logged: Mutex::new(None),
         })
+    }
+
+    /// The cluster's key.
+    pub(super) fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// A message on the channel failed verification: counted, and logged at most once per
+    /// [`REJECTED_LOG_EVERY`] with the count so far.
+    pub(super) fn rejected(&self) {
+        let n = self.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = Instant::now();
+        let mut logged = self.rejected_logged.lock();
+        if logged.is_none_or(|t| now.duration_since(t) >= REJECTED_LOG_EVERY) {
+            *logged = Some(now);
+            warn!(
+                rejected = n,
+                "scaling: ignored messages without a valid signature on the channel (another \
+                 program, a node with another key or version, or a forgery); logged at most \
+                 once a minute"
+            );
+        }
+    }
+
+    /// How many messages failed verification so far.
+    #[cfg(test)]
+    pub(super) fn rejected_count(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
+    /// The link (re)connected and is about to say hello and send our state: nothing else is
+    /// owed, and no other hello is needed for a beat.
+    pub(super) fn resynced(&self) {
+        self.resync.store(false, Ordering::Relaxed);
+        let mut r = self.resyncs.lock();
+        r.hello.sent(Instant::now());
+        // Not counted as a state sent: a node reconnecting with us may have missed it, and
+        // its hello should be answered at once. (Reconnections are paced by the backoff.)
+        r.state = Gate::default();
+    }
+
+    /// Whether to say hello now, for a node heard from that we did not know; if not, it is
+    /// said at the next beat ([`Gate`]).
+    pub(super) fn ask_hello(&self) -> bool {
+        let every = self.settings.beat_every;
+        self.resyncs.lock().hello.ask(Instant::now(), every)
+    }
+
+    /// Whether to send our state now, for a node's hello; if not, it goes at the next beat.
+    pub(super) fn ask_state(&self) -> bool {
+        let every = self.settings.beat_every;
+        self.resyncs.lock().state.ask(Instant::now(), every)
+    }
+
+    /// At a beat: whether a hello, and whether our state, are owed (held back, or the state
+    /// because messages were dropped).
+    pub(super) fn due(&self) -> (bool, bool) {
+        let now = Instant::now();
+        let dropped = self.resync.swap(false, Ordering::Relaxed);
+        let mut r = self.resyncs.lock();
+        let hello = r.hello.due(now);
+        let state = r.state.due(now) || dropped;
+        if state {
+            r.state.sent(now);
+        }
+        (hello, state)
     }
 
     /// Counts every peer as just heard: after our own outage, their beats are still on the
@@ -183,23 +301,9 @@ impl Bus {
         let now = Instant::now();
         let mut peers = self.peers.lock();
         match peers.get_mut(node) {
-            Some(p) => {
-                if seq != 0 && seq <= p.last_seq {
-                    return None;
-                }
-                let stale = now.duration_since(p.heard) >= self.settings.peer_timeout;
-                p.heard = now;
-                p.last_seq = p.last_seq.max(seq);
-                p.missed_query = false;
-                Some(stale)
-            }
+            Some(p) => p.hear(now, seq, self.settings.peer_timeout),
             None => {
-                let p = Peer {
-                    heard: now,
-                    last_seq: seq,
-                    missed_query: false,
-                };
-                peers.insert(node.to_owned(), p);
+                peers.insert(node.to_owned(), Peer::new(now, seq));
                 Some(true)
             }
         }

@@ -1,8 +1,10 @@
 //! The Redis side of the bus: one subscriber connection that feeds [`super::apply::receive`] (read at
 //! our pace, see [`Subscriber`]), one connection that publishes the outbox (pipelined, in
 //! order), the beat, and reconnection with backoff. A link that hears nothing, not even its own
-//! beat, for the peer timeout is redialled.
+//! beat, for the peer timeout is redialled. Beside it, on its own timer whether the link is up
+//! or not, nodes silent for the peer timeout are dropped with their members.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,12 +15,10 @@ use tracing::{info, warn};
 use super::apply::{drop_node, queue_state, receive};
 use super::bus::Bus;
 use super::subscriber::Subscriber;
-use super::wire::{encode, wrap, Msg};
+use super::wire::{encode, Msg, BATCH};
 use crate::connection::Pending;
 use crate::state::State;
 
-/// Most outbox messages sent in one pipeline.
-const BATCH: usize = 256;
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// The longest Redis may take to answer a command before the link counts as lost.
 const RESPONSE_TIMEOUT_MAX: Duration = Duration::from_secs(5);
@@ -50,27 +50,62 @@ pub(super) async fn run(state: Arc<State>, bus: Arc<Bus>) {
             return;
         }
     };
+    tokio::select! {
+        () = links(&state, &bus, &client, &mut outbox) => {}
+        never = expire_silent_peers(&state, &bus) => match never {},
+    }
+}
+
+/// Drops the nodes silent for the peer timeout, with their presence members, signed-in users
+/// and counts, checking every beat. On a timer of its own, not the link's beat: while Redis
+/// is unreachable the others are silent too, and their members must leave here as they would
+/// if those nodes had died. When the link is back, their answer to our hello brings back
+/// whoever is still there.
+async fn expire_silent_peers(state: &State, bus: &Bus) -> Infallible {
+    let mut tick = tokio::time::interval(bus.settings.beat_every);
+    loop {
+        tick.tick().await;
+        let mut out = Pending::all_to_jobs();
+        for node in bus.expire_peers() {
+            drop_node(state, &node, &mut out);
+        }
+        out.flush();
+    }
+}
+
+/// Connects, serves, and reconnects with backoff, until shutdown.
+async fn links(
+    state: &State,
+    bus: &Bus,
+    client: &redis::Client,
+    outbox: &mut mpsc::Receiver<String>,
+) {
+    let key = match bus.settings.secret {
+        Some(_) => "RESOUND_SCALING_SECRET",
+        None => "derived from the apps' ids and secrets",
+    };
     // Taken from the outbox and numbered but not yet known to be published: kept across a
     // reconnect and sent first (with the same numbers, so the others skip what they have).
     let mut batch = Vec::with_capacity(BATCH);
     let mut seq = Seq(0);
     let mut backoff = Duration::from_millis(250);
     loop {
-        match connect(&client, &bus).await {
+        match connect(client, bus).await {
             Ok((publisher, messages)) => {
                 info!(
                     node = bus.node(),
                     channel = bus.settings.channel,
+                    key,
                     "scaling: connected to Redis"
                 );
                 backoff = Duration::from_millis(250);
                 let link = Link {
-                    state: &state,
-                    bus: &bus,
+                    state,
+                    bus,
                     publisher,
                     messages,
                 };
-                match link.serve(&mut outbox, &mut batch, &mut seq).await {
+                match link.serve(outbox, &mut batch, &mut seq).await {
                     Ok(()) => return,
                     Err(e) => warn!(error = %e, "scaling: lost Redis; reconnecting"),
                 }
@@ -129,10 +164,10 @@ async fn publish(
 struct Seq(u64);
 
 impl Seq {
-    /// `msg` (encoded) in its numbered envelope.
+    /// `msg` (encoded) in its numbered, signed envelope.
     fn wrap(&mut self, bus: &Bus, msg: &str) -> String {
         self.0 += 1;
-        wrap(bus.node(), self.0, msg)
+        bus.key().seal(bus.node(), self.0, msg)
     }
 }
 
@@ -176,13 +211,13 @@ impl Link<'_> {
             publish(publisher, channel, batch).await?;
             batch.clear();
         }
-        // Peers' beats were not read while we were away; their state answers our hello.
+        // Peers' beats were not read while we were away (those silent for the peer timeout
+        // were dropped meanwhile); their state answers our hello.
         bus.refresh_peers();
         // Hello (everybody answers with their state) and ours, behind whatever waits in the
         // outbox, so that the others apply our older changes before the state that follows
         // them. The state covers whatever was dropped, too.
-        bus.resync
-            .store(false, std::sync::atomic::Ordering::Relaxed);
+        bus.resynced();
         bus.send(Msg::Hello);
         queue_state(state, bus);
         let peer_timeout = bus.settings.peer_timeout;
@@ -235,13 +270,13 @@ impl Link<'_> {
                     }
                     let beat = seq.wrap(bus, &encode(&Msg::Beat));
                     publish(publisher, channel, &[beat]).await?;
-                    let mut out = Pending::all_to_jobs();
-                    for node in bus.expire_peers() {
-                        drop_node(state, &node, &mut out);
+                    // What was held back this beat (`bus::Gate`), and our state when something
+                    // for the others was dropped.
+                    let (hello, owed_state) = bus.due();
+                    if hello {
+                        bus.send(Msg::Hello);
                     }
-                    out.flush();
-                    if bus.resync.swap(false, std::sync::atomic::Ordering::Relaxed) {
-                        // Something for the others was dropped: our state makes up for it.
+                    if owed_state {
                         queue_state(state, bus);
                     }
                 }

@@ -20,12 +20,21 @@
 //! A node's state message agrees with the joins and leaves around it because the core reports
 //! every change under `Hooks::ordered` and the state is read under `Hooks::snapshot`.
 //!
-//! Files: `wire.rs` (messages and envelope), `bus.rs` (outbox, peers, queries; the listener),
-//! `apply.rs` (what other nodes say, applied here), `link.rs` and `subscriber.rs` (Redis).
+//! Whoever can publish on the channel is not trusted: every message is signed with the
+//! cluster's key (`RESOUND_SCALING_SECRET`, or derived from the apps' secrets), and one that
+//! does not verify is dropped before anything reads it. Repeats are skipped by a window of
+//! each node's sequence numbers, full-state resyncs are limited to one per beat, and silent
+//! nodes expire on their own timer, with or without Redis (docs/scaling.md, Security).
+//!
+//! Files: `wire.rs` (messages, the signed envelope and the key), `bus.rs` (outbox, peers,
+//! queries, resync limits; the listener), `peer.rs` (what we keep of each node: last heard,
+//! sequence window), `apply.rs` (what other nodes say, applied here), `link.rs` and
+//! `subscriber.rs` (Redis).
 
 mod apply;
 mod bus;
 mod link;
+mod peer;
 mod subscriber;
 pub(crate) mod tls;
 mod wire;
@@ -44,7 +53,8 @@ pub(crate) fn plug(settings: Scaling, apps: &[App]) -> Plugins {
         .filter(|a| a.subscription_count)
         .map(|a| a.id.clone())
         .collect::<HashSet<_>>();
-    let bus = bus::Bus::new(settings, counted);
+    let key = wire::Key::new(settings.secret.as_deref(), apps, &settings.channel);
+    let bus = bus::Bus::new(settings, key, counted);
     let link = bus.clone();
     Plugins {
         listeners: vec![bus.clone()],

@@ -108,6 +108,15 @@ fn from_layers(primary: &Layers, more_apps: &[Layer]) -> Result<Config, ConfigEr
         (None, Some(Fallback::DevApp { dev_app: host, .. })) if dev_app => host.to_owned(),
         _ => l.text(HOST)?,
     };
+    let scaling = self::redis::scaling(l)?;
+    if dev_app && scaling.as_ref().is_some_and(|s| s.secret.is_none()) {
+        warnings.push(
+            "scaling with the development app and no RESOUND_SCALING_SECRET: the nodes' key \
+             derives from the development app's published secret, so anyone who can publish \
+             on the Redis channel can forge cluster messages"
+                .to_owned(),
+        );
+    }
     Ok(Config {
         host,
         port: l.parse("REVERB_SERVER_PORT", "a port number (0-65535)", |v| {
@@ -135,7 +144,7 @@ fn from_layers(primary: &Layers, more_apps: &[Layer]) -> Result<Config, ConfigEr
         debug: false,
         apps,
         dev_app,
-        scaling: self::redis::scaling(l)?,
+        scaling,
         warnings,
     })
 }

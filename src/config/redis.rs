@@ -22,6 +22,10 @@ pub struct Scaling {
     pub peer_timeout: Duration,
     /// The longest an HTTP API query waits for the other nodes' counts.
     pub query_wait: Duration,
+    /// `RESOUND_SCALING_SECRET`: the key every node signs its messages to the others with.
+    /// `None` derives one from the apps' ids and secrets (see the cluster's `wire::derive_key`),
+    /// so nodes with the same apps agree without one.
+    pub secret: Option<String>,
 }
 
 impl Scaling {
@@ -48,6 +52,7 @@ impl std::fmt::Debug for Scaling {
             .field("beat_every", &self.beat_every)
             .field("peer_timeout", &self.peer_timeout)
             .field("query_wait", &self.query_wait)
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
             .finish()
     }
 }
@@ -98,6 +103,7 @@ fn read(l: &Layers, url: String) -> Result<Scaling, ConfigError> {
         beat_every,
         peer_timeout,
         query_wait: l.fractional_seconds("RESOUND_SCALING_QUERY_TIMEOUT")?,
+        secret: l.get("RESOUND_SCALING_SECRET").map(|(v, _)| v),
     })
 }
 

@@ -145,6 +145,7 @@ pub(super) const SETTINGS: &[Setting] = &[
     server("REVERB_SCALING_CHANNEL", "scaling-channel", "scaling_channel", Value("reverb"), "Redis pub/sub channel shared by the nodes"),
     server("RESOUND_SCALING_BEAT_INTERVAL", "scaling-beat-interval", "scaling_beat_interval", Value("3"), "Seconds between a node's heartbeats to the others, fractions allowed"),
     server("RESOUND_SCALING_PEER_TIMEOUT", "scaling-peer-timeout", "scaling_peer_timeout", Value("10"), "Seconds of silence after which a node counts as gone, more than the beat interval"),
+    server("RESOUND_SCALING_SECRET", "scaling-secret", "scaling_secret", Unset("derived from the apps' ids and secrets"), "Key the nodes sign their messages to each other with; the same on every node"),
     server("RESOUND_SCALING_QUERY_TIMEOUT", "scaling-query-timeout", "scaling_query_timeout", Value("3"), "Longest an HTTP API query waits for the other nodes' counts, in seconds"),
     server("REDIS_URL", "redis-url", "redis_url", Unset("none"), "Redis for scaling, redis://[user:password@]host:port/db; overrides the REDIS_* parts"),
     server("REDIS_HOST", "redis-host", "redis_host", Value("127.0.0.1"), "Redis host for scaling"),

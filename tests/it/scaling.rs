@@ -4,6 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use resound::auth;
 use resound::config::Scaling;
 use serde_json::{json, Value};
@@ -74,14 +75,32 @@ fn node_config(redis_port: u16, channel: &str) -> resound::Config {
     node_config_url(&format!("redis://127.0.0.1:{redis_port}/0"), channel)
 }
 
+/// The nodes' `RESOUND_SCALING_SECRET` in these tests, so that a test can sign as a node.
+const CLUSTER_SECRET: &str = "the test cluster's secret";
+
 fn node_config_url(url: &str, channel: &str) -> resound::Config {
     resound::Config {
         scaling: Some(Scaling {
             timeout: Duration::from_secs(5),
+            secret: Some(CLUSTER_SECRET.to_owned()),
             ..Scaling::new(url, channel)
         }),
         ..config_with(app())
     }
+}
+
+/// `msg` (JSON) in the envelope a node holding the cluster's key publishes on `node`'s
+/// channel: HMAC-SHA256 (`auth::sign`) over the channel, a zero byte and the envelope up to
+/// its MAC.
+fn sealed(node: &TestServer, from: &str, seq: u64, msg: &str) -> String {
+    sealed_with(CLUSTER_SECRET, node, from, seq, msg)
+}
+
+fn sealed_with(secret: &str, node: &TestServer, from: &str, seq: u64, msg: &str) -> String {
+    let channel = &node.state.config.scaling.as_ref().unwrap().channel;
+    let signed = format!(r#"{{"resound":2,"node":"{from}","seq":{seq},"msg":{msg}"#);
+    let mac = auth::sign(secret, &format!("{channel}\0{signed}"));
+    format!(r#"{signed},"mac":"{mac}"}}"#)
 }
 
 /// Starts `n` nodes on one Redis and waits until each has heard from all the others.
@@ -165,9 +184,8 @@ async fn publish_raw(redis: &Redis, node: &TestServer, text: &str) -> i64 {
         .unwrap()
 }
 
-/// Waits until `node` has subscribed to its scaling channel: until then a publication reaches
-/// nobody (PUBLISH counts receivers).
-async fn wait_subscribed(redis: &Redis, node: &TestServer) {
+/// Waits until `node` has subscribed to its channel (a publication reaches nobody before).
+async fn wait_until_subscribed(redis: &Redis, node: &TestServer) {
     let mut receivers = 0;
     wait_until(
         async || {
@@ -178,6 +196,44 @@ async fn wait_subscribed(redis: &Redis, node: &TestServer) {
     )
     .await;
     assert_eq!(receivers, 1, "the node never subscribed");
+}
+
+/// Everything published on `channel` from now on, as another program subscribed to it sees it.
+async fn listen(redis: &Redis, channel: &str) -> redis::aio::PubSubStream {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", redis.port)).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub.subscribe(channel).await.unwrap();
+    pubsub.into_on_message()
+}
+
+/// The kinds of message (`"beat"`, `"state"`, ...) `heard` carries within `within`.
+async fn kinds_heard(heard: &mut redis::aio::PubSubStream, within: Duration) -> Vec<String> {
+    kinds_heard_until(heard, within, |_| false).await
+}
+
+/// [`kinds_heard`], ending early after a message of a kind that `last` accepts.
+async fn kinds_heard_until(
+    heard: &mut redis::aio::PubSubStream,
+    within: Duration,
+    last: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut kinds = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while let Ok(Some(m)) = tokio::time::timeout_at(deadline, heard.next()).await {
+        let text: String = m.get_payload().unwrap();
+        // A signed envelope, or a test's raw publication.
+        let kind = match serde_json::from_str::<Value>(&text).map(|v| v["msg"].clone()) {
+            Ok(Value::String(kind)) => kind,
+            Ok(Value::Object(o)) => o.keys().next().cloned().unwrap_or_default(),
+            _ => "other".to_owned(),
+        };
+        let done = last(&kind);
+        kinds.push(kind);
+        if done {
+            break;
+        }
+    }
+    kinds
 }
 
 /// Polls a node's users API until it answers `expected` (presence news travel through Redis).
@@ -502,7 +558,7 @@ async fn a_node_that_stops_answering_delays_one_query_not_every_query() {
     publish_raw(
         &redis,
         &nodes[0],
-        r#"{"resound":1,"node":"ghost","msg":"beat"}"#,
+        &sealed(&nodes[0], "ghost", 1, r#""beat""#),
     )
     .await;
     wait_for_peers(&nodes[..1], 2).await;
@@ -529,13 +585,14 @@ async fn a_node_that_dies_without_a_word_loses_its_members_after_the_peer_timeou
         s.peer_timeout = Duration::from_secs(1);
     })
     .await;
-    wait_subscribed(&redis, &nodes[0]).await;
     let mut here = nodes[0].connected().await;
     here.join("presence-ghost", "1").await;
     // A node that announces a member and then falls silent (as after SIGKILL).
-    let join = format!(
-        r#"{{"resound":1,"node":"ghost","msg":{{"join":{{"app":"{APP_ID}","channel":"presence-ghost","user_id":"g"}}}}}}"#
-    );
+    let join =
+        format!(r#"{{"join":{{"app":"{APP_ID}","channel":"presence-ghost","user_id":"g"}}}}"#);
+    let join = sealed(&nodes[0], "ghost", 1, &join);
+    // A cluster of one waits for no peer: the node may not have subscribed yet.
+    wait_until_subscribed(&redis, &nodes[0]).await;
     assert_eq!(publish_raw(&redis, &nodes[0], &join).await, 1);
     let v = here.recv().await;
     assert_eq!(v["event"], "pusher_internal:member_added", "{v}");
@@ -751,11 +808,12 @@ async fn a_message_published_twice_after_a_lost_connection_is_delivered_once() {
     // What another node's link does when a pipeline fails after Redis carried some of it: the
     // same numbered messages again, then new ones.
     let event = |seq: u64, name: &str| {
-        format!(
-            r#"{{"resound":1,"node":"replayer","seq":{seq},"msg":{{"event":{{"app":"{APP_ID}","channels":["public-once"],"event":"{name}","data":"{{}}","except":null}}}}}}"#
-        )
+        let msg = format!(
+            r#"{{"event":{{"app":"{APP_ID}","channels":["public-once"],"event":"{name}","data":"{{}}","except":null}}}}"#
+        );
+        sealed(&nodes[0], "replayer", seq, &msg)
     };
-    wait_subscribed(&redis, &nodes[0]).await;
+    wait_until_subscribed(&redis, &nodes[0]).await;
     for text in [
         event(1, "first"),
         event(2, "second"),
@@ -769,4 +827,140 @@ async fn a_message_published_twice_after_a_lost_connection_is_delivered_once() {
         assert_eq!(c.recv().await["event"], name);
     }
     c.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn messages_without_the_clusters_signature_are_ignored() {
+    let redis = Redis::start().await;
+    let channel = format!("resound-test-{}", rand_suffix());
+    let mut heard = listen(&redis, &channel).await;
+    let node = &TestServer::start_with(node_config(redis.port, &channel)).await;
+    // The node's own hello and state once its link is up.
+    let start = kinds_heard_until(&mut heard, WAIT, |k| k == "state").await;
+    assert_eq!(start, ["hello", "state"]);
+    let mut private = node.connected().await;
+    private.subscribe_signed("private-secrets", None).await;
+    let mut user = sign_in(node, r#"{"id":"42"}"#).await;
+    let event = |name: &str| {
+        format!(
+            r#"{{"event":{{"app":"{APP_ID}","channels":["private-secrets"],"event":"{name}","data":"{{}}","except":null}}}}"#
+        )
+    };
+    let terminate = format!(r#"{{"terminate":{{"app":"{APP_ID}","user_id":"42"}}}}"#);
+    let unsigned = |version: u32, seq: u64, msg: &str| {
+        format!(r#"{{"resound":{version},"node":"intruder","seq":{seq},"msg":{msg}}}"#)
+    };
+    let guessed = |seq: u64, msg: &str| sealed_with("a guess", node, "intruder", seq, msg);
+    // What the security review published: an event for a private channel, a termination, a
+    // sequence number meant to make the node drop what follows, a hello asking for a state
+    // dump; without a MAC, in the previous wire version, and signed with a guessed key.
+    let forged = [
+        unsigned(2, 1, &event("forged")),
+        unsigned(1, 1, &event("forged")),
+        unsigned(2, 2, &terminate),
+        unsigned(2, u64::MAX, &event("forged")),
+        unsigned(2, 3, r#""hello""#),
+        guessed(u64::MAX, &event("forged")),
+        guessed(4, &terminate),
+        guessed(5, r#""hello""#),
+    ];
+    for text in &forged {
+        assert_eq!(publish_raw(&redis, node, text).await, 2, "the node and us");
+    }
+    // Then a node holding the key: its event is the first the client sees, and its hello is
+    // the only one answered with a state.
+    publish_raw(&redis, node, &sealed(node, "peer", 1, &event("real"))).await;
+    publish_raw(&redis, node, &sealed(node, "peer", 2, r#""hello""#)).await;
+    assert_eq!(private.recv().await["event"], "real");
+    private.expect_nothing().await;
+    user.expect_nothing().await;
+    let kinds = kinds_heard(&mut heard, Duration::from_millis(500)).await;
+    let states = kinds.iter().filter(|k| *k == "state").count();
+    assert_eq!(states, 1, "{kinds:?}");
+    assert_eq!(
+        node.state.peers().unwrap().live_nodes(),
+        1,
+        "only the real peer"
+    );
+}
+
+#[tokio::test]
+async fn a_node_with_another_scaling_secret_stays_alone() {
+    let redis = Redis::start().await;
+    let channel = format!("resound-test-{}", rand_suffix());
+    let nodes = vec![
+        TestServer::start_with(node_config(redis.port, &channel)).await,
+        TestServer::start_with(node_config(redis.port, &channel)).await,
+    ];
+    let mut other = node_config(redis.port, &channel);
+    other.scaling.as_mut().unwrap().secret = Some("another secret".to_owned());
+    let outsider = TestServer::start_with(other).await;
+    assert_pair_shares_and_outsider_is_alone(&nodes, &outsider).await;
+}
+
+#[tokio::test]
+async fn a_burst_of_new_node_ids_causes_a_bounded_number_of_state_dumps() {
+    let redis = Redis::start().await;
+    let nodes = cluster_timed(&redis, 2, |s| {
+        s.beat_every = Duration::from_millis(250);
+        s.peer_timeout = Duration::from_secs(5);
+    })
+    .await;
+    let node = &nodes[0];
+    let mut heard = listen(&redis, &node.state.config.scaling.as_ref().unwrap().channel).await;
+    // The cluster's own start-up exchange passes first.
+    kinds_heard(&mut heard, Duration::from_millis(600)).await;
+    // Each message from a node not known yet used to make both nodes say hello, and each
+    // hello made the other answer with its whole state: about 100 states here.
+    for i in 0..25 {
+        let beat = sealed(node, &format!("beat-{i}"), 1, r#""beat""#);
+        let hello = sealed(node, &format!("hello-{i}"), 1, r#""hello""#);
+        publish_raw(&redis, node, &beat).await;
+        publish_raw(&redis, node, &hello).await;
+    }
+    let kinds = kinds_heard(&mut heard, Duration::from_millis(1500)).await;
+    let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
+    assert!(
+        count("hello") >= 25,
+        "the listener heard the burst: {kinds:?}"
+    );
+    // Per node: one at once, one at the next beat for the rest of the burst, one for the
+    // other node's held-back hello.
+    assert!(count("state") <= 6, "{} states: {kinds:?}", count("state"));
+}
+
+#[tokio::test]
+async fn while_redis_is_away_the_other_nodes_members_leave_after_the_peer_timeout() {
+    let mut redis = Redis::start().await;
+    let nodes = cluster_timed(&redis, 2, |s| {
+        s.beat_every = Duration::from_millis(200);
+        s.peer_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let ch = "presence-away";
+    let mut here = nodes[0].connected().await;
+    here.join(ch, "1").await;
+    let mut there = nodes[1].connected().await;
+    users_become(&nodes[1], ch, json!({"users":[{"id":"1"}]})).await;
+    there.join(ch, "2").await;
+    assert_eq!(here.recv().await["event"], "pusher_internal:member_added");
+
+    redis.stop();
+    // Node B is as silent to node A as if it had died: its member leaves after the peer
+    // timeout, though A's link is down (WAIT is 5 s).
+    let v = here.recv().await;
+    assert_eq!(v["event"], "pusher_internal:member_removed", "{v}");
+    assert_eq!(v["data"], r#"{"user_id":"2"}"#);
+    // Redis is back: node B answers A's hello with its state, and its member is back.
+    let _redis = Redis::start_on(redis.port).await;
+    match here.next_seen(Duration::from_secs(20)).await {
+        Some(Seen::Frame(v)) => {
+            assert_eq!(v["event"], "pusher_internal:member_added", "{v}");
+            assert_eq!(
+                v["data"],
+                r#"{"user_id":"2","user_info":{"name":"user 2"}}"#
+            );
+        }
+        other => panic!("expected user 2 back, saw {other:?}"),
+    }
 }

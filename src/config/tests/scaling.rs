@@ -214,3 +214,38 @@ fn cluster_timings_take_fractions_and_peer_timeout_outlasts_the_beat() {
         (ms(1000), ms(2500), ms(250))
     );
 }
+
+#[test]
+fn scaling_secret_from_any_source_hidden_in_logs_and_a_warning_for_the_dev_app() {
+    let d = tmpdir("scaling-secret");
+    let secret = |args: &[&str]| {
+        let mut all = vec!["--scaling"];
+        all.extend_from_slice(args);
+        load_args(&all, d.path()).unwrap()
+    };
+    let c = secret(&[]);
+    assert_eq!(c.scaling.as_ref().unwrap().secret, None);
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("RESOUND_SCALING_SECRET")),
+        "the development app's key is public: {:?}",
+        c.warnings
+    );
+    let c = secret(&["--scaling-secret", "s3cret-of-the-cluster"]);
+    let s = c.scaling.unwrap();
+    assert_eq!(s.secret.as_deref(), Some("s3cret-of-the-cluster"));
+    let shown = format!("{s:?}");
+    assert!(
+        !shown.contains("s3cret") && shown.contains("secret: Some(\"***\")"),
+        "{shown}"
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let file = d.path().join("c.toml");
+    std::fs::write(&file, "[server]\nscaling_secret = \"from-the-file\"\n").unwrap();
+    let c = secret(&["--config", file.to_str().unwrap()]);
+    assert_eq!(c.scaling.unwrap().secret.as_deref(), Some("from-the-file"));
+    // Laravel's `null` is no secret: the derived key.
+    std::fs::write(d.path().join(".env"), "RESOUND_SCALING_SECRET=null\n").unwrap();
+    assert_eq!(secret(&[]).scaling.unwrap().secret, None);
+}
