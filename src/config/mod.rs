@@ -35,6 +35,8 @@ pub struct Config {
     pub max_request_size: usize,
     /// Largest `data` of one HTTP API event in bytes (413 beyond).
     pub max_event_size: usize,
+    /// Longest event name in characters, for client events and HTTP API events alike.
+    pub max_event_name_length: usize,
     /// Most channels one HTTP trigger may name.
     pub max_channels_per_event: usize,
     /// Most events in one batch request; 0 is unlimited.
@@ -115,6 +117,7 @@ fn from_layers(primary: &Layers, more_apps: &[Layer]) -> Result<Config, ConfigEr
         ),
         max_request_size: l.positive("REVERB_MAX_REQUEST_SIZE")?,
         max_event_size: l.positive("RESOUND_MAX_EVENT_SIZE")?,
+        max_event_name_length: l.positive("RESOUND_MAX_EVENT_NAME_LENGTH")?,
         max_channels_per_event: l.positive("RESOUND_MAX_CHANNELS_PER_EVENT")?,
         max_batch_size: l.number("RESOUND_MAX_BATCH_SIZE")?,
         api_timestamp_window: match l.number("RESOUND_API_TIMESTAMP_WINDOW")? {

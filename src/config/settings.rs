@@ -131,6 +131,7 @@ pub(super) const SETTINGS: &[Setting] = &[
     server("REVERB_SERVER_PATH", "path", "path", Unset("none"), "Prefix for every route, e.g. /reverb"),
     server("REVERB_MAX_REQUEST_SIZE", "max-request-size", "max_request_size", Value("10000"), "Largest HTTP request in bytes, head and body"),
     server("RESOUND_MAX_EVENT_SIZE", "max-event-size", "max_event_size", Value("10240"), "Largest event data on the HTTP API in bytes"),
+    server("RESOUND_MAX_EVENT_NAME_LENGTH", "max-event-name-length", "max_event_name_length", Value("200"), "Longest event name in characters, for client events and the HTTP API"),
     server("RESOUND_MAX_CHANNELS_PER_EVENT", "max-channels-per-event", "max_channels_per_event", Value("100"), "Most channels in one trigger"),
     server("RESOUND_MAX_BATCH_SIZE", "max-batch-size", "max_batch_size", Value("0"), "Most events in one batch, 0 = unlimited"),
     server("RESOUND_API_TIMESTAMP_WINDOW", "api-timestamp-window", "api_timestamp_window", Value("600"), "Allowed auth_timestamp skew in seconds, 0 = unchecked"),

@@ -28,7 +28,7 @@ use crate::channel::presence::PresenceMember;
 use crate::channel::ChannelKind;
 use crate::hooks::Activity;
 use crate::protocol::message::Subscribe;
-use crate::protocol::names::validate_channel_name;
+use crate::protocol::names::{is_event_name_too_long, validate_channel_name};
 use crate::protocol::{server, ClientMessage, PusherError};
 use crate::state::{AppRuntime, ConnectionSlot, State};
 use crate::users::SignedInUser;
@@ -382,6 +382,10 @@ impl Session {
         let mode = self.app.app.client_events;
         if mode == ClientEvents::None {
             return Err(PusherError::ClientEventsDisabled);
+        }
+        let max_name = self.state.config.max_event_name_length;
+        if is_event_name_too_long(event, max_name) {
+            return Err(PusherError::ClientEventNameTooLong(max_name));
         }
         if !ChannelKind::from_name(channel).allows_client_events(self.app.app.public_client_events)
         {

@@ -57,6 +57,9 @@ pub(crate) enum PusherError {
     /// 4301: client events are not allowed on this kind of channel.
     #[error("Client events are not allowed on channel {0}")]
     ClientEventForbidden(String),
+    /// 4301: a client event whose name is longer than the limit (Pusher's 200 by default).
+    #[error("Client event name is longer than {0} characters")]
+    ClientEventNameTooLong(usize),
     /// 4301: the connection is already subscribed to as many channels as allowed.
     #[error("Too many channels: at most {0} per connection")]
     TooManyChannels(usize),
@@ -85,6 +88,7 @@ impl PusherError {
             ClientEventsDisabled | RateLimited | ClientEventForbidden(_) | TooManyChannels(_) => {
                 4301
             }
+            ClientEventNameTooLong(_) => 4301,
             WatchlistLimit => 4302,
         }
     }
