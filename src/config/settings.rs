@@ -133,7 +133,7 @@ pub(super) const SETTINGS: &[Setting] = &[
     server("RESOUND_MAX_EVENT_SIZE", "max-event-size", "max_event_size", Value("10240"), "Largest event data on the HTTP API in bytes"),
     server("RESOUND_MAX_EVENT_NAME_LENGTH", "max-event-name-length", "max_event_name_length", Value("200"), "Longest event name in characters, for client events and the HTTP API"),
     server("RESOUND_MAX_CHANNELS_PER_EVENT", "max-channels-per-event", "max_channels_per_event", Value("100"), "Most channels in one trigger"),
-    server("RESOUND_MAX_BATCH_SIZE", "max-batch-size", "max_batch_size", Value("0"), "Most events in one batch, 0 = unlimited"),
+    server("RESOUND_MAX_BATCH_SIZE", "max-batch-size", "max_batch_size", Value("10"), "Most events in one batch (Pusher's limit), 0 = unlimited"),
     server("RESOUND_API_TIMESTAMP_WINDOW", "api-timestamp-window", "api_timestamp_window", Value("600"), "Allowed auth_timestamp skew in seconds, 0 = unchecked"),
     server("RESOUND_OUTBOUND_QUEUE", "outbound-queue", "outbound_queue", Value("1024"), "Messages queued per connection before it is dropped as too slow"),
     server("RESOUND_CACHE_TTL", "cache-ttl", "cache_ttl", Value("1800"), "Seconds a cache channel keeps its last event"),

@@ -258,7 +258,7 @@ pub(crate) fn batch(
     };
     if config.max_batch_size > 0 && items.len() > config.max_batch_size {
         return Err(ApiError::bad_request(format!(
-            "batch has {} events; at most {} are allowed",
+            "batch has {} events; at most {} are allowed (RESOUND_MAX_BATCH_SIZE)",
             items.len(),
             config.max_batch_size
         )));

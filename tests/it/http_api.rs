@@ -359,6 +359,32 @@ async fn request_over_max_request_size_is_413() {
         .contains("REVERB_MAX_REQUEST_SIZE"));
 }
 
+/// Pusher's batch limit of 10 is the default; 0 still means unlimited.
+#[tokio::test]
+async fn batches_over_max_batch_size_are_400() {
+    let items = |n: usize| {
+        let batch: Vec<_> = (0..n)
+            .map(|i| json!({"name":"e","data":i.to_string(),"channel":"c"}))
+            .collect();
+        json!({ "batch": batch })
+    };
+    let server = TestServer::start().await;
+    assert_eq!(
+        server.http().post("/batch_events", items(10)).await.status,
+        200
+    );
+    let r = server.http().post("/batch_events", items(11)).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["error"],
+        "batch has 11 events; at most 10 are allowed (RESOUND_MAX_BATCH_SIZE)"
+    );
+    let mut config = config_with(app());
+    config.max_batch_size = 0;
+    let server = TestServer::start_with(config).await;
+    let r = server.http().post("/batch_events", items(50)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
 #[tokio::test]
 async fn routing_errors() {
     let server = TestServer::start().await;

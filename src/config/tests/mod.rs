@@ -51,7 +51,7 @@ fn defaults_are_the_documented_ones() {
     );
     assert_eq!(
         (c.max_batch_size, c.api_timestamp_window, c.outbound_queue),
-        (0, Some(secs(600)), 1024)
+        (10, Some(secs(600)), 1024)
     );
     assert_eq!(
         (
