@@ -90,6 +90,26 @@ async fn api_call<'a>(
         _ => return Err(ApiError::not_found("Not found.")),
     };
     only(&method, allowed, allow)?;
+    let params = parse_query(query);
+    let decode = |s: &'a str| match s.contains('%') {
+        true => percent_decode_str(s).decode_utf8_lossy(),
+        false => Cow::Borrowed(s),
+    };
+    let (decoded_rest, decoded_full) = (decode(rest), decode(full_path));
+    // Clients sign the decoded path without the prefix (PHP SDK) or with it; accept
+    // the raw form too for clients that sign what they send.
+    let mut paths = vec![&*decoded_rest, &*decoded_full, rest, full_path];
+    paths.sort_unstable();
+    paths.dedup();
+    // The query's signature first: the body is read (and buffered) only for a request
+    // signed with the app's secret, then checked against the signed `body_md5`.
+    signature::verify(
+        &app.app,
+        method.as_str(),
+        &paths,
+        &params,
+        state.config.api_timestamp_window,
+    )?;
     // A timer only for a body still on its way: most arrive with their head.
     let mut reading = std::pin::pin!(read_body(req, state.config.max_request_size));
     let body = match std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await {
@@ -103,25 +123,7 @@ async fn api_call<'a>(
                 )
             })??,
     };
-    let params = parse_query(query);
-    let decode = |s: &'a str| match s.contains('%') {
-        true => percent_decode_str(s).decode_utf8_lossy(),
-        false => Cow::Borrowed(s),
-    };
-    let (decoded_rest, decoded_full) = (decode(rest), decode(full_path));
-    // Clients sign the decoded path without the prefix (PHP SDK) or with it; accept
-    // the raw form too for clients that sign what they send.
-    let mut paths = vec![&*decoded_rest, &*decoded_full, rest, full_path];
-    paths.sort_unstable();
-    paths.dedup();
-    signature::verify(
-        &app.app,
-        method.as_str(),
-        &paths,
-        &params,
-        &body,
-        state.config.api_timestamp_window,
-    )?;
+    signature::verify_body(&params, &body)?;
     // As Pusher answers for a disabled app (the PHP SDK, and so Laravel, raises on it).
     if !app.app.enabled {
         return Err(ApiError::new(

@@ -385,6 +385,27 @@ async fn batches_over_max_batch_size_are_400() {
     let r = server.http().post("/batch_events", items(50)).await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
+/// The body is read only for a correctly signed query: an unsigned request is refused at
+/// once, without waiting for (or buffering) the body it announces.
+#[tokio::test]
+async fn unsigned_requests_are_refused_before_their_body_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /apps/{APP_ID}/events?auth_key={KEY}&auth_timestamp={}&auth_version=1.0&auth_signature=00 HTTP/1.1\r\nHost: x\r\nContent-Length: 500000\r\nConnection: close\r\n\r\n",
+        now()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0; 1024];
+    let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+        .await
+        .expect("an answer without the body")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+}
+
 #[tokio::test]
 async fn routing_errors() {
     let server = TestServer::start().await;
