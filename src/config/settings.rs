@@ -129,7 +129,7 @@ pub(super) const SETTINGS: &[Setting] = &[
     server("REVERB_SERVER_HOST", "host", "host", DevApp { value: "0.0.0.0", dev_app: "127.0.0.1" }, "Address to bind"),
     server("REVERB_SERVER_PORT", "port", "port", Value("8080"), "Port for WebSocket, HTTP API and /up"),
     server("REVERB_SERVER_PATH", "path", "path", Unset("none"), "Prefix for every route, e.g. /reverb"),
-    server("REVERB_MAX_REQUEST_SIZE", "max-request-size", "max_request_size", Value("10000"), "Largest HTTP request in bytes, head and body"),
+    server("REVERB_MAX_REQUEST_SIZE", "max-request-size", "max_request_size", Unset("unset: the body alone, room for a full batch of the largest events"), "Largest HTTP request in bytes, head and body, as Reverb counts"),
     server("RESOUND_MAX_EVENT_SIZE", "max-event-size", "max_event_size", Value("10240"), "Largest event data on the HTTP API in bytes"),
     server("RESOUND_MAX_EVENT_NAME_LENGTH", "max-event-name-length", "max_event_name_length", Value("200"), "Longest event name in characters, for client events and the HTTP API"),
     server("RESOUND_MAX_CHANNELS_PER_EVENT", "max-channels-per-event", "max_channels_per_event", Value("100"), "Most channels in one trigger"),

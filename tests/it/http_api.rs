@@ -323,13 +323,43 @@ async fn validation_errors() {
         .starts_with("The body is not valid JSON"));
 }
 
+/// A 10,240-byte `data` string, as a Laravel event carrying a long AI reply (gzip + base64).
+fn max_data() -> String {
+    "QUJD/+".repeat(10_240 / 6 + 1)[..10_240].to_owned()
+}
+
+/// With `REVERB_MAX_REQUEST_SIZE` unset, every request Pusher admits is admitted: one event
+/// with 10,240 bytes of data, and a batch of ten of them. One byte more of data is 413.
 #[tokio::test]
-async fn event_data_over_10kb_is_413() {
-    let mut config = config_with(app());
-    config.max_request_size = 100_000;
-    let server = TestServer::start_with(config).await;
-    let r = server
-        .http()
+async fn unset_request_size_admits_what_pusher_admits() {
+    let server = TestServer::start().await;
+    let api = server.http();
+    let mut a = server.connected().await;
+    a.subscribe_signed("private-Rooms.hawki", None).await;
+    let data = max_data();
+    let body =
+        json!({"name":"App\\Events\\RoomMessageEvent","data":data,"channel":"private-Rooms.hawki"});
+    let r = api.post("/events", body).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "{}"));
+    assert_eq!(a.recv().await["data"], data.as_str());
+    let batch: Vec<_> = (0..10)
+        .map(|i| json!({"name":format!("e{i}"),"data":data,"channel":"private-Rooms.hawki"}))
+        .collect();
+    let body = json!({ "batch": batch });
+    assert!(body.to_string().len() > 100_000);
+    let r = api.post("/batch_events", body).await;
+    assert_eq!((r.status, r.body.as_str()), (200, r#"{"batch":{}}"#));
+    for i in 0..10 {
+        assert_eq!(a.recv().await["event"], format!("e{i}"));
+    }
+    // The worst escaping: every byte of the data written as `\u0001`, six bytes each.
+    let escaped = "\u{1}".repeat(10_240);
+    let batch: Vec<_> = (0..10)
+        .map(|_| json!({"name":"e","data":escaped,"channel":"c"}))
+        .collect();
+    let r = api.post("/batch_events", json!({ "batch": batch })).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = api
         .post(
             "/events",
             json!({"name":"e","data":"x".repeat(10_241),"channel":"c"}),
@@ -342,14 +372,17 @@ async fn event_data_over_10kb_is_413() {
     );
 }
 
+/// Set explicitly, `REVERB_MAX_REQUEST_SIZE` counts head and body, as Reverb does.
 #[tokio::test]
-async fn request_over_max_request_size_is_413() {
-    let server = TestServer::start().await;
+async fn explicit_max_request_size_counts_head_and_body_as_reverb_does() {
+    let mut config = config_with(app());
+    config.max_request_size = Some(10_000);
+    let server = TestServer::start_with(config).await;
     let r = server
         .http()
         .post(
             "/events",
-            json!({"name":"e","data":"x".repeat(10_000),"channel":"c"}),
+            json!({"name":"e","data":"x".repeat(9_800),"channel":"c"}),
         )
         .await;
     assert_eq!(r.status, 413);
@@ -357,6 +390,14 @@ async fn request_over_max_request_size_is_413() {
         .as_str()
         .unwrap()
         .contains("REVERB_MAX_REQUEST_SIZE"));
+    let r = server
+        .http()
+        .post(
+            "/events",
+            json!({"name":"e","data":"x".repeat(9_000),"channel":"c"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
 }
 
 /// Pusher's batch limit of 10 is the default; 0 still means unlimited.
@@ -385,6 +426,7 @@ async fn batches_over_max_batch_size_are_400() {
     let r = server.http().post("/batch_events", items(50)).await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
 /// The body is read only for a correctly signed query: an unsigned request is refused at
 /// once, without waiting for (or buffering) the body it announces.
 #[tokio::test]

@@ -53,7 +53,7 @@ async fn abuse_from_one_client_does_not_disturb_another() {
 async fn slow_consumer_is_dropped_while_others_get_everything() {
     let mut config = config_with(app());
     config.outbound_queue = 16;
-    config.max_request_size = 1_000_000;
+    config.max_request_size = Some(1_000_000);
     let server = TestServer::start_with(config).await;
     let mut fast = server.connected().await;
     fast.subscribe_public("firehose").await;
@@ -161,7 +161,7 @@ async fn bad_http_requests_do_not_disturb_delivery() {
 async fn large_concurrent_fanouts_reach_everyone_whole_and_in_order() {
     let mut config = config_with(app());
     config.max_event_size = 200_000;
-    config.max_request_size = 1_000_000;
+    config.max_request_size = Some(1_000_000);
     let server = TestServer::start_with(config).await;
     let (subscribers, publishers, each) = (40, 4, 50);
     let mut clients = Vec::new();
