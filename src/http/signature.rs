@@ -72,6 +72,7 @@ pub(crate) fn verify(
             )));
         }
     }
+    check_unambiguous(params)?;
     let signed = paths.iter().any(|path| {
         auth::verify(
             &app.secret,
@@ -96,6 +97,34 @@ pub(crate) fn verify_body(params: &Params<'_>, body: &[u8]) -> Result<(), ApiErr
         .ok_or_else(|| ApiError::unauthorized("Missing body_md5 for a request with a body"))?;
     if !auth::md5_matches(body, md5) {
         return Err(ApiError::unauthorized("body_md5 does not match the body"));
+    }
+    Ok(())
+}
+
+/// Refuses parameters that the string to sign cannot tell apart from others. That string
+/// joins the decoded `name=value` pairs, lower-cased and sorted, with `&`: a value holding
+/// `&` (`auth_version=1.0%26filter_by_prefix%3Dpresence-`) signs the same as two parameters,
+/// a name holding `=` as a different split, an upper-case name as its lower-case form (which
+/// the handlers would not find), and a repeated name in any order (the handlers read the
+/// first). With none of these, the signed string determines exactly the parameters the
+/// handlers read. No SDK sends any of them. (`=` inside a value is unambiguous once names
+/// cannot hold it, and channel names may contain `=`, so `filter_by_prefix` may too.)
+fn check_unambiguous(params: &Params<'_>) -> Result<(), ApiError> {
+    for (i, (name, value)) in params.iter().enumerate() {
+        let refuse = |why: &str| {
+            Err(ApiError::unauthorized(format!(
+                "Query parameter {name:?} {why}: the signature cannot tell it apart"
+            )))
+        };
+        if name.contains(['&', '=']) || value.contains('&') {
+            return refuse("contains & or = once decoded");
+        }
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            return refuse("is not lower case");
+        }
+        if params[..i].iter().any(|(earlier, _)| earlier == name) {
+            return refuse("is repeated");
+        }
     }
     Ok(())
 }
@@ -173,5 +202,32 @@ mod tests {
             let r = verify(&app(), "GET", &[path], &parse_query(query), None);
             assert!(r.is_ok(), "{path}?{query}: {:?}", r.err());
         }
+    }
+
+    /// T11, with its filter folded into `body_md5` (the parameter before it) or its name
+    /// upper-cased (both still match the signature), or a parameter repeated: refused.
+    #[test]
+    fn parameters_the_signature_cannot_tell_apart_are_refused() {
+        let (path, query) = GETS[0];
+        let forged = [
+            query.replace(
+                "e&filter_by_prefix=presence-&info=user_count",
+                "e%26filter_by_prefix%3Dpresence-%26info%3Duser_count",
+            ),
+            query.replace("filter_by_prefix=", "FILTER_BY_PREFIX="),
+            query.replace("info=user_count", "info=user_count&info=user_count"),
+        ];
+        for q in &forged {
+            assert_ne!(q, query);
+            let e = verify(&app(), "GET", &[path], &parse_query(q), None).unwrap_err();
+            assert_eq!(e.status, 401, "{q}");
+            assert!(e.message.starts_with("Query parameter"), "{}", e.message);
+        }
+        // Names are checked as decoded: `%3D` in a name is an `=`.
+        let q = format!("{query}&a%3Db=c");
+        assert!(verify(&app(), "GET", &[path], &parse_query(&q), None).is_err());
+        // An `=` inside a value is unambiguous (channel names may hold one).
+        let p: Params<'_> = vec![("filter_by_prefix".into(), "private-a=".into())];
+        assert!(check_unambiguous(&p).is_ok());
     }
 }

@@ -228,6 +228,45 @@ async fn authentication_failures_are_401_with_reason() {
     );
 }
 
+/// The security review's attack: a signature for `GET /channels?filter_by_prefix=presence-`,
+/// replayed with the filter percent-encoded into `auth_version`, signs the same string once
+/// decoded, and would list every channel. It, and the filter's name in capitals (which the
+/// string to sign lower-cases), must be refused with 401.
+#[tokio::test]
+async fn a_signature_does_not_cover_parameters_folded_into_others() {
+    let server = TestServer::start().await;
+    let api = server.http();
+    let mut a = server.connected().await;
+    a.subscribe_signed("private-secret", None).await;
+    a.join("presence-lobby", "1").await;
+    let path = format!("/apps/{APP_ID}/channels");
+    // Signed as an SDK signs it, with the app secret.
+    let honest = api.signed_query(
+        "GET",
+        &path,
+        &[("filter_by_prefix", "presence-")],
+        "",
+        now(),
+    );
+    assert!(
+        honest.contains("&auth_version=1.0&filter_by_prefix=presence-&"),
+        "{honest}"
+    );
+    let r = api.raw("GET", &format!("{path}?{honest}"), "").await;
+    assert_eq!(r.json(), json!({"channels":{"presence-lobby":{}}}));
+    let folded = honest.replace(
+        "auth_version=1.0&filter_by_prefix=presence-",
+        "auth_version=1.0%26filter_by_prefix%3Dpresence-",
+    );
+    let capitals = honest.replace("filter_by_prefix=", "FILTER_BY_PREFIX=");
+    for forged in [folded, capitals] {
+        let r = api.raw("GET", &format!("{path}?{forged}"), "").await;
+        assert_eq!(r.status, 401, "{forged}: {}", r.body);
+        let error = r.json()["error"].as_str().unwrap().to_owned();
+        assert!(error.starts_with("Query parameter"), "{error}");
+    }
+}
+
 #[tokio::test]
 async fn timestamp_check_can_be_disabled() {
     let mut config = config_with(app());
