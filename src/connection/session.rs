@@ -218,7 +218,6 @@ impl Session {
 
     /// Handles one text frame; false when the connection must end.
     fn on_text(&mut self, text: &str) -> bool {
-        debug!(message = text, "received");
         if let Some(limit) = self.app.app.rate_limit.clone() {
             if !self.within_rate(&limit) {
                 if limit.terminate {
@@ -231,7 +230,17 @@ impl Session {
                 return true;
             }
         }
-        let result = ClientMessage::parse(text).and_then(|msg| self.on_message(msg));
+        // Names and sizes only: frames carry signatures, user data and event data.
+        let bytes = text.len();
+        let result = ClientMessage::parse(text).and_then(|msg| {
+            debug!(
+                event = msg.event(),
+                channel = msg.channel(),
+                bytes,
+                "received"
+            );
+            self.on_message(msg)
+        });
         if let Err(e) = result {
             self.send_error(&e);
         }

@@ -36,13 +36,20 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
     state: Arc<State>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    // For the failure log: a method and a URI clone are reference counts, not copies.
+    // For the log: a method and a URI clone are reference counts, not copies. The path
+    // only: the query holds the request's signature.
     let (method, uri) = (req.method().clone(), req.uri().clone());
-    let resp = route(req, &state).await.unwrap_or_else(|e| {
-        let path = uri.path();
-        debug!(%method, path, status = e.status.as_u16(), error = e.message, "request failed");
-        e.into_response()
-    });
+    let path = uri.path();
+    let resp = match route(req, &state).await {
+        Ok(resp) => {
+            debug!(%method, path, status = resp.status().as_u16(), "request");
+            resp
+        }
+        Err(e) => {
+            debug!(%method, path, status = e.status.as_u16(), error = e.message, "request failed");
+            e.into_response()
+        }
+    };
     Ok(resp)
 }
 
