@@ -31,10 +31,14 @@ pub struct Config {
     pub port: u16,
     /// Route prefix, either empty or `/segment[/segment]` with no trailing slash.
     pub path: String,
-    /// Largest HTTP request (head and body) in bytes; bigger ones get 413.
-    pub max_request_size: usize,
+    /// Largest HTTP request (head and body) in bytes, bigger ones get 413, as Reverb
+    /// counts; `None` (not set) limits the body alone, to what Pusher would admit (see
+    /// `http::RequestLimit`).
+    pub max_request_size: Option<usize>,
     /// Largest `data` of one HTTP API event in bytes (413 beyond).
     pub max_event_size: usize,
+    /// Longest event name in characters, for client events and HTTP API events alike.
+    pub max_event_name_length: usize,
     /// Most channels one HTTP trigger may name.
     pub max_channels_per_event: usize,
     /// Most events in one batch request; 0 is unlimited.
@@ -126,8 +130,13 @@ fn from_layers(primary: &Layers, more_apps: &[Layer]) -> Result<Config, ConfigEr
             &l.value("REVERB_SERVER_PATH")
                 .map_or_else(String::new, |(v, _)| v),
         ),
-        max_request_size: l.positive("REVERB_MAX_REQUEST_SIZE")?,
+        max_request_size: l.parse_opt(
+            "REVERB_MAX_REQUEST_SIZE",
+            "a whole number of bytes above 0",
+            |v| v.parse().ok().filter(|n| *n > 0),
+        )?,
         max_event_size: l.positive("RESOUND_MAX_EVENT_SIZE")?,
+        max_event_name_length: l.positive("RESOUND_MAX_EVENT_NAME_LENGTH")?,
         max_channels_per_event: l.positive("RESOUND_MAX_CHANNELS_PER_EVENT")?,
         max_batch_size: l.number("RESOUND_MAX_BATCH_SIZE")?,
         api_timestamp_window: match l.number("RESOUND_API_TIMESTAMP_WINDOW")? {

@@ -29,7 +29,7 @@ use crate::channel::presence::PresenceMember;
 use crate::channel::ChannelKind;
 use crate::hooks::Activity;
 use crate::protocol::message::Subscribe;
-use crate::protocol::names::{excerpt, validate_channel_name};
+use crate::protocol::names::{excerpt, is_event_name_too_long, validate_channel_name};
 use crate::protocol::{server, ClientMessage, PusherError};
 use crate::state::{AppRuntime, ConnectionSlot, State};
 use crate::users::SignedInUser;
@@ -222,7 +222,6 @@ impl Session {
 
     /// Handles one text frame; false when the connection must end.
     fn on_text(&mut self, text: &str) -> bool {
-        debug!(message = text, "received");
         if let Some(limit) = self.app.app.rate_limit.clone() {
             if !self.within_rate(&limit) {
                 if limit.terminate {
@@ -235,7 +234,17 @@ impl Session {
                 return true;
             }
         }
-        let result = ClientMessage::parse(text).and_then(|msg| self.on_message(msg));
+        // Names and sizes only: frames carry signatures, user data and event data.
+        let bytes = text.len();
+        let result = ClientMessage::parse(text).and_then(|msg| {
+            debug!(
+                event = msg.event(),
+                channel = msg.channel(),
+                bytes,
+                "received"
+            );
+            self.on_message(msg)
+        });
         if let Err(e) = result {
             self.send_error(&e);
         }
@@ -391,6 +400,10 @@ impl Session {
         let mode = self.app.app.client_events;
         if mode == ClientEvents::None {
             return Err(PusherError::ClientEventsDisabled);
+        }
+        let max_name = self.state.config.max_event_name_length;
+        if is_event_name_too_long(event, max_name) {
+            return Err(PusherError::ClientEventNameTooLong(max_name));
         }
         if !ChannelKind::from_name(channel).allows_client_events(self.app.app.public_client_events)
         {

@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::connection::{Pending, SocketId};
 use crate::dispatch;
 use crate::protocol::message::raw_str;
-use crate::protocol::names::{is_valid_socket_id, validate_channel_name, MAX_EVENT_NAME};
+use crate::protocol::names::{is_event_name_too_long, is_valid_socket_id, validate_channel_name};
 use crate::state::AppRuntime;
 
 /// One validated event, ready to publish.
@@ -99,9 +99,10 @@ fn parse_event(
 ) -> Result<Event, ApiError> {
     let name = string_field(obj.name, "name", at)?
         .ok_or_else(|| ApiError::bad_request(format!("{at}name is required")))?;
-    if name.is_empty() || name.len() > MAX_EVENT_NAME {
+    let max_name = config.max_event_name_length;
+    if name.is_empty() || is_event_name_too_long(&name, max_name) {
         return Err(ApiError::bad_request(format!(
-            "{at}name must be 1 to {MAX_EVENT_NAME} characters"
+            "{at}name must be 1 to {max_name} characters"
         )));
     }
     let data = string_field(obj.data, "data", at)?
@@ -257,7 +258,7 @@ pub(crate) fn batch(
     };
     if config.max_batch_size > 0 && items.len() > config.max_batch_size {
         return Err(ApiError::bad_request(format!(
-            "batch has {} events; at most {} are allowed",
+            "batch has {} events; at most {} are allowed (RESOUND_MAX_BATCH_SIZE)",
             items.len(),
             config.max_batch_size
         )));

@@ -36,13 +36,20 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
     state: Arc<State>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    // For the failure log: a method and a URI clone are reference counts, not copies.
+    // For the log: a method and a URI clone are reference counts, not copies. The path
+    // only: the query holds the request's signature.
     let (method, uri) = (req.method().clone(), req.uri().clone());
-    let resp = route(req, &state).await.unwrap_or_else(|e| {
-        let path = uri.path();
-        debug!(%method, path, status = e.status.as_u16(), error = e.message, "request failed");
-        e.into_response()
-    });
+    let path = uri.path();
+    let resp = match route(req, &state).await {
+        Ok(resp) => {
+            debug!(%method, path, status = resp.status().as_u16(), "request");
+            resp
+        }
+        Err(e) => {
+            debug!(%method, path, status = e.status.as_u16(), error = e.message, "request failed");
+            e.into_response()
+        }
+    };
     Ok(resp)
 }
 
@@ -90,19 +97,6 @@ async fn api_call<'a>(
         _ => return Err(ApiError::not_found("Not found.")),
     };
     only(&method, allowed, allow)?;
-    // A timer only for a body still on its way: most arrive with their head.
-    let mut reading = std::pin::pin!(read_body(req, state.config.max_request_size));
-    let body = match std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await {
-        Poll::Ready(body) => body?,
-        Poll::Pending => tokio::time::timeout(BODY_TIMEOUT, reading)
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "The request body did not arrive in time",
-                )
-            })??,
-    };
     let params = parse_query(query);
     let decode = |s: &'a str| match s.contains('%') {
         true => percent_decode_str(s).decode_utf8_lossy(),
@@ -114,14 +108,29 @@ async fn api_call<'a>(
     let mut paths = vec![&*decoded_rest, &*decoded_full, rest, full_path];
     paths.sort_unstable();
     paths.dedup();
+    // The query's signature first: the body is read (and buffered) only for a request
+    // signed with the app's secret, then checked against the signed `body_md5`.
     signature::verify(
         &app.app,
         method.as_str(),
         &paths,
         &params,
-        &body,
         state.config.api_timestamp_window,
     )?;
+    // A timer only for a body still on its way: most arrive with their head.
+    let mut reading = std::pin::pin!(read_body(req, RequestLimit::of(&state.config)));
+    let body = match std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await {
+        Poll::Ready(body) => body?,
+        Poll::Pending => tokio::time::timeout(BODY_TIMEOUT, reading)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "The request body did not arrive in time",
+                )
+            })??,
+    };
+    signature::verify_body(&params, &body)?;
     // As Pusher answers for a disabled app (the PHP SDK, and so Laravel, raises on it).
     if !app.app.enabled {
         return Err(ApiError::new(
@@ -211,23 +220,67 @@ async fn route(
     }
 }
 
-/// Reads the body, refusing requests whose head and body together exceed `limit` bytes.
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
-    let uri = req.uri();
-    let head: usize = uri.path_and_query().map_or(1, |p| p.as_str().len())
-        + uri.authority().map_or(0, |a| a.as_str().len())
-        + req
-            .headers()
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 4)
-            .sum::<usize>()
-        + 16;
-    let too_large = || {
-        ApiError::too_large(format!(
-            "The request is larger than the {limit} bytes allowed (REVERB_MAX_REQUEST_SIZE)"
-        ))
+/// How large a request may be (413 beyond).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RequestLimit {
+    /// `REVERB_MAX_REQUEST_SIZE` as set: head and body together, as Reverb counts them.
+    Whole(usize),
+    /// Not set: the body alone, with room for the largest trigger or batch that passes the
+    /// event checks, so every request Pusher admits is read (the head is bounded by hyper).
+    Body(usize),
+}
+
+/// Bytes of one event's JSON around its `data`, beyond its name: one channel (valid names
+/// need no escapes), `socket_id`, `info`, field names and whitespace.
+const EVENT_ROOM: usize = 4096;
+/// The most a JSON string escape takes for one byte of text (a control character is
+/// written `\u0000`): event data and names are limited once decoded.
+const ESCAPED: usize = 6;
+/// Pusher's batch size, which the body is sized for when batches are unlimited.
+const PUSHER_BATCH: usize = 10;
+
+impl RequestLimit {
+    fn of(config: &crate::config::Config) -> RequestLimit {
+        if let Some(n) = config.max_request_size {
+            return RequestLimit::Whole(n);
+        }
+        let batch = match config.max_batch_size {
+            0 => PUSHER_BATCH,
+            n => n,
+        };
+        let event = config
+            .max_event_size
+            .saturating_add(config.max_event_name_length)
+            .saturating_mul(ESCAPED)
+            .saturating_add(EVENT_ROOM);
+        // A trigger names up to `max_channels_per_event` channels, each quoted and separated.
+        let channels = config
+            .max_channels_per_event
+            .saturating_mul(crate::protocol::names::MAX_CHANNEL_NAME + 3);
+        RequestLimit::Body(batch.saturating_mul(event).saturating_add(channels))
+    }
+}
+
+/// Reads the body, refusing requests over `limit`.
+async fn read_body(req: Request<Incoming>, limit: RequestLimit) -> Result<Bytes, ApiError> {
+    let (room, too_large) = match limit {
+        RequestLimit::Whole(limit) => {
+            let room = limit.checked_sub(head_size(&req));
+            let message = format!(
+                "The request is larger than the {limit} bytes allowed (REVERB_MAX_REQUEST_SIZE)"
+            );
+            (room, message)
+        }
+        RequestLimit::Body(limit) => {
+            let message = format!(
+                "The request body is larger than the {limit} bytes allowed; \
+                 set REVERB_MAX_REQUEST_SIZE to change the limit"
+            );
+            (Some(limit), message)
+        }
     };
-    let room = limit.checked_sub(head).ok_or_else(too_large)?;
+    let too_large = || ApiError::too_large(too_large.clone());
+    let room = room.ok_or_else(too_large)?;
     let declared = req
         .headers()
         .get(hyper::header::CONTENT_LENGTH)
@@ -245,5 +298,40 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiErr
             Err(too_large())
         }
         Err(_) => Err(ApiError::bad_request("The request body could not be read")),
+    }
+}
+
+/// The request head's size on the wire, near enough: request line, `Host`, headers.
+fn head_size(req: &Request<Incoming>) -> usize {
+    let uri = req.uri();
+    uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>()
+        + 16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn unset_request_size_fits_a_full_batch_of_the_largest_events() {
+        let config = Config::default();
+        let RequestLimit::Body(limit) = RequestLimit::of(&config) else {
+            panic!("unset is a body limit");
+        };
+        // Ten events of 10,240 bytes of data, each written with the worst escaping.
+        assert!(limit >= 10 * 10_240 * ESCAPED, "{limit}");
+        assert_eq!(limit, 687_660, "the documented figure");
+        let config = Config {
+            max_request_size: Some(10_000),
+            ..Config::default()
+        };
+        assert_eq!(RequestLimit::of(&config), RequestLimit::Whole(10_000));
     }
 }

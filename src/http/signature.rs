@@ -37,14 +37,15 @@ pub(crate) fn param<'a>(params: &'a Params<'_>, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_ref())
 }
 
-/// Checks a request against `app`. `paths` are the decoded paths a client may have signed:
-/// without the server's path prefix (PHP SDK) and, when there is one, with it.
+/// Checks a request's query against `app`: key, timestamp, and the signature over method,
+/// path and parameters. `paths` are the paths a client may have signed: without the server's
+/// path prefix (PHP SDK) and, when there is one, with it. The body is checked afterwards
+/// against the signed `body_md5` by [`verify_body`].
 pub(crate) fn verify(
     app: &App,
     method: &str,
     paths: &[&str],
     params: &Params<'_>,
-    body: &[u8],
     window: Option<Duration>,
 ) -> Result<(), ApiError> {
     let key =
@@ -71,13 +72,7 @@ pub(crate) fn verify(
             )));
         }
     }
-    if !body.is_empty() {
-        let md5 = param(params, "body_md5")
-            .ok_or_else(|| ApiError::unauthorized("Missing body_md5 for a request with a body"))?;
-        if !auth::md5_matches(body, md5) {
-            return Err(ApiError::unauthorized("body_md5 does not match the body"));
-        }
-    }
+    check_unambiguous(params)?;
     let signed = paths.iter().any(|path| {
         auth::verify(
             &app.secret,
@@ -90,6 +85,48 @@ pub(crate) fn verify(
     } else {
         Err(ApiError::unauthorized("Authentication signature invalid."))
     }
+}
+
+/// A non-empty body must match the signed `body_md5`. An empty one is not checked: the
+/// Python SDK signs the MD5 of the empty body on GETs, the others send none.
+pub(crate) fn verify_body(params: &Params<'_>, body: &[u8]) -> Result<(), ApiError> {
+    if body.is_empty() {
+        return Ok(());
+    }
+    let md5 = param(params, "body_md5")
+        .ok_or_else(|| ApiError::unauthorized("Missing body_md5 for a request with a body"))?;
+    if !auth::md5_matches(body, md5) {
+        return Err(ApiError::unauthorized("body_md5 does not match the body"));
+    }
+    Ok(())
+}
+
+/// Refuses parameters that the string to sign cannot tell apart from others. That string
+/// joins the decoded `name=value` pairs, lower-cased and sorted, with `&`: a value holding
+/// `&` (`auth_version=1.0%26filter_by_prefix%3Dpresence-`) signs the same as two parameters,
+/// a name holding `=` as a different split, an upper-case name as its lower-case form (which
+/// the handlers would not find), and a repeated name in any order (the handlers read the
+/// first). With none of these, the signed string determines exactly the parameters the
+/// handlers read. No SDK sends any of them. (`=` inside a value is unambiguous once names
+/// cannot hold it, and channel names may contain `=`, so `filter_by_prefix` may too.)
+fn check_unambiguous(params: &Params<'_>) -> Result<(), ApiError> {
+    for (i, (name, value)) in params.iter().enumerate() {
+        let refuse = |why: &str| {
+            Err(ApiError::unauthorized(format!(
+                "Query parameter {name:?} {why}: the signature cannot tell it apart"
+            )))
+        };
+        if name.contains(['&', '=']) || value.contains('&') {
+            return refuse("contains & or = once decoded");
+        }
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            return refuse("is not lower case");
+        }
+        if params[..i].iter().any(|(earlier, _)| earlier == name) {
+            return refuse("is repeated");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -126,62 +163,25 @@ mod tests {
     #[test]
     fn t9_accepted_with_or_without_prefix_signed() {
         let p = parse_query(T9_QUERY);
-        verify(
-            &app(),
-            "POST",
-            &["/apps/558412/events"],
-            &p,
-            T9_BODY.as_bytes(),
-            None,
-        )
-        .unwrap();
-        verify(
-            &app(),
-            "POST",
-            &["/apps/558412/events", "/reverb/apps/558412/events"],
-            &p,
-            T9_BODY.as_bytes(),
-            None,
-        )
-        .unwrap();
+        verify(&app(), "POST", &["/apps/558412/events"], &p, None).unwrap();
+        verify_body(&p, T9_BODY.as_bytes()).unwrap();
+        let paths = ["/apps/558412/events", "/reverb/apps/558412/events"];
+        verify(&app(), "POST", &paths, &p, None).unwrap();
     }
 
     #[test]
     fn t9_failures() {
         let p = parse_query(T9_QUERY);
-        let e = verify(&app(), "POST", &["/apps/558412/events"], &p, b"{}", None).unwrap_err();
+        let e = verify_body(&p, b"{}").unwrap_err();
         assert_eq!(e.message, "body_md5 does not match the body");
-        let e = verify(
-            &app(),
-            "POST",
-            &["/apps/558412/events"],
-            &p,
-            T9_BODY.as_bytes(),
-            Some(Duration::from_secs(600)),
-        )
-        .unwrap_err();
+        let path = ["/apps/558412/events"];
+        let e = verify(&app(), "POST", &path, &p, Some(Duration::from_secs(600))).unwrap_err();
         assert!(e.message.contains("auth_timestamp"), "{}", e.message);
-        let e = verify(
-            &app(),
-            "POST",
-            &["/apps/558413/events"],
-            &p,
-            T9_BODY.as_bytes(),
-            None,
-        )
-        .unwrap_err();
+        let e = verify(&app(), "POST", &["/apps/558413/events"], &p, None).unwrap_err();
         assert_eq!(e.status, 401);
         let mut other = app();
         other.key = "other".into();
-        assert!(verify(
-            &other,
-            "POST",
-            &["/apps/558412/events"],
-            &p,
-            T9_BODY.as_bytes(),
-            None
-        )
-        .is_err());
+        assert!(verify(&other, "POST", &path, &p, None).is_err());
     }
 
     /// Signed GETs as the SDKs send them: (path, query with signature).
@@ -199,8 +199,35 @@ mod tests {
     #[test]
     fn t10_to_t13_sdk_gets_are_accepted() {
         for (path, query) in GETS {
-            let r = verify(&app(), "GET", &[path], &parse_query(query), b"", None);
+            let r = verify(&app(), "GET", &[path], &parse_query(query), None);
             assert!(r.is_ok(), "{path}?{query}: {:?}", r.err());
         }
+    }
+
+    /// T11, with its filter folded into `body_md5` (the parameter before it) or its name
+    /// upper-cased (both still match the signature), or a parameter repeated: refused.
+    #[test]
+    fn parameters_the_signature_cannot_tell_apart_are_refused() {
+        let (path, query) = GETS[0];
+        let forged = [
+            query.replace(
+                "e&filter_by_prefix=presence-&info=user_count",
+                "e%26filter_by_prefix%3Dpresence-%26info%3Duser_count",
+            ),
+            query.replace("filter_by_prefix=", "FILTER_BY_PREFIX="),
+            query.replace("info=user_count", "info=user_count&info=user_count"),
+        ];
+        for q in &forged {
+            assert_ne!(q, query);
+            let e = verify(&app(), "GET", &[path], &parse_query(q), None).unwrap_err();
+            assert_eq!(e.status, 401, "{q}");
+            assert!(e.message.starts_with("Query parameter"), "{}", e.message);
+        }
+        // Names are checked as decoded: `%3D` in a name is an `=`.
+        let q = format!("{query}&a%3Db=c");
+        assert!(verify(&app(), "GET", &[path], &parse_query(&q), None).is_err());
+        // An `=` inside a value is unambiguous (channel names may hold one).
+        let p: Params<'_> = vec![("filter_by_prefix".into(), "private-a=".into())];
+        assert!(check_unambiguous(&p).is_ok());
     }
 }

@@ -66,6 +66,9 @@ pub(crate) enum PusherError {
     /// 4301: client events are not allowed on this kind of channel.
     #[error("Client events are not allowed on channel {0}")]
     ClientEventForbidden(String),
+    /// 4301: a client event whose name is longer than the limit (Pusher's 200 by default).
+    #[error("Client event name is longer than {0} characters")]
+    ClientEventNameTooLong(usize),
     /// 4301: the connection is already subscribed to as many channels as allowed.
     #[error("Too many channels: at most {0} per connection")]
     TooManyChannels(usize),
@@ -97,6 +100,7 @@ impl PusherError {
             | RateLimited
             | ClientEventRateLimited
             | ClientEventForbidden(_)
+            | ClientEventNameTooLong(_)
             | TooManyChannels(_) => 4301,
             WatchlistLimit => 4302,
         }

@@ -81,6 +81,29 @@ struct Signin {
 }
 
 impl<'a> ClientMessage<'a> {
+    /// The event name, for logs (`other` for an ignored event).
+    pub(crate) fn event(&self) -> &str {
+        match self {
+            ClientMessage::Ping => "pusher:ping",
+            ClientMessage::Pong => "pusher:pong",
+            ClientMessage::Subscribe(_) => "pusher:subscribe",
+            ClientMessage::Unsubscribe { .. } => "pusher:unsubscribe",
+            ClientMessage::Signin { .. } => "pusher:signin",
+            ClientMessage::ClientEvent { event, .. } => event,
+            ClientMessage::Ignored => "other",
+        }
+    }
+
+    /// The channel the message names, for logs.
+    pub(crate) fn channel(&self) -> Option<&str> {
+        match self {
+            ClientMessage::Subscribe(sub) => Some(&sub.channel),
+            ClientMessage::Unsubscribe { channel } => Some(channel),
+            ClientMessage::ClientEvent { channel, .. } => Some(channel),
+            _ => None,
+        }
+    }
+
     /// Parses one text frame. Anything malformed is `InvalidMessage` (4200), which never
     /// closes the connection.
     pub(crate) fn parse(text: &'a str) -> Result<ClientMessage<'a>, PusherError> {

@@ -2,8 +2,6 @@
 
 /// Longest channel name accepted (the Node and Python SDKs allow 200; Pusher's docs say 164).
 pub(crate) const MAX_CHANNEL_NAME: usize = 200;
-/// Longest event name accepted on the HTTP API.
-pub(crate) const MAX_EVENT_NAME: usize = 200;
 /// The one `#` channel family that exists.
 pub(crate) const SERVER_TO_USER_PREFIX: &str = "#server-to-user-";
 
@@ -63,6 +61,12 @@ pub(crate) fn excerpt(name: &str) -> String {
     }
 }
 
+/// Whether an event name is longer than `max` characters (characters, not bytes, as the SDKs
+/// count them; the byte length is an upper bound, so most names are never counted).
+pub(crate) fn is_event_name_too_long(name: &str, max: usize) -> bool {
+    name.len() > max && name.chars().count() > max
+}
+
 /// A socket id as the SDKs produce and check it: digits, one dot, digits.
 pub(crate) fn is_valid_socket_id(s: &str) -> bool {
     match s.split_once('.') {
@@ -113,6 +117,15 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn event_names_are_counted_in_characters() {
+        assert!(!is_event_name_too_long(&"a".repeat(200), 200));
+        assert!(is_event_name_too_long(&"a".repeat(201), 200));
+        // 200 two-byte characters: 400 bytes, still 200 characters.
+        assert!(!is_event_name_too_long(&"é".repeat(200), 200));
+        assert!(is_event_name_too_long(&"é".repeat(201), 200));
     }
 
     #[test]

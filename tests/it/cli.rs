@@ -210,3 +210,134 @@ fn dev_app_is_printed_with_a_warning_on_loopback() {
     );
     assert_eq!(terminate(&mut child), 0);
 }
+
+/// `--debug` logs what happened (events, channels, sizes, socket ids), never what was sent:
+/// no channel or sign-in signature, no `user_data` or `user_info`, no event data from a
+/// client or the HTTP API, no API query signature. A server run with `--debug` is driven
+/// through every path that carries one, and its stderr is searched for each.
+#[tokio::test]
+async fn debug_logs_carry_no_secrets_or_data() {
+    use crate::support::{channel_auth, Api, Client, APP_ID, KEY, SECRET, WAIT};
+    use resound::auth;
+    use serde_json::{json, Value};
+
+    let dir = tmpdir("debug");
+    let port = free_port();
+    let mut child = clean_command(dir.path())
+        .env_remove("RUST_LOG")
+        .args([
+            "--debug",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
+        .args(["--app-id", APP_ID, "--app-key", KEY, "--app-secret", SECRET])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        BufReader::new(stderr).read_to_string(&mut text).unwrap();
+        text
+    });
+    wait_for_line(&mut child, "listening");
+    let connect = async || {
+        let url = format!("ws://127.0.0.1:{port}/app/{KEY}?protocol=7");
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let mut c = Client {
+            ws,
+            socket_id: String::new(),
+        };
+        let data: Value = serde_json::from_str(c.recv().await["data"].as_str().unwrap()).unwrap();
+        c.socket_id = data["socket_id"].as_str().unwrap().to_owned();
+        c
+    };
+    let (mut a, mut b) = (connect().await, connect().await);
+    let mut secrets = Vec::new();
+
+    let user_data = r#"{"id":"42","user_info":{"email":"ada.secret@example.com"}}"#;
+    let signin = auth::sign(
+        SECRET,
+        &auth::signin_string_to_sign(&a.socket_id, user_data),
+    );
+    a.send(json!({"event":"pusher:signin","data":{"auth":format!("{KEY}:{signin}"),"user_data":user_data}}))
+        .await;
+    assert_eq!(a.recv().await["event"], "pusher:signin_success");
+    secrets.extend([signin, "ada.secret@example.com".to_owned()]);
+
+    for c in [&mut a, &mut b] {
+        let token = channel_auth(&c.socket_id, "private-room", None);
+        c.subscribe_signed("private-room", None).await;
+        secrets.push(token.split_once(':').unwrap().1.to_owned());
+    }
+    let channel_data = r#"{"user_id":"7","user_info":{"email":"bob.secret@example.com"}}"#;
+    let token = channel_auth(&a.socket_id, "presence-room", Some(channel_data));
+    a.subscribe_signed("presence-room", Some(channel_data))
+        .await;
+    secrets.extend([
+        token.split_once(':').unwrap().1.to_owned(),
+        "bob.secret@example.com".to_owned(),
+    ]);
+    // A refused subscription: its (wrong) signature is not logged either.
+    let wrong = "f00dfeedf00dfeedf00dfeedf00dfeedf00dfeedf00dfeedf00dfeedf00dfeed";
+    a.send(json!({"event":"pusher:subscribe","data":{"channel":"private-other","auth":format!("{KEY}:{wrong}")}}))
+        .await;
+    assert_eq!(a.recv().await["event"], "pusher:error");
+    secrets.push(wrong.to_owned());
+
+    a.send(json!({"event":"client-typing","channel":"private-room","data":{"draft":"whisper-data-5u8q"}}))
+        .await;
+    assert_eq!(b.recv().await["event"], "client-typing");
+    secrets.push("whisper-data-5u8q".to_owned());
+
+    let api = Api {
+        addr: ([127, 0, 0, 1], port).into(),
+        app_id: APP_ID.into(),
+        key: KEY.into(),
+        secret: SECRET.into(),
+        prefix: String::new(),
+    };
+    let body = json!({"name":"App\\Events\\Reply","data":"api-data-7k2w","channel":"private-room"})
+        .to_string();
+    let path = format!("/apps/{APP_ID}/events");
+    let query = api.signed_query("POST", &path, &[], &body, crate::support::now());
+    assert_eq!(
+        api.raw("POST", &format!("{path}?{query}"), &body)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(b.recv().await["data"], "api-data-7k2w");
+    secrets.push("api-data-7k2w".to_owned());
+    // A refused API request: its query (and signature) is not logged.
+    let bad = query.replace("auth_signature=", "auth_signature=abad1dea");
+    assert_eq!(
+        api.raw("POST", &format!("{path}?{bad}"), &body)
+            .await
+            .status,
+        401
+    );
+    let signature = query.rsplit_once("auth_signature=").unwrap().1;
+    secrets.extend([signature.to_owned(), format!("abad1dea{signature}")]);
+
+    let _ = tokio::time::timeout(WAIT, a.ws.close(None)).await;
+    assert_eq!(terminate(&mut child), 0);
+    let log = log.join().unwrap();
+    for secret in &secrets {
+        assert!(
+            !log.contains(secret.as_str()),
+            "{secret:?} is in the log:\n{log}"
+        );
+    }
+    // Debug logging was on, and said what happened.
+    for expected in [
+        r#"received event="pusher:signin""#,
+        r#"received event="client-typing" channel="private-room""#,
+        r#"request method=POST path="/apps/558412/events" status=200"#,
+    ] {
+        assert!(log.contains(expected), "no {expected:?} in the log:\n{log}");
+    }
+}

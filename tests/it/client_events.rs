@@ -128,6 +128,49 @@ async fn encrypted_channels_refuse_client_events() {
     b.expect_nothing().await;
 }
 
+/// Pusher's 200-character event name limit: a longer name is refused with 4301 and not
+/// relayed, and the connection stays open (the next whisper goes through).
+#[tokio::test]
+async fn client_event_names_over_200_characters_are_refused() {
+    let server = TestServer::start().await;
+    let mut a = server.connected().await;
+    let mut b = server.connected().await;
+    a.subscribe_signed("private-x", None).await;
+    b.subscribe_signed("private-x", None).await;
+    let refused = (
+        4301,
+        "Client event name is longer than 200 characters".to_owned(),
+    );
+    for len in [201, 9_000] {
+        let name = format!("client-{}", "a".repeat(len - "client-".len()));
+        a.send(json!({"event":name,"data":{},"channel":"private-x"}))
+            .await;
+        assert_eq!(error_of(&a.recv().await), refused, "{len} characters");
+        b.expect_nothing().await;
+    }
+    let name = format!("client-{}", "é".repeat(200 - "client-".len()));
+    a.send(json!({"event":name,"data":{},"channel":"private-x"}))
+        .await;
+    assert_eq!(b.recv().await["event"], name, "200 characters are relayed");
+}
+
+/// The limit is a setting (`RESOUND_MAX_EVENT_NAME_LENGTH`), so an app that relies on longer
+/// names, as Reverb allows, can raise it.
+#[tokio::test]
+async fn client_event_name_limit_can_be_raised() {
+    let mut config = config_with(app());
+    config.max_event_name_length = 1_000;
+    let server = TestServer::start_with(config).await;
+    let mut a = server.connected().await;
+    let mut b = server.connected().await;
+    a.subscribe_signed("private-x", None).await;
+    b.subscribe_signed("private-x", None).await;
+    let name = format!("client-{}", "a".repeat(500));
+    a.send(json!({"event":name,"data":{},"channel":"private-x"}))
+        .await;
+    assert_eq!(b.recv().await["event"], name);
+}
+
 #[tokio::test]
 async fn disabled_client_events_get_4301() {
     let mut app = app();

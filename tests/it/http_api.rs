@@ -228,6 +228,45 @@ async fn authentication_failures_are_401_with_reason() {
     );
 }
 
+/// The security review's attack: a signature for `GET /channels?filter_by_prefix=presence-`,
+/// replayed with the filter percent-encoded into `auth_version`, signs the same string once
+/// decoded, and would list every channel. It, and the filter's name in capitals (which the
+/// string to sign lower-cases), must be refused with 401.
+#[tokio::test]
+async fn a_signature_does_not_cover_parameters_folded_into_others() {
+    let server = TestServer::start().await;
+    let api = server.http();
+    let mut a = server.connected().await;
+    a.subscribe_signed("private-secret", None).await;
+    a.join("presence-lobby", "1").await;
+    let path = format!("/apps/{APP_ID}/channels");
+    // Signed as an SDK signs it, with the app secret.
+    let honest = api.signed_query(
+        "GET",
+        &path,
+        &[("filter_by_prefix", "presence-")],
+        "",
+        now(),
+    );
+    assert!(
+        honest.contains("&auth_version=1.0&filter_by_prefix=presence-&"),
+        "{honest}"
+    );
+    let r = api.raw("GET", &format!("{path}?{honest}"), "").await;
+    assert_eq!(r.json(), json!({"channels":{"presence-lobby":{}}}));
+    let folded = honest.replace(
+        "auth_version=1.0&filter_by_prefix=presence-",
+        "auth_version=1.0%26filter_by_prefix%3Dpresence-",
+    );
+    let capitals = honest.replace("filter_by_prefix=", "FILTER_BY_PREFIX=");
+    for forged in [folded, capitals] {
+        let r = api.raw("GET", &format!("{path}?{forged}"), "").await;
+        assert_eq!(r.status, 401, "{forged}: {}", r.body);
+        let error = r.json()["error"].as_str().unwrap().to_owned();
+        assert!(error.starts_with("Query parameter"), "{error}");
+    }
+}
+
 #[tokio::test]
 async fn timestamp_check_can_be_disabled() {
     let mut config = config_with(app());
@@ -323,13 +362,43 @@ async fn validation_errors() {
         .starts_with("The body is not valid JSON"));
 }
 
+/// A 10,240-byte `data` string, as a Laravel event carrying a long AI reply (gzip + base64).
+fn max_data() -> String {
+    "QUJD/+".repeat(10_240 / 6 + 1)[..10_240].to_owned()
+}
+
+/// With `REVERB_MAX_REQUEST_SIZE` unset, every request Pusher admits is admitted: one event
+/// with 10,240 bytes of data, and a batch of ten of them. One byte more of data is 413.
 #[tokio::test]
-async fn event_data_over_10kb_is_413() {
-    let mut config = config_with(app());
-    config.max_request_size = 100_000;
-    let server = TestServer::start_with(config).await;
-    let r = server
-        .http()
+async fn unset_request_size_admits_what_pusher_admits() {
+    let server = TestServer::start().await;
+    let api = server.http();
+    let mut a = server.connected().await;
+    a.subscribe_signed("private-Rooms.hawki", None).await;
+    let data = max_data();
+    let body =
+        json!({"name":"App\\Events\\RoomMessageEvent","data":data,"channel":"private-Rooms.hawki"});
+    let r = api.post("/events", body).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "{}"));
+    assert_eq!(a.recv().await["data"], data.as_str());
+    let batch: Vec<_> = (0..10)
+        .map(|i| json!({"name":format!("e{i}"),"data":data,"channel":"private-Rooms.hawki"}))
+        .collect();
+    let body = json!({ "batch": batch });
+    assert!(body.to_string().len() > 100_000);
+    let r = api.post("/batch_events", body).await;
+    assert_eq!((r.status, r.body.as_str()), (200, r#"{"batch":{}}"#));
+    for i in 0..10 {
+        assert_eq!(a.recv().await["event"], format!("e{i}"));
+    }
+    // The worst escaping: every byte of the data written as `\u0001`, six bytes each.
+    let escaped = "\u{1}".repeat(10_240);
+    let batch: Vec<_> = (0..10)
+        .map(|_| json!({"name":"e","data":escaped,"channel":"c"}))
+        .collect();
+    let r = api.post("/batch_events", json!({ "batch": batch })).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = api
         .post(
             "/events",
             json!({"name":"e","data":"x".repeat(10_241),"channel":"c"}),
@@ -342,14 +411,17 @@ async fn event_data_over_10kb_is_413() {
     );
 }
 
+/// Set explicitly, `REVERB_MAX_REQUEST_SIZE` counts head and body, as Reverb does.
 #[tokio::test]
-async fn request_over_max_request_size_is_413() {
-    let server = TestServer::start().await;
+async fn explicit_max_request_size_counts_head_and_body_as_reverb_does() {
+    let mut config = config_with(app());
+    config.max_request_size = Some(10_000);
+    let server = TestServer::start_with(config).await;
     let r = server
         .http()
         .post(
             "/events",
-            json!({"name":"e","data":"x".repeat(10_000),"channel":"c"}),
+            json!({"name":"e","data":"x".repeat(9_800),"channel":"c"}),
         )
         .await;
     assert_eq!(r.status, 413);
@@ -357,6 +429,62 @@ async fn request_over_max_request_size_is_413() {
         .as_str()
         .unwrap()
         .contains("REVERB_MAX_REQUEST_SIZE"));
+    let r = server
+        .http()
+        .post(
+            "/events",
+            json!({"name":"e","data":"x".repeat(9_000),"channel":"c"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// Pusher's batch limit of 10 is the default; 0 still means unlimited.
+#[tokio::test]
+async fn batches_over_max_batch_size_are_400() {
+    let items = |n: usize| {
+        let batch: Vec<_> = (0..n)
+            .map(|i| json!({"name":"e","data":i.to_string(),"channel":"c"}))
+            .collect();
+        json!({ "batch": batch })
+    };
+    let server = TestServer::start().await;
+    assert_eq!(
+        server.http().post("/batch_events", items(10)).await.status,
+        200
+    );
+    let r = server.http().post("/batch_events", items(11)).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["error"],
+        "batch has 11 events; at most 10 are allowed (RESOUND_MAX_BATCH_SIZE)"
+    );
+    let mut config = config_with(app());
+    config.max_batch_size = 0;
+    let server = TestServer::start_with(config).await;
+    let r = server.http().post("/batch_events", items(50)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// The body is read only for a correctly signed query: an unsigned request is refused at
+/// once, without waiting for (or buffering) the body it announces.
+#[tokio::test]
+async fn unsigned_requests_are_refused_before_their_body_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /apps/{APP_ID}/events?auth_key={KEY}&auth_timestamp={}&auth_version=1.0&auth_signature=00 HTTP/1.1\r\nHost: x\r\nContent-Length: 500000\r\nConnection: close\r\n\r\n",
+        now()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0; 1024];
+    let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+        .await
+        .expect("an answer without the body")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
 }
 
 #[tokio::test]

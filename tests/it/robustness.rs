@@ -53,7 +53,7 @@ async fn abuse_from_one_client_does_not_disturb_another() {
 async fn slow_consumer_is_dropped_while_others_get_everything() {
     let mut config = config_with(app());
     config.outbound_queue = 16;
-    config.max_request_size = 1_000_000;
+    config.max_request_size = Some(1_000_000);
     slow_consumer_dropped_by(config).await;
 }
 
@@ -118,7 +118,7 @@ async fn a_slow_consumer_is_bounded_in_bytes_not_only_in_frames() {
     // Far more frames than the test sends: only the byte bound can drop the slow client.
     config.outbound_queue = 100_000;
     config.outbound_bytes = 256 * 1024;
-    config.max_request_size = 1_000_000;
+    config.max_request_size = Some(1_000_000);
     slow_consumer_dropped_by(config).await;
 }
 
@@ -128,7 +128,7 @@ async fn slow_consumers_together_are_held_to_the_process_budget() {
     config.outbound_queue = 100_000;
     config.outbound_bytes = 100 << 20;
     config.outbound_budget = 256 * 1024;
-    config.max_request_size = 1_000_000;
+    config.max_request_size = Some(1_000_000);
     slow_consumer_dropped_by(config).await;
 }
 
@@ -204,7 +204,7 @@ async fn bad_http_requests_do_not_disturb_delivery() {
 async fn large_concurrent_fanouts_reach_everyone_whole_and_in_order() {
     let mut config = config_with(app());
     config.max_event_size = 200_000;
-    config.max_request_size = 1_000_000;
+    config.max_request_size = Some(1_000_000);
     let server = TestServer::start_with(config).await;
     let (subscribers, publishers, each) = (40, 4, 50);
     let mut clients = Vec::new();

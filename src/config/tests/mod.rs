@@ -47,11 +47,11 @@ fn defaults_are_the_documented_ones() {
             c.max_event_size,
             c.max_channels_per_event
         ),
-        (10_000, 10_240, 100)
+        (None, 10_240, 100)
     );
     assert_eq!(
         (c.max_batch_size, c.api_timestamp_window, c.outbound_queue),
-        (0, Some(secs(600)), 1024)
+        (10, Some(secs(600)), 1024)
     );
     assert_eq!(
         (
@@ -156,6 +156,29 @@ fn bad_values_name_field_and_value() {
     .unwrap_err()
     .0;
     assert!(e.contains("unknown key 'prot'"), "{e}");
+}
+
+/// `REVERB_MAX_REQUEST_SIZE` unset stays unset (the HTTP layer sizes the body for a full
+/// batch); a Laravel `.env` value is taken as Reverb takes it.
+#[test]
+fn max_request_size_is_a_number_when_set() {
+    let d = tmpdir("request-size");
+    std::fs::write(
+        d.path().join(".env"),
+        "REVERB_MAX_REQUEST_SIZE=10000
+",
+    )
+    .unwrap();
+    assert_eq!(
+        load_args(&[], d.path()).unwrap().max_request_size,
+        Some(10_000)
+    );
+    let e = load_args(&["--max-request-size", "0"], d.path())
+        .unwrap_err()
+        .0;
+    assert!(e.contains("REVERB_MAX_REQUEST_SIZE"), "{e}");
+    let c = load_args(&["--max-request-size", "null"], d.path()).unwrap();
+    assert_eq!(c.max_request_size, None);
 }
 
 #[test]
