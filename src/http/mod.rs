@@ -67,29 +67,15 @@ struct Target<'a> {
 }
 
 /// A signed API request for `app`; `tail` is the path after `/apps/{id}`.
-async fn api_call<'a>(
+async fn api_call(
     state: &State,
     app: &AppRuntime,
     tail: &[&str],
     req: Request<Incoming>,
-    target: Target<'a>,
+    target: Target<'_>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let Target {
-        rest,
-        full_path,
-        query,
-    } = target;
     let method = req.method().clone();
-    let (allowed, allow) = match tail {
-        ["events"] | ["batch_events"] | ["users", _, "terminate_connections"] => {
-            (Method::POST, "POST")
-        }
-        ["channels"] | ["channels", _] | ["channels", _, "users"] | ["connections"] => {
-            (Method::GET, "GET")
-        }
-        _ => return Err(ApiError::not_found("Not found.")),
-    };
-    only(&method, allowed, allow)?;
+    api_method(&method, tail)?;
     // A timer only for a body still on its way: most arrive with their head.
     let mut reading = std::pin::pin!(read_body(req, state.config.max_request_size));
     let body = match std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await {
@@ -103,6 +89,39 @@ async fn api_call<'a>(
                 )
             })??,
     };
+    api_answer(state, app, tail, &method, target, &body).await
+}
+
+/// Refuses a method the API endpoint `tail` does not take, or an unknown endpoint, before
+/// its body is read.
+fn api_method(method: &Method, tail: &[&str]) -> Result<(), ApiError> {
+    let (allowed, allow) = match tail {
+        ["events"] | ["batch_events"] | ["users", _, "terminate_connections"] => {
+            (Method::POST, "POST")
+        }
+        ["channels"] | ["channels", _] | ["channels", _, "users"] | ["connections"] => {
+            (Method::GET, "GET")
+        }
+        _ => return Err(ApiError::not_found("Not found.")),
+    };
+    only(method, allowed, allow)
+}
+
+/// An API request whose method was accepted and whose body has been read: the signature,
+/// then the endpoint.
+async fn api_answer<'a>(
+    state: &State,
+    app: &AppRuntime,
+    tail: &[&str],
+    method: &Method,
+    target: Target<'a>,
+    body: &Bytes,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let Target {
+        rest,
+        full_path,
+        query,
+    } = target;
     let params = parse_query(query);
     let decode = |s: &'a str| match s.contains('%') {
         true => percent_decode_str(s).decode_utf8_lossy(),
@@ -119,7 +138,7 @@ async fn api_call<'a>(
         method.as_str(),
         &paths,
         &params,
-        &body,
+        body,
         state.config.api_timestamp_window,
     )?;
     // As Pusher answers for a disabled app (the PHP SDK, and so Laravel, raises on it).
@@ -134,13 +153,13 @@ async fn api_call<'a>(
         // The sockets are written (or handed to flush jobs) before the response is built.
         ["events"] => {
             let mut out = Pending::new();
-            let report = events::trigger(app, config, &body, &mut out)?;
+            let report = events::trigger(app, config, body, &mut out)?;
             out.flush();
             ok(report.into_json(app).await)
         }
         ["batch_events"] => {
             let mut out = Pending::new();
-            let report = events::batch(app, config, &body, &mut out)?;
+            let report = events::batch(app, config, body, &mut out)?;
             out.flush();
             ok(report.into_json(app).await)
         }
@@ -161,14 +180,7 @@ async fn route(
     // the clone while the request moves on to its handler.
     let uri = req.uri().clone();
     let (full_path, query) = (uri.path(), uri.query().unwrap_or(""));
-    let rest = full_path
-        .strip_prefix(prefix)
-        .filter(|r| r.starts_with('/'))
-        .ok_or_else(|| ApiError::not_found("Not found."))?;
-    let segments: Vec<Cow<'_, str>> = rest[1..]
-        .split('/')
-        .map(|s| percent_decode_str(s).decode_utf8_lossy())
-        .collect();
+    let (rest, segments) = split_path(prefix, full_path)?;
     let seg: Vec<&str> = segments.iter().map(|s| &**s).collect();
     let method = req.method().clone();
     let target = Target {
@@ -208,6 +220,56 @@ async fn route(
             api_call(state, &app, &seg, req, target).await
         }
         _ => Err(ApiError::not_found("Not found.")),
+    }
+}
+
+/// The path without the server's `prefix`, and its segments percent-decoded; not found
+/// outside the prefix.
+fn split_path<'a>(
+    prefix: &str,
+    full_path: &'a str,
+) -> Result<(&'a str, Vec<Cow<'a, str>>), ApiError> {
+    let rest = full_path
+        .strip_prefix(prefix)
+        .filter(|r| r.starts_with('/'))
+        .ok_or_else(|| ApiError::not_found("Not found."))?;
+    let segments = rest[1..]
+        .split('/')
+        .map(|s| percent_decode_str(s).decode_utf8_lossy())
+        .collect();
+    Ok((rest, segments))
+}
+
+/// For the fuzz target `http_api` (`crate::fuzzing`): the status of an API request to
+/// `/apps/{id}/..` as `route` and `api_call` answer it, from its parts, the body read.
+#[cfg(fuzzing)]
+pub(crate) async fn api_request(
+    state: &State,
+    method: &Method,
+    path: &str,
+    query: &str,
+    body: &Bytes,
+) -> StatusCode {
+    let answer = async {
+        let (rest, segments) = split_path(&state.config.path, path)?;
+        let seg: Vec<&str> = segments.iter().map(|s| &**s).collect();
+        let ["apps", app_id, tail @ ..] = seg.as_slice() else {
+            return Err(ApiError::not_found("Not found."));
+        };
+        let app = state
+            .app_by_id(app_id)
+            .ok_or_else(|| ApiError::not_found("No matching application."))?;
+        api_method(method, tail)?;
+        let target = Target {
+            rest,
+            full_path: path,
+            query,
+        };
+        api_answer(state, app, tail, method, target, body).await
+    };
+    match answer.await {
+        Ok(resp) => resp.status(),
+        Err(e) => e.into_response().status(),
     }
 }
 
