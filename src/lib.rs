@@ -38,5 +38,9 @@ pub(crate) mod http;
 pub(crate) mod protocol;
 pub(crate) mod users;
 
+// Entry points for the fuzz targets (fuzz/): compiled only by `cargo fuzz`.
+#[cfg(fuzzing)]
+pub mod fuzzing;
+
 pub use config::Config;
 pub use server::{run, serve};

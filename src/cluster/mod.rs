@@ -40,6 +40,7 @@ pub(crate) mod tls;
 mod wire;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use crate::apps::App;
 use crate::config::Scaling;
@@ -48,17 +49,68 @@ use crate::state::Plugins;
 /// The cluster as plugins for the core: one [`bus::Bus`] that listens, answers the HTTP
 /// API's cluster-wide questions, and runs the Redis link beside the server.
 pub(crate) fn plug(settings: Scaling, apps: &[App]) -> Plugins {
+    let bus = new_bus(settings, apps);
+    let link = bus.clone();
+    Plugins {
+        background: vec![Box::new(move |state| Box::pin(link::run(state, link)))],
+        ..listening(bus)
+    }
+}
+
+/// The bus of a node serving `apps`.
+fn new_bus(settings: Scaling, apps: &[App]) -> Arc<bus::Bus> {
     let counted = apps
         .iter()
         .filter(|a| a.subscription_count)
         .map(|a| a.id.clone())
         .collect::<HashSet<_>>();
     let key = wire::Key::new(settings.secret.as_deref(), apps, &settings.channel);
-    let bus = bus::Bus::new(settings, key, counted);
-    let link = bus.clone();
+    bus::Bus::new(settings, key, counted)
+}
+
+/// `bus` as the core's listener and its peers.
+fn listening(bus: Arc<bus::Bus>) -> Plugins {
     Plugins {
         listeners: vec![bus.clone()],
         peers: Some(bus),
-        background: vec![Box::new(move |state| Box::pin(link::run(state, link)))],
+        background: Vec::new(),
+    }
+}
+
+/// For the fuzz target `cluster_message` (`crate::fuzzing`): a node's cluster without its
+/// Redis link, fed the bytes Redis would send it.
+#[cfg(fuzzing)]
+pub(crate) struct Inlet(Arc<bus::Bus>);
+
+#[cfg(fuzzing)]
+impl Inlet {
+    /// Like [`plug`], without the link: nothing connects to Redis, and what the node would
+    /// publish stays in the outbox (bounded; beyond it messages are dropped, as always).
+    pub(crate) fn plug(settings: Scaling, apps: &[App]) -> (Inlet, Plugins) {
+        let bus = new_bus(settings, apps);
+        (Inlet(bus.clone()), listening(bus))
+    }
+
+    /// Reads `bytes` as the subscriber reads its connection, and applies each published
+    /// message to `state` as the link does; stops at the first value that has not all
+    /// arrived, or at a malformed one (where the link would reconnect).
+    pub(crate) fn receive(&self, state: &crate::state::State, bytes: &[u8]) {
+        let mut buf = bytes::BytesMut::from(bytes);
+        while let Ok(Some(payload)) = subscriber::take_message(&mut buf) {
+            apply::receive(state, &self.0, &payload);
+        }
+    }
+
+    /// Applies one message payload, as the link does with what the subscriber read.
+    pub(crate) fn apply(&self, state: &crate::state::State, payload: &[u8]) {
+        apply::receive(state, &self.0, payload);
+    }
+
+    /// Applies `msg` (a message's JSON) as another node would have sent it: sealed with the
+    /// cluster's key, so it passes the MAC check and reaches `apply` (a fuzzer cannot forge
+    /// a MAC).
+    pub(crate) fn apply_sealed(&self, state: &crate::state::State, msg: &[u8]) {
+        let sealed = self.0.key().seal("f00d", 1, &String::from_utf8_lossy(msg));
+        apply::receive(state, &self.0, sealed.as_bytes());
     }
 }

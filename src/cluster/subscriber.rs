@@ -119,19 +119,10 @@ impl Subscriber {
     /// The payload of the next published message; `Err` when the connection is lost.
     pub(super) async fn next_message(&mut self) -> Result<Bytes, String> {
         loop {
-            if let Value::Array(parts) = self.read().await? {
-                let mut parts = parts.into_iter();
-                if let (
-                    Some(Value::Bulk(Some(kind))),
-                    Some(_channel),
-                    Some(Value::Bulk(Some(payload))),
-                ) = (parts.next(), parts.next(), parts.next())
-                {
-                    if &kind[..] == b"message" {
-                        return Ok(payload);
-                    }
-                }
+            if let Some(payload) = take_message(&mut self.buf)? {
+                return Ok(payload);
             }
+            self.fill().await?;
         }
     }
 
@@ -141,13 +132,39 @@ impl Subscriber {
             if let Some(v) = parse(&mut self.buf)? {
                 return Ok(v);
             }
-            match self.stream.read_buf(&mut self.buf).await {
-                Ok(0) => return Err("connection closed by Redis".into()),
-                Ok(_) => {}
-                Err(e) => return Err(e.to_string()),
+            self.fill().await?;
+        }
+    }
+
+    /// Reads what Redis has sent into the buffer.
+    async fn fill(&mut self) -> Result<(), String> {
+        match self.stream.read_buf(&mut self.buf).await {
+            Ok(0) => Err("connection closed by Redis".into()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// Takes values off the front of `buf` up to the first published message and returns its
+/// payload; anything else is dropped. `None` once the rest of `buf` has not all arrived.
+pub(super) fn take_message(buf: &mut BytesMut) -> Result<Option<Bytes>, String> {
+    while let Some(v) = parse(buf)? {
+        if let Value::Array(parts) = v {
+            let mut parts = parts.into_iter();
+            if let (
+                Some(Value::Bulk(Some(kind))),
+                Some(_channel),
+                Some(Value::Bulk(Some(payload))),
+            ) = (parts.next(), parts.next(), parts.next())
+            {
+                if &kind[..] == b"message" {
+                    return Ok(Some(payload));
+                }
             }
         }
     }
+    Ok(None)
 }
 
 /// Takes one whole value off the front of `buf`, or `None` (and leaves `buf` as it is) when
@@ -269,5 +286,17 @@ mod tests {
         assert!(parse(&mut BytesMut::from(&b"?x\r\n"[..])).is_err());
         assert!(parse(&mut BytesMut::from(&b"$999999999999\r\n"[..])).is_err());
         assert!(parse(&mut BytesMut::from("*1\r\n".repeat(20).as_bytes())).is_err());
+    }
+
+    #[test]
+    fn take_message_skips_replies_and_waits_for_a_whole_message() {
+        let message = b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$2\r\nhi\r\n";
+        let mut wire = b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n+OK\r\n".to_vec();
+        wire.extend_from_slice(message);
+        wire.extend_from_slice(&message[..10]);
+        let mut buf = BytesMut::from(&wire[..]);
+        assert_eq!(take_message(&mut buf).unwrap().as_deref(), Some(&b"hi"[..]));
+        assert_eq!(take_message(&mut buf).unwrap(), None);
+        assert_eq!(&buf[..], &message[..10], "the partial message is kept");
     }
 }

@@ -227,6 +227,14 @@ pub(super) fn read_config_file(path: &Path) -> Result<(Layer, Vec<Layer>), Confi
             path.display()
         ))
     })?;
+    config_file_layers(&text, path)
+}
+
+/// The config file's `text` as layers (see [`read_config_file`]); `path` is for messages.
+pub(super) fn config_file_layers(
+    text: &str,
+    path: &Path,
+) -> Result<(Layer, Vec<Layer>), ConfigError> {
     let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         ConfigError(format!(
             "invalid config file '{}': {}",
@@ -307,10 +315,15 @@ pub(super) fn read_dotenv(path: &Path) -> Result<Layer, ConfigError> {
     if !path.is_file() {
         return Ok(Layer::new());
     }
-    let iter = dotenvy::from_path_iter(path)
+    let file = std::fs::File::open(path)
         .map_err(|e| ConfigError(format!("invalid .env file '{}': {e}", path.display())))?;
+    dotenv_layer(file, path)
+}
+
+/// The `.env` lines `reader` gives as a layer (see [`read_dotenv`]); `path` is for messages.
+pub(super) fn dotenv_layer(reader: impl std::io::Read, path: &Path) -> Result<Layer, ConfigError> {
     let mut layer = Layer::new();
-    for item in iter {
+    for item in dotenvy::from_read_iter(reader) {
         let (k, v) =
             item.map_err(|e| ConfigError(format!("invalid .env file '{}': {e}", path.display())))?;
         if SETTINGS.iter().any(|s| s.env == k) {

@@ -81,23 +81,42 @@ impl Default for Config {
 /// `cwd` is where `.env` is looked for.
 pub fn load(matches: &ArgMatches, cwd: &Path) -> Result<Config, ConfigError> {
     let cli = layers::from_matches(matches);
-    let (file_server, file_apps) = match matches.get_one::<String>("config") {
+    let file = match matches.get_one::<String>("config") {
         Some(path) => read_config_file(Path::new(path))?,
         None => (Layer::new(), Vec::new()),
     };
     let dotenv = read_dotenv(&cwd.join(".env"))?;
-    let first_app = file_apps.first().cloned().unwrap_or_default();
-    let primary = Layers(vec![
-        (&cli, Origin::Cli),
-        (&file_server, Origin::File),
-        (&first_app, Origin::File),
-        (&dotenv, Origin::DotEnv),
-    ]);
-    let more_apps = file_apps.get(1..).unwrap_or_default();
     Ok(Config {
         debug: matches.get_flag("debug"),
-        ..from_layers(&primary, more_apps)?
+        ..from_sources(&cli, file, &dotenv)?
     })
+}
+
+/// The configuration of flags and environment (`cli`), the config file's server layer and
+/// `[[apps]]` layers, and `.env`, stacked in that order.
+fn from_sources(
+    cli: &Layer,
+    (file_server, file_apps): (Layer, Vec<Layer>),
+    dotenv: &Layer,
+) -> Result<Config, ConfigError> {
+    let first_app = file_apps.first().cloned().unwrap_or_default();
+    let primary = Layers(vec![
+        (cli, Origin::Cli),
+        (&file_server, Origin::File),
+        (&first_app, Origin::File),
+        (dotenv, Origin::DotEnv),
+    ]);
+    let more_apps = file_apps.get(1..).unwrap_or_default();
+    from_layers(&primary, more_apps)
+}
+
+/// For the fuzz target `config` (`crate::fuzzing`): the configuration of a config file's
+/// text and a `.env` file's text, with no flags or environment, as `load` reads them.
+#[cfg(fuzzing)]
+pub(crate) fn from_texts(file: &str, dotenv: &str) -> Result<Config, ConfigError> {
+    let file = layers::config_file_layers(file, Path::new("fuzz.toml"))?;
+    let dotenv = layers::dotenv_layer(dotenv.as_bytes(), Path::new(".env"))?;
+    from_sources(&Layer::new(), file, &dotenv)
 }
 
 /// The configuration the layers describe: `primary` holds the server settings and the

@@ -290,8 +290,9 @@ impl ConnectionHandle {
         self.0.out.lock().queue.len()
     }
 
-    /// Takes the queued frames' payloads as text (for handles without a socket, in tests).
-    #[cfg(test)]
+    /// Takes the queued frames' payloads as text (for handles without a socket, in tests and
+    /// the fuzz targets).
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn take_texts(&self) -> Vec<String> {
         let mut st = self.0.out.lock();
         st.bytes = 0;

@@ -64,8 +64,8 @@ impl Outgoing {
         }
     }
 
-    /// The payload (for tests that read what was queued).
-    #[cfg(test)]
+    /// The payload (for tests and fuzz targets that read what was queued).
+    #[cfg(any(test, fuzzing))]
     pub(super) fn body(&self) -> &Bytes {
         &self.body
     }

@@ -75,16 +75,7 @@ pub(crate) async fn run(
     // A debug span: disabled (and free) unless debug logging is on.
     let span = debug_span!("conn", socket_id = %handle.id(), app_id = %app.app.id);
     let writer = tokio::spawn(writer::run(handle.clone()));
-    let mut session = Session {
-        state,
-        client_events: Throttle::new(app.app.client_event_rate),
-        app,
-        handle,
-        channels: HashMap::new(),
-        rate: None,
-        user: None,
-        authorized: false,
-    };
+    let mut session = Session::new(state, app, handle);
     async move {
         debug!("connection open");
         // Cleanup must run even if handling a frame panicked, or the connection's entries
@@ -104,6 +95,22 @@ pub(crate) async fn run(
     .await
 }
 
+/// Runs a session over `frames` for `handle`, a handle without a socket registered with
+/// `app`, as [`run`] does over a socket: `connection_established`, each frame, cleanup. For
+/// the fuzz target `ws_message` (`crate::fuzzing`) and tests; a panic is not caught.
+#[cfg(any(test, fuzzing))]
+pub(crate) async fn replay(
+    state: Arc<State>,
+    app: Arc<AppRuntime>,
+    handle: ConnectionHandle,
+    frames: Vec<Message>,
+) {
+    let mut session = Session::new(state, app, handle);
+    let mut stream = futures_util::stream::iter(frames.into_iter().map(Ok));
+    session.read_loop(&mut stream).await;
+    session.cleanup();
+}
+
 struct Session {
     state: Arc<State>,
     app: Arc<AppRuntime>,
@@ -120,6 +127,19 @@ struct Session {
 }
 
 impl Session {
+    fn new(state: Arc<State>, app: Arc<AppRuntime>, handle: ConnectionHandle) -> Session {
+        Session {
+            state,
+            client_events: Throttle::new(app.app.client_event_rate),
+            app,
+            handle,
+            channels: HashMap::new(),
+            rate: None,
+            user: None,
+            authorized: false,
+        }
+    }
+
     fn send(&self, text: String) {
         self.handle.send_text(text.into());
     }
@@ -463,5 +483,43 @@ impl Session {
             socket_id: id,
             code,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// A whole session without a socket (as the fuzz target `ws_message` runs them): every
+    /// frame answered in order, and nothing left behind by cleanup.
+    #[tokio::test]
+    async fn a_replayed_session_answers_each_frame_and_leaves_nothing() {
+        let state = Arc::new(State::new(Config::default()));
+        let app = state.apps().next().expect("the default app").clone();
+        let handle = app.register(|id| ConnectionHandle::new(id, state.outbound.clone(), None));
+        let frames = [
+            r#"{"event":"pusher:ping"}"#,
+            r#"{"event":"pusher:subscribe","data":{"channel":"news"}}"#,
+            "not json",
+        ];
+        let frames = frames.into_iter().map(Message::text).collect();
+        replay(state.clone(), app.clone(), handle.clone(), frames).await;
+        let texts = handle.take_texts();
+        assert!(
+            texts[0].contains("pusher:connection_established"),
+            "{texts:?}"
+        );
+        assert_eq!(
+            texts[1..3],
+            [
+                server::PONG.to_owned(),
+                server::subscription_succeeded("news", "{}")
+            ]
+        );
+        assert_eq!(texts[3], server::error(&PusherError::InvalidMessage));
+        assert_eq!(texts.len(), 4);
+        assert!(app.connections.is_empty());
+        assert!(app.channels.occupied("").is_empty());
     }
 }

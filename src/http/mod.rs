@@ -67,13 +67,16 @@ fn only(method: &Method, allowed: Method, allow: &'static str) -> Result<(), Api
 
 /// Where an API request went, as received: the path without the server's prefix, the whole
 /// path, and the query.
+#[derive(Clone, Copy)]
 struct Target<'a> {
     rest: &'a str,
     full_path: &'a str,
     query: &'a str,
 }
 
-/// A signed API request for `app`; `tail` is the path after `/apps/{id}`.
+/// A signed API request for `app`; `tail` is the path after `/apps/{id}`. The method and the
+/// query's signature are checked before the body is read, so only a request signed with the
+/// app's secret gets its body buffered.
 async fn api_call<'a>(
     state: &State,
     app: &AppRuntime,
@@ -81,42 +84,9 @@ async fn api_call<'a>(
     req: Request<Incoming>,
     target: Target<'a>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let Target {
-        rest,
-        full_path,
-        query,
-    } = target;
     let method = req.method().clone();
-    let (allowed, allow) = match tail {
-        ["events"] | ["batch_events"] | ["users", _, "terminate_connections"] => {
-            (Method::POST, "POST")
-        }
-        ["channels"] | ["channels", _] | ["channels", _, "users"] | ["connections"] => {
-            (Method::GET, "GET")
-        }
-        _ => return Err(ApiError::not_found("Not found.")),
-    };
-    only(&method, allowed, allow)?;
-    let params = parse_query(query);
-    let decode = |s: &'a str| match s.contains('%') {
-        true => percent_decode_str(s).decode_utf8_lossy(),
-        false => Cow::Borrowed(s),
-    };
-    let (decoded_rest, decoded_full) = (decode(rest), decode(full_path));
-    // Clients sign the decoded path without the prefix (PHP SDK) or with it; accept
-    // the raw form too for clients that sign what they send.
-    let mut paths = vec![&*decoded_rest, &*decoded_full, rest, full_path];
-    paths.sort_unstable();
-    paths.dedup();
-    // The query's signature first: the body is read (and buffered) only for a request
-    // signed with the app's secret, then checked against the signed `body_md5`.
-    signature::verify(
-        &app.app,
-        method.as_str(),
-        &paths,
-        &params,
-        state.config.api_timestamp_window,
-    )?;
+    api_method(&method, tail)?;
+    let params = verify_query(state, app, &method, &target)?;
     // A timer only for a body still on its way: most arrive with their head.
     let mut reading = std::pin::pin!(read_body(req, RequestLimit::of(&state.config)));
     let body = match std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await {
@@ -130,7 +100,67 @@ async fn api_call<'a>(
                 )
             })??,
     };
-    signature::verify_body(&params, &body)?;
+    api_answer(state, app, tail, &params, &body).await
+}
+
+/// Refuses a method the API endpoint `tail` does not take, or an unknown endpoint, before
+/// anything else is looked at.
+fn api_method(method: &Method, tail: &[&str]) -> Result<(), ApiError> {
+    let (allowed, allow) = match tail {
+        ["events"] | ["batch_events"] | ["users", _, "terminate_connections"] => {
+            (Method::POST, "POST")
+        }
+        ["channels"] | ["channels", _] | ["channels", _, "users"] | ["connections"] => {
+            (Method::GET, "GET")
+        }
+        _ => return Err(ApiError::not_found("Not found.")),
+    };
+    only(method, allowed, allow)
+}
+
+/// The query's parameters, once its signature (over method, path and query) is verified.
+fn verify_query<'a>(
+    state: &State,
+    app: &AppRuntime,
+    method: &Method,
+    target: &Target<'a>,
+) -> Result<signature::Params<'a>, ApiError> {
+    let Target {
+        rest,
+        full_path,
+        query,
+    } = *target;
+    let params = parse_query(query);
+    let decode = |s: &'a str| match s.contains('%') {
+        true => percent_decode_str(s).decode_utf8_lossy(),
+        false => Cow::Borrowed(s),
+    };
+    let (decoded_rest, decoded_full) = (decode(rest), decode(full_path));
+    // Clients sign the decoded path without the prefix (PHP SDK) or with it; accept
+    // the raw form too for clients that sign what they send.
+    let mut paths = vec![&*decoded_rest, &*decoded_full, rest, full_path];
+    paths.sort_unstable();
+    paths.dedup();
+    signature::verify(
+        &app.app,
+        method.as_str(),
+        &paths,
+        &params,
+        state.config.api_timestamp_window,
+    )?;
+    Ok(params)
+}
+
+/// A request whose method and query signature were accepted and whose body has been read:
+/// the body's signed hash, then the endpoint.
+async fn api_answer(
+    state: &State,
+    app: &AppRuntime,
+    tail: &[&str],
+    params: &signature::Params<'_>,
+    body: &Bytes,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    signature::verify_body(params, body)?;
     // As Pusher answers for a disabled app (the PHP SDK, and so Laravel, raises on it).
     if !app.app.enabled {
         return Err(ApiError::new(
@@ -143,18 +173,18 @@ async fn api_call<'a>(
         // The sockets are written (or handed to flush jobs) before the response is built.
         ["events"] => {
             let mut out = Pending::new();
-            let report = events::trigger(app, config, &body, &mut out)?;
+            let report = events::trigger(app, config, body, &mut out)?;
             out.flush();
             ok(report.into_json(app).await)
         }
         ["batch_events"] => {
             let mut out = Pending::new();
-            let report = events::batch(app, config, &body, &mut out)?;
+            let report = events::batch(app, config, body, &mut out)?;
             out.flush();
             ok(report.into_json(app).await)
         }
-        ["channels"] => ok(channels::list(app, &params).await?),
-        ["channels", name] => ok(channels::show(app, name, &params).await?),
+        ["channels"] => ok(channels::list(app, params).await?),
+        ["channels", name] => ok(channels::show(app, name, params).await?),
         ["channels", name, "users"] => ok(channels::users(app, name)?),
         ["users", user_id, "terminate_connections"] => ok(users::terminate(app, user_id)),
         _ => ok(channels::connections(app).await),
@@ -170,14 +200,7 @@ async fn route(
     // the clone while the request moves on to its handler.
     let uri = req.uri().clone();
     let (full_path, query) = (uri.path(), uri.query().unwrap_or(""));
-    let rest = full_path
-        .strip_prefix(prefix)
-        .filter(|r| r.starts_with('/'))
-        .ok_or_else(|| ApiError::not_found("Not found."))?;
-    let segments: Vec<Cow<'_, str>> = rest[1..]
-        .split('/')
-        .map(|s| percent_decode_str(s).decode_utf8_lossy())
-        .collect();
+    let (rest, segments) = split_path(prefix, full_path)?;
     let seg: Vec<&str> = segments.iter().map(|s| &**s).collect();
     let method = req.method().clone();
     let target = Target {
@@ -217,6 +240,57 @@ async fn route(
             api_call(state, &app, &seg, req, target).await
         }
         _ => Err(ApiError::not_found("Not found.")),
+    }
+}
+
+/// The path without the server's `prefix`, and its segments percent-decoded; not found
+/// outside the prefix.
+fn split_path<'a>(
+    prefix: &str,
+    full_path: &'a str,
+) -> Result<(&'a str, Vec<Cow<'a, str>>), ApiError> {
+    let rest = full_path
+        .strip_prefix(prefix)
+        .filter(|r| r.starts_with('/'))
+        .ok_or_else(|| ApiError::not_found("Not found."))?;
+    let segments = rest[1..]
+        .split('/')
+        .map(|s| percent_decode_str(s).decode_utf8_lossy())
+        .collect();
+    Ok((rest, segments))
+}
+
+/// For the fuzz target `http_api` (`crate::fuzzing`): the status of an API request to
+/// `/apps/{id}/..` as `route` and `api_call` answer it, from its parts, the body read.
+#[cfg(fuzzing)]
+pub(crate) async fn api_request(
+    state: &State,
+    method: &Method,
+    path: &str,
+    query: &str,
+    body: &Bytes,
+) -> StatusCode {
+    let answer = async {
+        let (rest, segments) = split_path(&state.config.path, path)?;
+        let seg: Vec<&str> = segments.iter().map(|s| &**s).collect();
+        let ["apps", app_id, tail @ ..] = seg.as_slice() else {
+            return Err(ApiError::not_found("Not found."));
+        };
+        let app = state
+            .app_by_id(app_id)
+            .ok_or_else(|| ApiError::not_found("No matching application."))?;
+        api_method(method, tail)?;
+        let target = Target {
+            rest,
+            full_path: path,
+            query,
+        };
+        let params = verify_query(state, app, method, &target)?;
+        api_answer(state, app, tail, &params, body).await
+    };
+    match answer.await {
+        Ok(resp) => resp.status(),
+        Err(e) => e.into_response().status(),
     }
 }
 
