@@ -197,6 +197,15 @@ impl Bus {
         }
     }
 
+    /// Whether every node of `expected` was heard from after `since`, or is gone (said
+    /// goodbye, or expired).
+    pub(super) fn heard_all_since(&self, expected: &HashSet<String>, since: Instant) -> bool {
+        let peers = self.peers.lock();
+        expected
+            .iter()
+            .all(|n| peers.get(n).is_none_or(|p| p.heard > since))
+    }
+
     /// The link took `n` bytes out of the outbox.
     pub(super) fn dequeued(&self, n: usize) {
         self.queued_bytes.fetch_sub(n, Ordering::Relaxed);

@@ -20,6 +20,9 @@ use crate::connection::Pending;
 use crate::state::State;
 
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// After a reconnect, how many beats we wait at most for the nodes we knew to be heard again
+/// before publishing what we queued meanwhile (see `Link::rejoin`).
+const REJOIN_WAIT_BEATS: u32 = 3;
 /// The longest Redis may take to answer a command before the link counts as lost.
 const RESPONSE_TIMEOUT_MAX: Duration = Duration::from_secs(5);
 
@@ -197,6 +200,37 @@ fn take_waiting(
 }
 
 impl Link<'_> {
+    /// Says hello at once (everybody answers with their state) and then, before anything we
+    /// queued while away is published, waits until every node we knew has been heard on
+    /// this connection: Redis keeps nothing for a channel nobody subscribes to, so what we
+    /// published before a node that restarted with Redis had subscribed again would be lost
+    /// for it (the soak test saw that). Messages heard meanwhile are applied. A node that
+    /// does not come back is waited for at most [`REJOIN_WAIT_BEATS`] beats.
+    async fn rejoin(&mut self, seq: &mut Seq) -> Result<(), String> {
+        let (state, bus) = (self.state, self.bus);
+        let since = Instant::now();
+        let expected = bus.live_peers();
+        let hello = seq.wrap(bus, &encode(&Msg::Hello));
+        publish(&mut self.publisher, &bus.settings.channel, &[hello]).await?;
+        if expected.is_empty() {
+            return Ok(());
+        }
+        let wait = (bus.settings.beat_every * REJOIN_WAIT_BEATS).min(bus.settings.peer_timeout);
+        let deadline = tokio::time::sleep(wait);
+        tokio::pin!(deadline);
+        while !bus.heard_all_since(&expected, since) {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => break,
+                _ = &mut deadline => {
+                    info!("scaling: not every node was heard after reconnecting; publishing anyway");
+                    break;
+                }
+                payload = self.messages.next_message() => receive(state, bus, &payload?),
+            }
+        }
+        Ok(())
+    }
+
     async fn serve(
         mut self,
         outbox: &mut mpsc::Receiver<String>,
@@ -205,20 +239,20 @@ impl Link<'_> {
     ) -> Result<(), String> {
         let (state, bus) = (self.state, self.bus);
         let channel = bus.settings.channel.as_str();
+        // Peers' beats were not read while we were away (those silent for the peer timeout
+        // were dropped meanwhile); their state answers our hello.
+        bus.refresh_peers();
+        self.rejoin(seq).await?;
         let publisher = &mut self.publisher;
         // What a lost connection left unconfirmed goes first, in order.
         if !batch.is_empty() {
             publish(publisher, channel, batch).await?;
             batch.clear();
         }
-        // Peers' beats were not read while we were away (those silent for the peer timeout
-        // were dropped meanwhile); their state answers our hello.
-        bus.refresh_peers();
-        // Hello (everybody answers with their state) and ours, behind whatever waits in the
-        // outbox, so that the others apply our older changes before the state that follows
-        // them. The state covers whatever was dropped, too.
+        // Our state, behind whatever waits in the outbox, so that the others apply our older
+        // changes before the state that follows them. The state covers whatever was
+        // dropped, too.
         bus.resynced();
-        bus.send(Msg::Hello);
         queue_state(state, bus);
         let peer_timeout = bus.settings.peer_timeout;
         let mut beat = tokio::time::interval(bus.settings.beat_every);

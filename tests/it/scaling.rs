@@ -2,6 +2,7 @@
 //! on a free loopback port; the test fails, never skips, when the binary is missing).
 
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -963,4 +964,71 @@ async fn while_redis_is_away_the_other_nodes_members_leave_after_the_peer_timeou
         }
         other => panic!("expected user 2 back, saw {other:?}"),
     }
+}
+
+/// A TCP relay to Redis that can hold a node back: while closed it drops every connection,
+/// so the node behind it redials as if Redis were still away.
+struct Relay {
+    port: u16,
+    open: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    async fn to(redis_port: u16) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let gate = open.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !gate.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let upstream = tokio::net::TcpStream::connect(("127.0.0.1", redis_port)).await;
+                    if let Ok(mut upstream) = upstream {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+            }
+        });
+        Relay { port, open }
+    }
+
+    fn set_open(&self, open: bool) {
+        self.open.store(open, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn what_a_node_queued_while_redis_was_away_reaches_a_node_that_comes_back_later() {
+    let mut redis = Redis::start().await;
+    let relay = Relay::to(redis.port).await;
+    let channel = format!("resound-test-{}", rand_suffix());
+    let timed = |url: String| {
+        let mut config = node_config_url(&url, &channel);
+        config.scaling.as_mut().unwrap().beat_every = Duration::from_secs(1);
+        config
+    };
+    let a = TestServer::start_with(timed(format!("redis://127.0.0.1:{}/0", redis.port))).await;
+    let b = TestServer::start_with(timed(format!("redis://127.0.0.1:{}/0", relay.port))).await;
+    let nodes = [a, b];
+    wait_for_peers(&nodes, 1).await;
+    let mut on_b = nodes[1].connected().await;
+    on_b.subscribe_public("public-outage").await;
+
+    redis.stop();
+    relay.set_open(false);
+    nodes[0]
+        .http()
+        .trigger(&["public-outage"], "queued", "{}", None)
+        .await;
+    redis = Redis::start_on(redis.port).await;
+    // Node A is back at once; node B only 1.5 s later. A must not publish what it queued
+    // into a channel B has not subscribed to again (Redis would drop it for B).
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    relay.set_open(true);
+    let v = on_b.recv().await;
+    assert_eq!(v["event"], "queued", "{v}");
+    drop(redis);
 }
