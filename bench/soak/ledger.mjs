@@ -144,7 +144,8 @@ function classify(g, timeline, redisGrace, seenAnywhere) {
   }
   if (g.origin !== g.seg.node) {
     for (const o of timeline.redisOutages) {
-      if (g.t >= o.down && g.t <= (o.up || Infinity) + redisGrace) return 'redis';
+      // From a second before the stop: a batch in flight when Redis went away is sent again.
+      if (g.t >= o.down - 1000 && g.t <= (o.up || Infinity) + redisGrace) return 'redis';
     }
   }
   return 'other';

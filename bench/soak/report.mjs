@@ -51,6 +51,19 @@ function spans(sampler, field, fmt) {
   return out;
 }
 
+/** Each node process's CPU seconds over the run (from its first sample to its last). */
+function cpuUsed(sampler) {
+  return sampler
+    .spans('cpu')
+    .flatMap(({ name, runs }) => runs.map((r) => `${name} (pid ${r.pid}) ${(r.last - r.start).toFixed(0)} s`))
+    .join(', ');
+}
+
+const driverCpu = () => {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+};
+
 /** Prints the summary; returns true when the run failed the check. */
 export function report({ ledger, sampler, timeline, start, readers }) {
   const gaps = ledger.gaps(timeline, REDIS_GRACE);
@@ -78,6 +91,7 @@ export function report({ ledger, sampler, timeline, start, readers }) {
     ...spans(sampler, 'fds', plain),
     'connections (established, server side):',
     ...spans(sampler, 'conns', plain),
+    `CPU seconds used: ${cpuUsed(sampler)}; the driver ${(driverCpu() / 1e6).toFixed(0)} s`,
   ];
   const details = groupGaps(gaps, start);
   if (details.length) lines.push(`missing events (${details.length}; every one in gaps.csv):`, ...details.slice(0, 30).map((d) => `  ${d}`));

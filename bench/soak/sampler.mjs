@@ -15,7 +15,7 @@ export const CSV_HEADER = [
   't_s',
   'phase',
   'redis_up',
-  ...NODES.flatMap((n) => [`${n}_pid`, `${n}_rss_kb`, `${n}_fds`, `${n}_conns`, `${n}_readers`]),
+  ...NODES.flatMap((n) => [`${n}_pid`, `${n}_rss_kb`, `${n}_fds`, `${n}_conns`, `${n}_readers`, `${n}_cpu_s`]),
   'missing_now',
   ...COUNTERS.map(snake),
 ].join(',');
@@ -24,6 +24,17 @@ function rssKb(pid) {
   try {
     const m = /VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) : '';
+  } catch {
+    return '';
+  }
+}
+
+/** CPU seconds (user + system) the process has used; assumes the usual 100 ticks a second. */
+function cpuSeconds(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime: fields 14 and 15
   } catch {
     return '';
   }
@@ -78,13 +89,13 @@ export function tcpState(local, remote) {
 /** One node's figures; empty fields when it is not running. */
 function nodeFigures(pid, port, sockets) {
   const fds = pid ? fdTargets(pid) : null;
-  if (!fds) return { pid: '', rss: '', fds: '', conns: '' };
+  if (!fds) return { pid: '', rss: '', fds: '', conns: '', cpu: '' };
   let conns = 0;
   for (const target of fds) {
     const m = /^socket:\[(\d+)\]$/.exec(target);
     if (m && sockets.get(m[1]) === port) conns++;
   }
-  return { pid, rss: rssKb(pid), fds: fds.length, conns };
+  return { pid, rss: rssKb(pid), fds: fds.length, conns, cpu: cpuSeconds(pid) };
 }
 
 export class Sampler {
@@ -114,7 +125,7 @@ export class Sampler {
       row.t,
       phase,
       row.redisUp,
-      ...row.nodes.flatMap((n) => [n.pid, n.rss, n.fds, n.conns, n.readers]),
+      ...row.nodes.flatMap((n) => [n.pid, n.rss, n.fds, n.conns, n.readers, n.cpu]),
       row.missing,
       ...COUNTERS.map((c) => row.counters[c]),
     ];
@@ -132,9 +143,10 @@ export class Sampler {
         if (v === '') continue;
         let run = runs[runs.length - 1];
         if (!run || run.pid !== row.nodes[i].pid) {
-          runs.push((run = { pid: row.nodes[i].pid, start: v, peak: v, peakAt: row.t, endLoad: '', idle: '' }));
+          runs.push((run = { pid: row.nodes[i].pid, start: v, peak: v, peakAt: row.t, endLoad: '', idle: '', last: v }));
         }
         if (v > run.peak) [run.peak, run.peakAt] = [v, row.t];
+        run.last = v;
         if (row.phase === 'end') run.endLoad = v;
         if (row.phase === 'idle') run.idle = v;
       }
