@@ -166,10 +166,11 @@ async function badFrames(node) {
   ws.terminate();
 }
 
-/** Raw TCP: resolves with how long the server took to close it, or null after `ms`. */
+/** Raw TCP: resolves with how long the server took to close it after we connected, null if
+ * it was still open after `ms`, or -1 if the connection was refused (its node is down). */
 function rawSocket(node, bytes, ms) {
   return new Promise((resolve) => {
-    const t0 = Date.now();
+    let t0 = 0;
     const sock = track(net.connect(CONFIG.ports[node], '127.0.0.1'));
     const timer = setTimeout(() => {
       sock.destroy();
@@ -177,10 +178,13 @@ function rawSocket(node, bytes, ms) {
     }, ms);
     sock.on('error', () => {});
     sock.on('data', () => {});
-    sock.once('connect', () => sock.write(bytes));
+    sock.once('connect', () => {
+      t0 = Date.now();
+      sock.write(bytes);
+    });
     sock.once('close', () => {
       clearTimeout(timer);
-      resolve(Date.now() - t0);
+      resolve(t0 ? Date.now() - t0 : -1);
     });
   });
 }
@@ -205,7 +209,7 @@ async function halfOpen(node) {
   if (took === null) {
     counters.abuseUnexpected++;
     log(`half-open handshake on node${node + 1}: still open after 45 s`);
-  } else if (!killedSince(node, started)) {
+  } else if (took >= 0 && !killedSince(node, started)) {
     halfOpenTimes.push(took);
   }
 }

@@ -51,6 +51,25 @@ function spans(sampler, field, fmt) {
   return out;
 }
 
+/** When each node's link came back after Redis did (from its log): "node1 +0.702 s, ...".
+ * Events queued during the outage are published as soon as a node is back; a node that
+ * comes back later has not subscribed yet. */
+function relinked(up) {
+  const back = [];
+  for (let i = 0; i < CONFIG.ports.length; i++) {
+    let text = '';
+    try {
+      text = fs.readFileSync(path.join(CONFIG.dir, `node${i + 1}.log`), 'utf8').replace(/\x1b\[[0-9;]*m/g, '');
+    } catch {
+      continue;
+    }
+    const times = [...text.matchAll(/^(\S+Z)\s+INFO scaling: connected to Redis/gm)].map((m) => Date.parse(m[1]));
+    const t = times.find((x) => x >= up);
+    back.push(`node${i + 1} ${t === undefined ? 'not' : `+${((t - up) / 1000).toFixed(3)} s`}`);
+  }
+  return `links back: ${back.join(', ')}`;
+}
+
 /** Each node process's CPU seconds over the run (from its first sample to its last). */
 function cpuUsed(sampler) {
   return sampler
@@ -73,7 +92,9 @@ export function report({ ledger, sampler, timeline, start, readers }) {
   const totals = ledger.totals();
   const rel = (t) => `${((t - start) / 1000).toFixed(0)} s`;
   const faults = [
-    ...timeline.redisOutages.map((o) => `Redis down at ${rel(o.down)} for ${((o.up - o.down) / 1000).toFixed(1)} s`),
+    ...timeline.redisOutages.map(
+      (o) => `Redis down at ${rel(o.down)} for ${((o.up - o.down) / 1000).toFixed(1)} s (${relinked(o.up)})`,
+    ),
     ...timeline.kills.map((k) => `node${k.node + 1} SIGKILLed at ${rel(k.t)}`),
   ];
   const c = counters;
