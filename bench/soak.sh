@@ -7,6 +7,7 @@
 #
 #   bench/soak.sh            # one hour
 #   bench/soak.sh 180        # a 3-minute validation run (faults scaled: Redis at 1/3 and 2/3, kill at 1/2)
+#                            (below ~2 minutes, slow consumers and abuse are left out: they would outlive the run)
 #
 # Results (soak.csv, summary.txt, gaps.csv, the servers' logs) go to SOAK_DIR, by default a
 # new directory under /tmp. Exit status: 0 clean; 1 a reading client lost or got twice an

@@ -23,6 +23,9 @@ export function channelPlan() {
   return { channels, bulk, firehose, public: channels.filter((c) => !c.name.startsWith('private-')).map((c) => c.name) };
 }
 
+/** Close code -> how many reading clients lost their connection with it (not by the churn). */
+export const readerCloses = {};
+
 export class Reader {
   constructor(id, node, channels, ledger) {
     Object.assign(this, { id, node, channels, ledger });
@@ -88,6 +91,7 @@ export class Reader {
       this.seg = null;
     }
     // Lost (the node was killed, or closed us): come back after a second, as pusher-js does.
+    if (!this.stopping) readerCloses[code] = (readerCloses[code] ?? 0) + 1;
     if (!this.stopping) setTimeout(() => this.stopping || this.connect(), 1000 + Math.random() * 500);
   }
 

@@ -6,6 +6,7 @@ import path from 'node:path';
 
 import { CONFIG, counters } from './common.mjs';
 import { halfOpenTimes, slowCloseTimes } from './abuse.mjs';
+import { readerCloses } from './load.mjs';
 
 const REDIS_GRACE = 15000; // ms after Redis is back during which a crossing event counts as "redis"
 const plain = (v) => (v === '' ? '-' : String(v));
@@ -103,6 +104,7 @@ export function report({ ledger, sampler, timeline, start, readers }) {
     `soak: ${CONFIG.seconds} s, ${CONFIG.ports.length} nodes, ${readers} reading clients on ${CONFIG.channels} channels + bulk; results in ${CONFIG.dir}`,
     `faults: ${faults.join('; ') || 'none'}`,
     `published ${c.published} (failed ${c.publishFailed}, skipped ${c.publishSkipped}); delivered ${c.delivered} to ${totals.segments} reader connections (reconnects ${c.readerReconnects}, churned ${c.churned}); reordered ${totals.reordered}`,
+    `reading clients' closes not asked for (lost connections, refused reconnects), by code: ${Object.entries(readerCloses).map(([k, n]) => `${k} x${n}`).join(', ') || 'none'}`,
     `gaps for connected readers: ${by('other')} outside faults, ${by('redis')} around Redis restarts, ${by('kill')} at the kill (exempt); duplicates ${dups.reduce((n, d) => n + d.dups, 0)}`,
     `slow consumers: ${c.slowStarted} started; closed by the server during their stall ${c.slowClosed} (after ${range(slowCloseTimes)} s), not closed ${c.slowNotClosed}; reading again they found a 4100 close frame ${c.slow4100}, their backlog and no close frame ${c.slowEof}`,
     `abuse: ${c.abusive} abusive connections, ${c.abuseUnexpected} unexpected answers; half-open handshakes closed after ${range(halfOpenTimes)} s; flood ${c.floodSent} client events, ${c.floodRefused} refused (4301); ${c.whispersSeen} relayed whispers seen by readers; reader pusher:errors ${c.readerErrors}`,
