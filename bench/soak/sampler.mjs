@@ -77,6 +77,8 @@ function establishedByInode() {
  * null when it is gone. For the server's side of a client's connection: local = the node's
  * port, remote = the client's port. */
 export function tcpState(local, remote) {
+  // A socket that never connected, or is already gone, has no port.
+  if (local == null || remote == null) return null;
   const hex = (p) => `:${p.toString(16).toUpperCase().padStart(4, '0')}`;
   const [l, r] = [hex(local), hex(remote)];
   for (const line of fs.readFileSync('/proc/net/tcp', 'utf8').split('\n')) {
