@@ -35,7 +35,9 @@ pub(crate) mod cluster;
 pub(crate) mod connection;
 pub(crate) mod dispatch;
 pub(crate) mod http;
+pub(crate) mod metrics;
 pub(crate) mod protocol;
+pub(crate) mod stats;
 pub(crate) mod users;
 
 // Entry points for the fuzz targets (fuzz/): compiled only by `cargo fuzz`.

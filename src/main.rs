@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use resound::config::{self, DEV_APP};
+use resound::config::{self, LogFormat, DEV_APP};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc, chosen on measurement: see docs/performance.md.
@@ -26,12 +26,23 @@ fn main() -> ExitCode {
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     // Logs on stderr, as documented (docs/operations.md); stdout holds only the banner.
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match config.log_format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // One object a line: the event's fields at the top level, the connection's
+        // (`socket_id`, `app_id`) under `span`.
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -89,7 +100,22 @@ fn main() -> ExitCode {
                 s.channel
             );
         }
-        resound::run(listener, config, shutdown).await;
+        let metrics = config.metrics.clone();
+        let state = match resound::server::try_state(config) {
+            Ok(state) => state,
+            Err(e) => {
+                eprintln!("resound: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        match metrics {
+            resound::config::Metrics::Off => {}
+            resound::config::Metrics::MainPort => {
+                println!("  metrics: http://{local}{}/metrics", state.config.path);
+            }
+            resound::config::Metrics::Own(addr) => println!("  metrics: http://{addr}/metrics"),
+        }
+        resound::serve(listener, state, shutdown).await;
         println!("resound stopped");
         ExitCode::SUCCESS
     })

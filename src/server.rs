@@ -28,12 +28,20 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
 
 /// The server's state with what the configuration plugs into the core: the Redis cluster
 /// when scaling is enabled, nothing otherwise. The one place that wires plugins.
+/// Panics where [`try_state`] fails.
 pub fn state(config: Config) -> Arc<State> {
-    let plugins = match &config.scaling {
+    try_state(config).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Like [`state`]; fails when a plugin cannot bind what it listens on (the metrics'
+/// own address).
+pub fn try_state(config: Config) -> Result<Arc<State>, String> {
+    let mut plugins = match &config.scaling {
         Some(scaling) => crate::cluster::plug(scaling.clone(), &config.apps),
         None => Plugins::default(),
     };
-    Arc::new(State::with_plugins(config, plugins))
+    crate::metrics::plug(&config, &mut plugins)?;
+    Ok(Arc::new(State::with_plugins(config, plugins)))
 }
 
 /// Like [`run`], with state built by the caller (tests inspect it).

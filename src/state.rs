@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::connection::{CloseReason, ConnectionHandle, OutboundLimits, SocketId};
 use crate::hooks::{Activity, AppHooks, Hooks, Listener, Peers};
 use crate::protocol::PusherError;
+use crate::stats::{AppStats, NodeStats};
 use crate::users::UserRegistry;
 
 /// One app's live state.
@@ -37,6 +38,8 @@ pub(crate) struct AppRuntime {
     /// Connection slots taken, for the `max_connections` quota (an atomic so two handshakes
     /// cannot both take the last slot).
     slots: AtomicUsize,
+    /// What the seam does not carry, counted for the metrics (see `stats`).
+    pub(crate) stats: Arc<AppStats>,
 }
 
 impl AppRuntime {
@@ -57,6 +60,7 @@ impl AppRuntime {
             hooks,
             peers,
             slots: AtomicUsize::new(0),
+            stats: Arc::default(),
         }
     }
 
@@ -129,6 +133,13 @@ pub struct Plugins {
     pub listeners: Vec<Arc<dyn Listener>>,
     pub peers: Option<Arc<dyn Peers>>,
     pub background: Vec<Background>,
+    /// What `GET {path}/metrics` answers on the main port, when metrics are on there.
+    pub scrape: Option<Arc<dyn Scrape>>,
+}
+
+/// A plugin that renders the node's metrics (Prometheus text) when they are scraped.
+pub trait Scrape: Send + Sync + 'static {
+    fn scrape(&self, state: &State) -> String;
 }
 
 /// Shared server state.
@@ -148,6 +159,9 @@ pub struct State {
     peers: Option<Arc<dyn Peers>>,
     /// Taken once by `server::serve`.
     background: Mutex<Vec<Background>>,
+    /// This node's counters that belong to no app (see `stats`).
+    pub(crate) stats: NodeStats,
+    scrape: Option<Arc<dyn Scrape>>,
 }
 
 impl State {
@@ -176,6 +190,8 @@ impl State {
             hooks,
             peers: plugins.peers,
             background: Mutex::new(plugins.background),
+            stats: NodeStats::default(),
+            scrape: plugins.scrape,
         }
     }
 
@@ -201,6 +217,11 @@ impl State {
     /// The other nodes, when something plugged them in.
     pub fn peers(&self) -> Option<&dyn Peers> {
         self.peers.as_deref()
+    }
+
+    /// The metrics' text, when a plugin renders them on the main port.
+    pub(crate) fn scrape(&self) -> Option<String> {
+        Some(self.scrape.as_ref()?.scrape(self))
     }
 
     /// The plugins' background tasks, once.

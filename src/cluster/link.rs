@@ -18,6 +18,7 @@ use super::subscriber::Subscriber;
 use super::wire::{encode, Msg, BATCH};
 use crate::connection::Pending;
 use crate::state::State;
+use crate::stats::RedisStats;
 
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// After a reconnect, how many beats we wait at most for the nodes we knew to be heard again
@@ -31,6 +32,11 @@ pub(super) async fn run(state: Arc<State>, bus: Arc<Bus>) {
     let Some(mut outbox) = bus.inbox_for_link.lock().take() else {
         return;
     };
+    state
+        .stats
+        .redis
+        .enabled
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let settings = &bus.settings;
     if settings.url.starts_with("rediss:") {
         super::tls::install_provider();
@@ -92,9 +98,12 @@ async fn links(
     let mut batch = Vec::with_capacity(BATCH);
     let mut seq = Seq(0);
     let mut backoff = Duration::from_millis(250);
+    let stats = &state.stats.redis;
     loop {
         match connect(client, bus).await {
             Ok((publisher, messages)) => {
+                stats.connects.add(1);
+                stats.set_up(true);
                 info!(
                     node = bus.node(),
                     channel = bus.settings.channel,
@@ -108,12 +117,18 @@ async fn links(
                     publisher,
                     messages,
                 };
-                match link.serve(outbox, &mut batch, &mut seq).await {
+                let served = link.serve(outbox, &mut batch, &mut seq).await;
+                stats.set_up(false);
+                match served {
                     Ok(()) => return,
                     Err(e) => warn!(error = %e, "scaling: lost Redis; reconnecting"),
                 }
+                stats.failures.add(1);
             }
-            Err(e) => warn!(error = %e, "scaling: cannot reach Redis; retrying"),
+            Err(e) => {
+                stats.failures.add(1);
+                warn!(error = %e, "scaling: cannot reach Redis; retrying");
+            }
         }
         tokio::select! {
             _ = state.shutdown.cancelled() => return,
@@ -153,6 +168,7 @@ async fn publish(
     conn: &mut MultiplexedConnection,
     channel: &str,
     texts: &[String],
+    stats: &RedisStats,
 ) -> Result<(), String> {
     let mut pipe = redis::pipe();
     for t in texts {
@@ -160,7 +176,9 @@ async fn publish(
     }
     pipe.query_async::<()>(conn)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    stats.published.add(texts.len() as u64);
+    Ok(())
 }
 
 /// The next sequence number of this node's messages (see `Envelope::seq`).
@@ -211,7 +229,8 @@ impl Link<'_> {
         let since = Instant::now();
         let expected = bus.live_peers();
         let hello = seq.wrap(bus, &encode(&Msg::Hello));
-        publish(&mut self.publisher, &bus.settings.channel, &[hello]).await?;
+        let stats = &state.stats.redis;
+        publish(&mut self.publisher, &bus.settings.channel, &[hello], stats).await?;
         if expected.is_empty() {
             return Ok(());
         }
@@ -225,7 +244,11 @@ impl Link<'_> {
                     info!("scaling: not every node was heard after reconnecting; publishing anyway");
                     break;
                 }
-                payload = self.messages.next_message() => receive(state, bus, &payload?),
+                payload = self.messages.next_message() => {
+                    let payload = payload?;
+                    stats.received.add(1);
+                    receive(state, bus, &payload);
+                }
             }
         }
         Ok(())
@@ -238,6 +261,7 @@ impl Link<'_> {
         seq: &mut Seq,
     ) -> Result<(), String> {
         let (state, bus) = (self.state, self.bus);
+        let stats = &state.stats.redis;
         let channel = bus.settings.channel.as_str();
         // Peers' beats were not read while we were away (those silent for the peer timeout
         // were dropped meanwhile); their state answers our hello.
@@ -246,7 +270,7 @@ impl Link<'_> {
         let publisher = &mut self.publisher;
         // What a lost connection left unconfirmed goes first, in order.
         if !batch.is_empty() {
-            publish(publisher, channel, batch).await?;
+            publish(publisher, channel, batch, stats).await?;
             batch.clear();
         }
         // Our state, behind whatever waits in the outbox, so that the others apply our older
@@ -273,18 +297,20 @@ impl Link<'_> {
                             if batch.is_empty() {
                                 break;
                             }
-                            publish(publisher, channel, batch).await?;
+                            publish(publisher, channel, batch, stats).await?;
                             batch.clear();
                         }
                         let bye = seq.wrap(bus, &encode(&Msg::Bye));
-                        publish(publisher, channel, &[bye]).await
+                        publish(publisher, channel, &[bye], stats).await
                     };
                     let _ = tokio::time::timeout(Duration::from_secs(1), farewell).await;
                     return Ok(());
                 }
                 payload = self.messages.next_message() => {
                     last_heard = Instant::now();
-                    receive(state, bus, &payload?);
+                    let payload = payload?;
+                    stats.received.add(1);
+                    receive(state, bus, &payload);
                 }
                 n = outbox.recv_many(&mut incoming, BATCH) => {
                     if n == 0 {
@@ -295,7 +321,7 @@ impl Link<'_> {
                         batch.push(seq.wrap(bus, &text));
                     }
                     // On failure the batch stays for the next connection.
-                    publish(publisher, channel, batch).await?;
+                    publish(publisher, channel, batch, stats).await?;
                     batch.clear();
                 }
                 _ = beat.tick() => {
@@ -303,7 +329,7 @@ impl Link<'_> {
                         return Err(format!("nothing heard for {:?}", peer_timeout));
                     }
                     let beat = seq.wrap(bus, &encode(&Msg::Beat));
-                    publish(publisher, channel, &[beat]).await?;
+                    publish(publisher, channel, &[beat], stats).await?;
                     // What was held back this beat (`bus::Gate`), and our state when something
                     // for the others was dropped.
                     let (hello, owed_state) = bus.due();

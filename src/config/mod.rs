@@ -67,6 +67,28 @@ pub struct Config {
     pub scaling: Option<Scaling>,
     /// Settings that were taken but are probably not what was meant, for the startup log.
     pub warnings: Vec<String>,
+    /// Prometheus metrics: where they are served, if anywhere.
+    pub metrics: Metrics,
+    /// How log lines are written.
+    pub log_format: LogFormat,
+}
+
+/// Where `/metrics` is served (`RESOUND_METRICS_ENABLED`, `RESOUND_METRICS_ADDR`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Metrics {
+    Off,
+    /// At `{path}/metrics` on the main listener.
+    MainPort,
+    /// On a listener of its own at this `HOST:PORT`, and not on the main port.
+    Own(String),
+}
+
+/// `RESOUND_LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 impl Default for Config {
@@ -174,6 +196,33 @@ fn from_layers(primary: &Layers, more_apps: &[Layer]) -> Result<Config, ConfigEr
         dev_app,
         scaling,
         warnings,
+        metrics: metrics(l)?,
+        log_format: l.parse("RESOUND_LOG_FORMAT", "text or json", |v| {
+            match v.to_ascii_lowercase().as_str() {
+                "text" => Some(LogFormat::Text),
+                "json" => Some(LogFormat::Json),
+                _ => None,
+            }
+        })?,
+    })
+}
+
+/// `RESOUND_METRICS_ADDR` (a `HOST:PORT`, which turns metrics on) or else
+/// `RESOUND_METRICS_ENABLED`.
+fn metrics(l: &Layers) -> Result<Metrics, ConfigError> {
+    let addr = l.parse_opt(
+        "RESOUND_METRICS_ADDR",
+        "HOST:PORT, e.g. 127.0.0.1:9100",
+        |v| {
+            let (host, port) = v.trim().rsplit_once(':')?;
+            port.parse::<u16>().ok()?;
+            (!host.is_empty()).then(|| v.trim().to_owned())
+        },
+    )?;
+    Ok(match addr {
+        Some(addr) => Metrics::Own(addr),
+        None if l.boolean("RESOUND_METRICS_ENABLED")? => Metrics::MainPort,
+        None => Metrics::Off,
     })
 }
 

@@ -126,11 +126,14 @@ impl ConnectionHandle {
                 && limits.budget.must_drop(st.bytes + len, len));
         if full {
             drop(st);
-            self.close(CloseReason::bare(
+            limits.stats.frames_dropped.add(1);
+            if self.close_first(CloseReason::bare(
                 SLOW_CONSUMER,
                 "Client too slow: outbound queue full",
                 false,
-            ));
+            )) {
+                limits.stats.slow_consumers.add(1);
+            }
             return Pushed::Done;
         }
         st.push(out);
@@ -157,7 +160,7 @@ impl ConnectionHandle {
         if st.sealed || (st.parked && !claimed) {
             return;
         }
-        let written = st.write_to(socket);
+        let written = st.write_to(socket, &self.0.limits.stats);
         st.settle(&self.0.limits.budget);
         match written {
             Ok(true) => st.parked = false,
@@ -197,10 +200,17 @@ impl ConnectionHandle {
 
     /// Asks the writer to end the connection. The first reason wins.
     pub(crate) fn close(&self, reason: CloseReason) {
-        if self.0.reason.set(reason).is_ok() {
+        self.close_first(reason);
+    }
+
+    /// [`Self::close`]; true when `reason` was the first (it is the one the client gets).
+    fn close_first(&self, reason: CloseReason) -> bool {
+        let first = self.0.reason.set(reason).is_ok();
+        if first {
             self.0.session.wake();
             self.0.parked.notify_one();
         }
+        first
     }
 
     /// Resolves once [`Self::close`] was called. Cancel-safe; for one waiter (the session).
@@ -248,7 +258,7 @@ impl ConnectionHandle {
             return Ok(true);
         };
         let mut st = self.0.out.lock();
-        let drained = st.write_to(socket);
+        let drained = st.write_to(socket, &self.0.limits.stats);
         st.settle(&self.0.limits.budget);
         let drained = drained?;
         st.parked = !drained;
@@ -264,7 +274,8 @@ impl ConnectionHandle {
             return;
         }
         if !reason.is_some_and(|r| r.flush_queue) {
-            st.drop_unstarted();
+            let dropped = st.drop_unstarted();
+            self.0.limits.stats.frames_dropped.add(dropped as u64);
         }
         if let Some(text) = reason.and_then(|r| r.last_frame.clone()) {
             st.push(Outgoing::text_bytes(Bytes::from(text)));

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::stats::AppStats;
 
 /// Backlogs up to this size are not charged to the budget: a connection that is keeping up
 /// drains its queue in the same call that filled it, and touching the shared counter for
@@ -77,14 +78,22 @@ pub(crate) struct OutboundLimits {
     /// Most bytes queued (a single frame bigger than this still goes to an idle connection).
     pub(crate) bytes: usize,
     pub(crate) budget: Arc<Budget>,
+    /// Where the connection counts what it writes and drops (its app's counters).
+    pub(crate) stats: Arc<AppStats>,
 }
 
 impl OutboundLimits {
+    /// These limits, counting into `stats` (the connection's app).
+    pub(crate) fn counted(self, stats: Arc<AppStats>) -> OutboundLimits {
+        OutboundLimits { stats, ..self }
+    }
+
     pub(crate) fn from_config(config: &Config) -> OutboundLimits {
         OutboundLimits {
             frames: config.outbound_queue,
             bytes: config.outbound_bytes,
             budget: Arc::new(Budget::new(config.outbound_budget)),
+            stats: Arc::default(),
         }
     }
 
@@ -95,6 +104,7 @@ impl OutboundLimits {
             frames,
             bytes: usize::MAX,
             budget: Arc::new(Budget::new(0)),
+            stats: Arc::default(),
         }
     }
 }

@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::limits::{Budget, UNCHARGED};
+use crate::stats::AppStats;
 
 /// Queue slots an idle connection keeps allocated.
 const KEEP_SLOTS: usize = 16;
@@ -99,11 +100,13 @@ impl Outbound {
     }
 
     /// Drops the frames not yet started (a partly written one is kept: the client would
-    /// otherwise read garbage).
-    pub(super) fn drop_unstarted(&mut self) {
+    /// otherwise read garbage); returns how many.
+    pub(super) fn drop_unstarted(&mut self) -> usize {
         let keep = usize::from(self.front_written > 0);
+        let dropped = self.queue.len().saturating_sub(keep);
         self.queue.truncate(keep);
         self.bytes = self.queue.iter().map(Outgoing::len).sum::<usize>() - self.front_written;
+        dropped
     }
 
     /// Brings the budget's charge for this queue up to date: a backlog beyond
@@ -121,8 +124,23 @@ impl Outbound {
     }
 
     /// Writes queued frames until the queue is empty (`Ok(true)`) or the socket would block
-    /// (`Ok(false)`). Partial writes resume at the exact byte where they stopped.
-    pub(super) fn write_to(&mut self, socket: &OwnedWriteHalf) -> io::Result<bool> {
+    /// (`Ok(false)`). Partial writes resume at the exact byte where they stopped. What was
+    /// written is counted in `stats` once per call (frames when complete).
+    pub(super) fn write_to(
+        &mut self,
+        socket: &OwnedWriteHalf,
+        stats: &AppStats,
+    ) -> io::Result<bool> {
+        let mut sent = (0, 0);
+        let result = self.write_some(socket, &mut sent);
+        if sent.1 > 0 {
+            stats.sent.add(sent.0, sent.1);
+        }
+        result
+    }
+
+    /// [`Self::write_to`], adding the frames completed and the bytes written to `sent`.
+    fn write_some(&mut self, socket: &OwnedWriteHalf, sent: &mut (u64, u64)) -> io::Result<bool> {
         while !self.queue.is_empty() {
             let written = {
                 let mut slices = [IoSlice::new(&[]); FRAMES_PER_WRITE * 2];
@@ -161,6 +179,7 @@ impl Outbound {
                 }
             };
             self.bytes -= written;
+            sent.1 += written as u64;
             let mut left = written + self.front_written;
             self.front_written = 0;
             while let Some(front) = self.queue.front() {
@@ -170,6 +189,7 @@ impl Outbound {
                 }
                 left -= front.len();
                 self.queue.pop_front();
+                sent.0 += 1;
             }
         }
         // A burst may have grown the queue to `capacity` slots; an idle connection keeps few.

@@ -68,7 +68,7 @@ pub(crate) async fn run(
     slot: ConnectionSlot,
 ) {
     let (read, write) = tcp.into_split();
-    let limits = state.outbound.clone();
+    let limits = state.outbound.clone().counted(app.stats.clone());
     let handle = app.register(|id| ConnectionHandle::new(id, limits, Some(write)));
     let inbound = Inbound::new(prefix, read, handle.clone());
     let mut stream = WebSocketStream::from_raw_socket(inbound, Role::Server, Some(config)).await;
@@ -242,6 +242,7 @@ impl Session {
 
     /// Handles one text frame; false when the connection must end.
     fn on_text(&mut self, text: &str) -> bool {
+        self.app.stats.received.add(1, text.len() as u64);
         if let Some(limit) = self.app.app.rate_limit.clone() {
             if !self.within_rate(&limit) {
                 if limit.terminate {
@@ -299,7 +300,13 @@ impl Session {
                 event,
                 channel,
                 data,
-            } => self.client_event(&event, &channel, data)?,
+            } => {
+                let relayed = self.client_event(&event, &channel, data);
+                if relayed.is_err() {
+                    self.app.stats.client_events_refused.add(1);
+                }
+                relayed?
+            }
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -25,8 +26,10 @@ use tracing::debug;
 use error::{json_response, ApiError};
 use signature::parse_query;
 
+use crate::config::Metrics;
 use crate::connection::Pending;
 use crate::state::{AppRuntime, State};
+use crate::stats::{ApiStats, Endpoint};
 
 /// Time allowed for a request body to arrive once the headers are read.
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -51,6 +54,17 @@ pub(crate) async fn handle(
         }
     };
     Ok(resp)
+}
+
+/// Prometheus' text exposition format.
+pub(crate) fn metrics_response(text: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .header(
+            hyper::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+        .body(Full::new(Bytes::from(text)))
+        .expect("a valid response")
 }
 
 fn ok(body: Value) -> Result<Response<Full<Bytes>>, ApiError> {
@@ -218,29 +232,77 @@ async fn route(
             websocket::upgrade(state, key, req)
         }
         ["apps", app_id, tail @ ..] => {
-            let app = state
-                .app_by_id(app_id)
-                .ok_or_else(|| {
+            let started = Instant::now();
+            let unmatched = &state.stats.api_unmatched;
+            let app = counted(unmatched, tail, started, || {
+                state.app_by_id(app_id).cloned().ok_or_else(|| {
                     ApiError::not_found(format!("No matching application for ID [{app_id}]."))
-                })?
-                .clone();
-            api_call(state, &app, tail, req, target).await
+                })
+            })?;
+            timed(
+                &app.stats.api,
+                tail,
+                started,
+                api_call(state, &app, tail, req, target),
+            )
+            .await
         }
         // The Python SDK's terminate path has no app id: the app is found by its key.
         ["users", _, "terminate_connections"] => {
+            let started = Instant::now();
+            let unmatched = &state.stats.api_unmatched;
             let params = parse_query(query);
-            let key = signature::param(&params, "auth_key")
-                .ok_or_else(|| ApiError::unauthorized("Missing auth_key"))?;
-            let app = state
-                .app_by_key(key)
-                .ok_or_else(|| {
+            let app = counted(unmatched, &seg, started, || {
+                let key = signature::param(&params, "auth_key")
+                    .ok_or_else(|| ApiError::unauthorized("Missing auth_key"))?;
+                state.app_by_key(key).cloned().ok_or_else(|| {
                     ApiError::not_found(format!("No matching application for key [{key}]."))
-                })?
-                .clone();
-            api_call(state, &app, &seg, req, target).await
+                })
+            })?;
+            timed(
+                &app.stats.api,
+                &seg,
+                started,
+                api_call(state, &app, &seg, req, target),
+            )
+            .await
+        }
+        ["metrics"] if state.config.metrics == Metrics::MainPort => {
+            only(&method, Method::GET, "GET")?;
+            let text = state
+                .scrape()
+                .ok_or_else(|| ApiError::not_found("Not found."))?;
+            Ok(metrics_response(text))
         }
         _ => Err(ApiError::not_found("Not found.")),
     }
+}
+
+/// `find`'s answer; an error is counted in `stats` as a request to `tail` (answered with its
+/// status, `started` ago).
+fn counted<T>(
+    stats: &ApiStats,
+    tail: &[&str],
+    started: Instant,
+    find: impl FnOnce() -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    find().inspect_err(|e| stats.record(Endpoint::of(tail), e.status.as_u16(), started.elapsed()))
+}
+
+/// `answer`, counted in `stats` as a request to `tail` with its status and latency.
+async fn timed(
+    stats: &ApiStats,
+    tail: &[&str],
+    started: Instant,
+    answer: impl Future<Output = Result<Response<Full<Bytes>>, ApiError>>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let answer = answer.await;
+    let status = match &answer {
+        Ok(resp) => resp.status(),
+        Err(e) => e.status,
+    };
+    stats.record(Endpoint::of(tail), status.as_u16(), started.elapsed());
+    answer
 }
 
 /// The path without the server's `prefix`, and its segments percent-decoded; not found

@@ -1,0 +1,160 @@
+//! Prometheus metrics, a plugin (`RESOUND_METRICS_ENABLED`, `RESOUND_METRICS_ADDR`). It
+//! counts what the seam reports (connections, subscriptions, occupied channels, client and
+//! API events) as a [`Listener`], and at scrape time reads the counters the core keeps for
+//! what the seam does not carry (`crate::stats`: traffic, HTTP API, slow consumers, the Redis
+//! link) and the process's own figures from `/proc`. Rendered by hand in the text exposition
+//! format (`render.rs`): each family is a few lines over atomics, so counting costs the core
+//! a relaxed add and nothing else, and no registry or lock sits on the reporting path.
+//!
+//! Served at `{path}/metrics` on the main port, or on a listener of its own (`serve.rs`).
+//! docs/metrics.md lists every metric.
+
+mod process;
+mod render;
+mod serve;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use crate::channel::ChannelKind;
+use crate::config::{Config, Metrics};
+use crate::hooks::{Activity, Listener};
+use crate::state::{Plugins, Scrape, State};
+use crate::stats::Counter;
+
+/// Channel kinds as labelled, each channel in the first that applies (so a
+/// `private-encrypted-cache-` channel is `encrypted`, a `presence-cache-` one `presence`,
+/// and `cache` is the public `cache-` channels).
+pub(crate) const KINDS: [&str; 6] = [
+    "public",
+    "private",
+    "presence",
+    "encrypted",
+    "cache",
+    "server_to_user",
+];
+
+fn kind_of(channel: &str) -> usize {
+    let k = ChannelKind::from_name(channel);
+    if k.encrypted {
+        3
+    } else if k.presence {
+        2
+    } else if k.private {
+        1
+    } else if k.cache {
+        4
+    } else if k.server_to_user {
+        5
+    } else {
+        0
+    }
+}
+
+/// The close codes counted on their own; others are counted as `other`, and a connection
+/// closed without a code (the client closed first, or the socket failed) as `none`.
+pub(crate) const CLOSE_CODES: [u16; 11] = [
+    1009, 4001, 4003, 4004, 4007, 4009, 4100, 4200, 4201, 4202, 4301,
+];
+
+/// What one app's activities added up to.
+#[derive(Default)]
+pub(crate) struct AppCounts {
+    opened: Counter,
+    /// By [`CLOSE_CODES`], then `none`, then `other`.
+    closed: [Counter; CLOSE_CODES.len() + 2],
+    /// By [`KINDS`].
+    subscriptions: [AtomicI64; KINDS.len()],
+    subscribed: [Counter; KINDS.len()],
+    occupied: [AtomicI64; KINDS.len()],
+    client_events: Counter,
+    api_events: Counter,
+}
+
+impl AppCounts {
+    fn closed_slot(code: Option<u16>) -> usize {
+        match code {
+            None => CLOSE_CODES.len(),
+            Some(c) => CLOSE_CODES
+                .iter()
+                .position(|&x| x == c)
+                .unwrap_or(CLOSE_CODES.len() + 1),
+        }
+    }
+
+    fn hear(&self, activity: &Activity<'_>) {
+        match activity {
+            Activity::ConnectionOpened { .. } => self.opened.add(1),
+            Activity::ConnectionClosed { code, .. } => {
+                self.closed[Self::closed_slot(*code)].add(1);
+            }
+            Activity::Subscribed { channel, .. } => {
+                let k = kind_of(channel);
+                self.subscriptions[k].fetch_add(1, Relaxed);
+                self.subscribed[k].add(1);
+            }
+            Activity::Unsubscribed { channel, .. } => {
+                self.subscriptions[kind_of(channel)].fetch_sub(1, Relaxed);
+            }
+            Activity::ChannelOccupied { channel } => {
+                self.occupied[kind_of(channel)].fetch_add(1, Relaxed);
+            }
+            Activity::ChannelVacated { channel } => {
+                self.occupied[kind_of(channel)].fetch_sub(1, Relaxed);
+            }
+            Activity::ClientEvent { .. } => self.client_events.add(1),
+            Activity::ApiEvent { channels, .. } => self.api_events.add(channels.len() as u64),
+            _ => {}
+        }
+    }
+}
+
+/// The plugin: a listener with a counter set per configured app (fixed at startup, so it is
+/// read without a lock), and the renderer.
+pub(crate) struct Plugin {
+    apps: HashMap<String, AppCounts>,
+}
+
+impl Listener for Plugin {
+    fn on(&self, app_id: &str, activity: &Activity<'_>) {
+        if let Some(counts) = self.apps.get(app_id) {
+            counts.hear(activity);
+        }
+    }
+}
+
+impl Scrape for Plugin {
+    fn scrape(&self, state: &State) -> String {
+        render::render(self, state)
+    }
+}
+
+/// Plugs the metrics into `plugins` as `config` asks: a listener, and the renderer on the main
+/// port or on a listener of its own, bound now (so a taken port fails at startup).
+pub(crate) fn plug(config: &Config, plugins: &mut Plugins) -> Result<(), String> {
+    let own = match &config.metrics {
+        Metrics::Off => return Ok(()),
+        Metrics::MainPort => None,
+        Metrics::Own(addr) => Some(
+            std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?,
+        ),
+    };
+    let plugin = Arc::new(Plugin {
+        apps: config
+            .apps
+            .iter()
+            .map(|a| (a.id.clone(), AppCounts::default()))
+            .collect(),
+    });
+    plugins.listeners.push(plugin.clone());
+    match own {
+        None => plugins.scrape = Some(plugin),
+        Some(listener) => plugins.background.push(Box::new(move |state| {
+            Box::pin(serve::run(listener, plugin, state))
+        })),
+    }
+    Ok(())
+}
