@@ -9,6 +9,7 @@ mod cli;
 mod client_events;
 mod connect;
 mod http_api;
+mod metrics;
 mod presence;
 mod robustness;
 mod scaling;

@@ -13,18 +13,18 @@ use serde_json::{json, Value};
 use crate::support::*;
 
 /// A `redis-server` on a free loopback port, killed when dropped.
-struct Redis {
-    port: u16,
+pub(crate) struct Redis {
+    pub(crate) port: u16,
     child: Child,
 }
 
 impl Redis {
-    async fn start() -> Redis {
+    pub(crate) async fn start() -> Redis {
         let port = free_port();
         Redis::start_on(port).await
     }
 
-    async fn start_on(port: u16) -> Redis {
+    pub(crate) async fn start_on(port: u16) -> Redis {
         Redis::start_with(port, &[]).await
     }
 
@@ -72,7 +72,7 @@ impl Drop for Redis {
     }
 }
 
-fn node_config(redis_port: u16, channel: &str) -> resound::Config {
+pub(crate) fn node_config(redis_port: u16, channel: &str) -> resound::Config {
     node_config_url(&format!("redis://127.0.0.1:{redis_port}/0"), channel)
 }
 

@@ -18,6 +18,8 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod prom;
+
 pub const APP_ID: &str = "558412";
 pub const KEY: &str = "q7h2x9v4m1n8b3c6z5k0";
 pub const SECRET: &str = "w3e8r1t6y9u4i2o7p5a0";
