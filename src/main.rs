@@ -1,5 +1,7 @@
 //! The `resound` binary: read the configuration, set up logging, bind, serve until a signal.
 
+mod json_log;
+
 use std::process::ExitCode;
 
 use resound::config::{self, LogFormat, DEV_APP};
@@ -34,13 +36,11 @@ fn main() -> ExitCode {
         LogFormat::Text => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
-        // One object a line: the event's fields at the top level, the connection's
-        // (`socket_id`, `app_id`) under `span`.
+        // One object a line, the connection's fields (`socket_id`, `app_id`) beside the
+        // event's (see json_log.rs).
         LogFormat::Json => logs
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(json_log::JsonLines)
             .init(),
     }
     for warning in &config.warnings {

@@ -21,7 +21,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 use serde_json::Value;
-use tracing::debug;
+use tracing::{debug, Instrument};
 
 use error::{json_response, ApiError};
 use signature::parse_query;
@@ -43,7 +43,11 @@ pub(crate) async fn handle(
     // only: the query holds the request's signature.
     let (method, uri) = (req.method().clone(), req.uri().clone());
     let path = uri.path();
-    let resp = match route(req, &state).await {
+    // A debug span (free unless debug logging is on); an API request records its app in it.
+    let span = tracing::debug_span!("request", app_id = tracing::field::Empty);
+    let routed = route(req, &state).instrument(span.clone()).await;
+    let _in_span = span.enter();
+    let resp = match routed {
         Ok(resp) => {
             debug!(%method, path, status = resp.status().as_u16(), "request");
             resp
@@ -99,6 +103,7 @@ async fn api_call<'a>(
     target: Target<'a>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let method = req.method().clone();
+    tracing::Span::current().record("app_id", app.app.id.as_str());
     api_method(&method, tail)?;
     let params = verify_query(state, app, &method, &target)?;
     // A timer only for a body still on its way: most arrive with their head.

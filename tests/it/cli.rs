@@ -341,3 +341,145 @@ async fn debug_logs_carry_no_secrets_or_data() {
         assert!(log.contains(expected), "no {expected:?} in the log:\n{log}");
     }
 }
+
+/// `--log-format json` with `--debug`: every stderr line is one JSON object, a connection's
+/// lines carry `socket_id` and `app_id` (and `channel` where one applies), API requests
+/// carry `app_id`, and no secret, signature, user data or event data is in any line.
+#[tokio::test]
+async fn json_logs_are_one_object_a_line_with_fields_and_no_secrets() {
+    use crate::support::{channel_auth, Api, Client, APP_ID, KEY, SECRET, WAIT};
+    use serde_json::{json, Value};
+
+    let dir = tmpdir("json");
+    let port = free_port();
+    let mut child = clean_command(dir.path())
+        .env_remove("RUST_LOG")
+        .env("RESOUND_LOG_FORMAT", "json")
+        .args([
+            "--debug",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
+        .args(["--app-id", APP_ID, "--app-key", KEY, "--app-secret", SECRET])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        BufReader::new(stderr).read_to_string(&mut text).unwrap();
+        text
+    });
+    wait_for_line(&mut child, "listening");
+    let connect = async || {
+        let url = format!("ws://127.0.0.1:{port}/app/{KEY}?protocol=7");
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let mut c = Client {
+            ws,
+            socket_id: String::new(),
+        };
+        let data: Value = serde_json::from_str(c.recv().await["data"].as_str().unwrap()).unwrap();
+        c.socket_id = data["socket_id"].as_str().unwrap().to_owned();
+        c
+    };
+    let (mut a, mut b) = (connect().await, connect().await);
+    let mut secrets = vec![SECRET.to_owned()];
+    for c in [&mut a, &mut b] {
+        let token = channel_auth(&c.socket_id, "private-room", None);
+        c.subscribe_signed("private-room", None).await;
+        secrets.push(token.split_once(':').unwrap().1.to_owned());
+    }
+    let channel_data = r#"{"user_id":"7","user_info":{"email":"carol.secret@example.com"}}"#;
+    let token = channel_auth(&a.socket_id, "presence-room", Some(channel_data));
+    a.subscribe_signed("presence-room", Some(channel_data))
+        .await;
+    secrets.extend([
+        token.split_once(':').unwrap().1.to_owned(),
+        "carol.secret@example.com".to_owned(),
+    ]);
+    a.send(json!({"event":"client-typing","channel":"private-room","data":{"draft":"json-whisper-3j9d"}}))
+        .await;
+    assert_eq!(b.recv().await["event"], "client-typing");
+    secrets.push("json-whisper-3j9d".to_owned());
+    let api = Api {
+        addr: ([127, 0, 0, 1], port).into(),
+        app_id: APP_ID.into(),
+        key: KEY.into(),
+        secret: SECRET.into(),
+        prefix: String::new(),
+    };
+    let body = json!({"name":"e","data":"json-api-data-8h1x","channel":"private-room"}).to_string();
+    let path = format!("/apps/{APP_ID}/events");
+    let query = api.signed_query("POST", &path, &[], &body, crate::support::now());
+    let sent = api.raw("POST", &format!("{path}?{query}"), &body).await;
+    assert_eq!(sent.status, 200);
+    assert_eq!(b.recv().await["data"], "json-api-data-8h1x");
+    let forged = query.replace("auth_signature=", "auth_signature=0ddba11");
+    let refused = api.raw("POST", &format!("{path}?{forged}"), &body).await;
+    assert_eq!(refused.status, 401);
+    let signature = query.rsplit_once("auth_signature=").unwrap().1;
+    secrets.extend([
+        "json-api-data-8h1x".to_owned(),
+        signature.to_owned(),
+        format!("0ddba11{signature}"),
+    ]);
+
+    let _ = tokio::time::timeout(WAIT, a.ws.close(None)).await;
+    assert_eq!(terminate(&mut child), 0);
+    let log = log.join().unwrap();
+    for secret in &secrets {
+        assert!(
+            !log.contains(secret.as_str()),
+            "{secret:?} is in the log:\n{log}"
+        );
+    }
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|line| match serde_json::from_str(line) {
+            Ok(o @ Value::Object(_)) => o,
+            _ => panic!("not a JSON object: {line:?}"),
+        })
+        .collect();
+    assert!(lines.len() > 10, "{log}");
+    for line in &lines {
+        for key in ["timestamp", "level", "message"] {
+            assert!(line.get(key).is_some(), "no {key} in {line:?}");
+        }
+    }
+    let with = |message: &str, keys: &[&str]| {
+        lines.iter().any(|l| {
+            l["message"] == message && keys.iter().all(|k| l.get(*k).is_some_and(|v| !v.is_null()))
+        })
+    };
+    assert!(
+        with("received", &["socket_id", "app_id", "channel", "event"]),
+        "a received frame with its connection and channel:\n{log}"
+    );
+    assert!(
+        lines.iter().any(|l| l["message"] == "subscribed"
+            && l["channel"] == "presence-room"
+            && l["socket_id"] == a.socket_id.as_str()
+            && l["app_id"] == APP_ID),
+        "{log}"
+    );
+    assert!(
+        with("client event relayed", &["socket_id", "app_id", "channel"]),
+        "{log}"
+    );
+    assert!(
+        lines.iter().any(|l| l["message"] == "request"
+            && l["app_id"] == APP_ID
+            && l["status"] == 200
+            && l["path"] == path.as_str()),
+        "an API request with its app:\n{log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "request failed" && l["status"] == 401),
+        "{log}"
+    );
+}

@@ -119,7 +119,10 @@ async fn counts_move_with_connections_subscriptions_triggers_and_whispers() {
         Some(1.0)
     );
     assert!(s.value("resound_http_request_duration_seconds_sum", &timed) > 0.0);
-    assert_eq!(s.types["resound_http_request_duration_seconds"], "histogram");
+    assert_eq!(
+        s.types["resound_http_request_duration_seconds"],
+        "histogram"
+    );
     assert_eq!(s.types["resound_connections"], "gauge");
     assert_eq!(s.value("resound_api_events_total", &[APP]), 1.0);
     assert!(s.value("resound_sent_bytes_total", &[APP]) >= sent_before + 500.0);
