@@ -7,6 +7,7 @@
 #
 #   bench/run.sh                  # every scenario, 3 runs each
 #   RUNS=1 bench/run.sh fanout-100 trigger
+#   RESOUND_METRICS_ENABLED=true bench/run.sh fanout-flat whisper   # with /metrics on
 #
 # Scenarios: idle fanout-100 fanout-flat channels trigger whisper, and on request
 # fanout-flat-4 and fanout-flat-1 (flat out with 4 or 1 publishers instead of 16) and floor (no server: the kernel's
@@ -35,7 +36,7 @@ start_server() {
   env -i PATH="$PATH" REVERB_SERVER_HOST=127.0.0.1 REVERB_SERVER_PORT="$port" \
     REVERB_APP_ID=558412 REVERB_APP_KEY=q7h2x9v4m1n8b3c6z5k0 REVERB_APP_SECRET=w3e8r1t6y9u4i2o7p5a0 \
     REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM=members REVERB_MAX_REQUEST_SIZE=100000 \
-    RESOUND_WORKERS="${RESOUND_WORKERS:-0}" "${SCALING[@]}" \
+    RESOUND_WORKERS="${RESOUND_WORKERS:-0}" RESOUND_METRICS_ENABLED="${RESOUND_METRICS_ENABLED:-false}" "${SCALING[@]}" \
     "$bin/resound" >>"$log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do

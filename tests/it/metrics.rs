@@ -347,3 +347,42 @@ async fn the_redis_link_is_counted_when_scaling() {
             >= 1.0
     );
 }
+
+/// docs/metrics.md names every family a scrape has, and the Grafana dashboard uses only
+/// metrics that exist.
+#[tokio::test]
+async fn every_metric_is_documented_and_the_dashboard_uses_real_ones() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/metrics.md")).unwrap();
+    let server = TestServer::start_with(with_metrics(Metrics::MainPort)).await;
+    server.http().trigger(&["x"], "e", "1", None).await;
+    let s = metrics_of(&server).await;
+    let mut families: Vec<&String> = s.types.keys().collect();
+    families.sort();
+    for family in &families {
+        assert!(
+            doc.contains(&format!("`{family}`")),
+            "{family} is not in docs/metrics.md"
+        );
+    }
+    let dashboard = std::fs::read_to_string(root.join("docs/grafana-dashboard.json")).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&dashboard).expect("valid JSON");
+    assert!(!parsed["panels"].as_array().unwrap().is_empty());
+    let mut used = 0;
+    for (i, _) in dashboard.match_indices("resound_") {
+        let name: String = dashboard[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let base = name.strip_suffix("_bucket").unwrap_or(&name);
+        if name == "resound_" || base.starts_with("resound_overview") {
+            continue;
+        }
+        assert!(
+            doc.contains(&format!("`{base}`")),
+            "the dashboard uses {name}, undocumented"
+        );
+        used += 1;
+    }
+    assert!(used > 15, "{used}");
+}
