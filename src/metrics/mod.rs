@@ -158,3 +158,29 @@ pub(crate) fn plug(config: &Config, plugins: &mut Plugins) -> Result<(), String>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_count_in_the_first_kind_that_applies() {
+        let kind = |name| KINDS[kind_of(name)];
+        assert_eq!(kind("news"), "public");
+        assert_eq!(kind("private-chat"), "private");
+        assert_eq!(kind("private-cache-chat"), "private");
+        assert_eq!(kind("presence-room"), "presence");
+        assert_eq!(kind("presence-cache-room"), "presence");
+        assert_eq!(kind("private-encrypted-x"), "encrypted");
+        assert_eq!(kind("private-encrypted-cache-x"), "encrypted");
+        assert_eq!(kind("cache-prices"), "cache");
+        assert_eq!(kind("#server-to-user-42"), "server_to_user");
+    }
+
+    #[test]
+    fn closes_are_counted_by_code_with_none_and_other() {
+        assert_eq!(CLOSE_CODES[AppCounts::closed_slot(Some(4100))], 4100);
+        assert_eq!(AppCounts::closed_slot(None), CLOSE_CODES.len());
+        assert_eq!(AppCounts::closed_slot(Some(3999)), CLOSE_CODES.len() + 1);
+    }
+}
