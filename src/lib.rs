@@ -11,6 +11,8 @@
 //!   cluster-wide questions through it; listeners are plugged in at startup (`server::state`);
 //! - `cluster` is one such plugin: it shares events, presence and queries with other nodes
 //!   over Redis pub/sub when scaling is enabled. Nothing in the core imports it;
+//! - `metrics` is another: Prometheus metrics, from what the seam reports and from the
+//!   counters the core keeps in `stats` (traffic, HTTP API, slow consumers, the Redis link);
 //! - `protocol` and `auth` are pure: message shapes, names, errors and signatures;
 //! - `config` and `apps` read and validate settings once, before anything binds.
 //!
