@@ -9,6 +9,7 @@ mod cli;
 mod client_events;
 mod connect;
 mod drain;
+mod health;
 mod http_api;
 mod presence;
 mod robustness;
