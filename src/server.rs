@@ -142,6 +142,9 @@ pub async fn bind(addr: &str, reuse_port: bool) -> std::io::Result<TcpListener> 
 
 /// Accept queue length asked for (the kernel caps it at `net.core.somaxconn`).
 const LISTEN_BACKLOG: u32 = 4096;
+/// How long an HTTP connection open at shutdown has to send a request before it counts as
+/// idle and is closed.
+const LATE_REQUEST_GRACE: Duration = Duration::from_millis(250);
 /// How long a client has to complete its TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -181,6 +184,15 @@ where
     tokio::select! {
         _ = conn.as_mut() => return,
         _ = state.shutdown.cancelled() => {}
+    }
+    // A connection accepted just before the listener closed may not have sent (or hyper not
+    // yet read) its request: closing it as idle would fail that attempt, so it gets a moment.
+    // A WebSocket upgrade then goes through and is closed with 4200 like the others.
+    if tokio::time::timeout(LATE_REQUEST_GRACE, conn.as_mut())
+        .await
+        .is_ok()
+    {
+        return;
     }
     // Let the request in flight finish; idle keep-alive connections close at once.
     conn.as_mut().graceful_shutdown();
