@@ -14,8 +14,8 @@ use crate::protocol::PusherError;
 use crate::state::State;
 
 /// Closes every connection open now at a random instant in `[start, start + window)`, in
-/// order, then sweeps up any that opened meanwhile. Returns at the end of the window (or
-/// sooner, when the last one is closed before it).
+/// order, then sweeps up any that opened meanwhile. Returns once the last one was told (at
+/// the latest instant drawn, so a little before the end of the window).
 pub(crate) async fn drain(state: &State, start: Instant, window: Duration) {
     let reason = CloseReason::for_error(&PusherError::ShuttingDown);
     let mut schedule: Vec<_> = {
