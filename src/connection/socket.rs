@@ -171,58 +171,53 @@ impl AsyncRead for ReadSide {
     }
 }
 
-/// Bytes read from the TCP socket per step.
-const READ_CHUNK: usize = 16 * 1024;
+/// Reads from a `TcpStream` without waiting: `WouldBlock` when nothing has arrived.
+struct TryRead<'a>(&'a TcpStream);
+
+impl Read for TryRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
+    }
+}
 
 impl TlsLink {
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         loop {
-            {
-                let mut conn = self.conn.lock();
-                match conn.reader().read(buf.initialize_unfilled()) {
-                    Ok(n) => {
-                        // 0: the peer's close_notify, the end of the stream.
-                        buf.advance(n);
-                        return Poll::Ready(Ok(()));
-                    }
-                    // The TCP stream ended without close_notify: the end all the same.
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                        return Poll::Ready(Ok(()))
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Poll::Ready(Err(e)),
+            let mut conn = self.conn.lock();
+            match conn.reader().read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    // 0: the peer's close_notify, the end of the stream.
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
                 }
+                // The TCP stream ended without close_notify: the end all the same.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Poll::Ready(Ok(())),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
             }
-            let mut chunk = [0u8; READ_CHUNK];
-            let n = match self.tcp.try_read(&mut chunk) {
-                Ok(n) => n,
+            // No plaintext left: records straight from the socket into rustls, as much as its
+            // buffer takes (0 tells it the stream ended).
+            match conn.read_tls(&mut TryRead(&self.tcp)) {
+                Ok(_) => {
+                    if let Err(e) = conn.process_new_packets() {
+                        // The alert that says why goes out if it can.
+                        let _ = self.send_records(&mut conn);
+                        return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
+                    }
+                    // Replies rustls owes (a key update, say), best effort: the next write
+                    // sends what is left.
+                    let _ = self.send_records(&mut conn);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    drop(conn);
                     match self.tcp.poll_read_ready(cx) {
-                        Poll::Ready(Ok(())) => continue,
+                        Poll::Ready(Ok(())) => {}
                         Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                         Poll::Pending => return Poll::Pending,
                     }
                 }
                 Err(e) => return Poll::Ready(Err(e)),
-            };
-            let mut conn = self.conn.lock();
-            let mut records = &chunk[..n];
-            loop {
-                // Fed whole, one record buffer at a time, each processed before the next;
-                // an empty read (n == 0) tells rustls the stream ended.
-                let fed = conn.read_tls(&mut records)?;
-                if let Err(e) = conn.process_new_packets() {
-                    // The alert that says why goes out if it can.
-                    let _ = self.send_records(&mut conn);
-                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
-                }
-                if fed == 0 || records.is_empty() {
-                    break;
-                }
             }
-            // Replies rustls owes (a key update, say), best effort: the next write sends
-            // what is left.
-            let _ = self.send_records(&mut conn);
         }
     }
 }

@@ -389,3 +389,23 @@ async fn a_backlog_bigger_than_the_socket_buffer_arrives_whole_over_tls() {
         assert_eq!(data.len(), 10_002);
     }
 }
+
+#[tokio::test]
+async fn a_burst_of_client_frames_over_tls_is_read_whole() {
+    // 1,000 pings written at once (about 40 KB, more than rustls buffers as plaintext)
+    // arrive as many TLS records in few reads; each is answered.
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki("test CA");
+    let server =
+        TestServer::start_with(tls_config(dir.path(), &pki, Duration::from_secs(60))).await;
+    let (mut ws, _) = wss(server.addr.port(), &connector(&pki.ca)).await;
+    let ping = json!({"event": "pusher:ping", "data": {}}).to_string();
+    for _ in 0..1000 {
+        ws.feed(Message::text(ping.clone())).await.unwrap();
+    }
+    ws.flush().await.unwrap();
+    for i in 0..1000 {
+        let ev = next_json(&mut ws).await;
+        assert_eq!(ev["event"], "pusher:pong", "answer {i}: {ev}");
+    }
+}
