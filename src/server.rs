@@ -47,9 +47,11 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
             return;
         }
     };
-    if let Some(tls) = &tls {
-        tokio::spawn(tls.clone().watch(state.shutdown.clone()));
-    }
+    match &tls {
+        Some(tls) => tokio::spawn(tls.clone().watch(state.shutdown.clone())),
+        // SIGHUP would otherwise end the process (`systemctl reload` sends it).
+        None => tokio::spawn(crate::tls::no_reload(state.shutdown.clone())),
+    };
     tokio::spawn(housekeeping(state.clone()));
     let background: Vec<_> = state
         .take_background()

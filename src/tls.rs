@@ -123,9 +123,17 @@ impl Tls {
         Ok(())
     }
 
-    /// Reloads on SIGHUP and when the files change, until `stop` is cancelled.
-    pub(crate) async fn watch(self: Arc<Self>, stop: CancellationToken) {
-        let mut hup = hangups();
+    /// Reloads on SIGHUP and when the files change, until `stop` is cancelled. The SIGHUP
+    /// handler is in place when this returns, before the future first runs.
+    pub(crate) fn watch(
+        self: Arc<Self>,
+        stop: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> {
+        let hup = hangups();
+        self.watching(hup, stop)
+    }
+
+    async fn watching(self: Arc<Self>, mut hup: Hangups, stop: CancellationToken) {
         let mut tick = tokio::time::interval(self.files.poll_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut seen = stamp(&self.files);
@@ -152,6 +160,21 @@ impl Tls {
                     reason = why,
                     "TLS reload failed, keeping the previous certificate: {e}"
                 ),
+            }
+        }
+    }
+}
+
+/// Without TLS there is nothing to reload: SIGHUP is logged and ignored (its default action
+/// would end the process), until `stop` is cancelled.
+/// The handler is in place when this returns, before the future first runs.
+pub(crate) fn no_reload(stop: CancellationToken) -> impl std::future::Future<Output = ()> {
+    let mut hup = hangups();
+    async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = next_hangup(&mut hup) => info!("SIGHUP: no TLS certificate to reload"),
             }
         }
     }

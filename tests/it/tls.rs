@@ -409,3 +409,36 @@ async fn a_burst_of_client_frames_over_tls_is_read_whole() {
         assert_eq!(ev["event"], "pusher:pong", "answer {i}: {ev}");
     }
 }
+
+#[test]
+fn sighup_does_not_end_a_server_without_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = command(dir.path())
+        .args(["--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Answering /up means serving, and the handler is set up before the first answer.
+    let up = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(25));
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        use std::io::{Read, Write};
+        let _ = s.write_all(b"GET /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer.starts_with("HTTP/1.1 200")
+    });
+    assert!(up, "the server did not come up");
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    std::thread::sleep(QUIET);
+    let still = child.try_wait().unwrap().is_none();
+    let serving = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(still && serving, "SIGHUP ended the server");
+}
