@@ -442,3 +442,32 @@ fn sighup_does_not_end_a_server_without_tls() {
     let _ = child.wait();
     assert!(still && serving, "SIGHUP ended the server");
 }
+
+#[tokio::test]
+async fn the_drain_closes_tls_clients_with_4200() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki("test CA");
+    let mut server = TestServer::start_with(resound::Config {
+        drain: Duration::from_millis(500),
+        ..tls_config(dir.path(), &pki, Duration::from_secs(60))
+    })
+    .await;
+    let tls = connector(&pki.ca);
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        clients.push(wss(server.addr.port(), &tls).await.0);
+    }
+    let task = server.shutdown();
+    for ws in &mut clients {
+        let ev = next_json(ws).await;
+        assert_eq!(error_of(&ev).0, 4200, "{ev}");
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("close in time")
+        {
+            Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 4200),
+            other => panic!("expected a close frame, saw {other:?}"),
+        }
+    }
+    tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+}
