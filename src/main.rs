@@ -52,6 +52,13 @@ fn main() -> ExitCode {
             .build(),
     }
     .expect("tokio runtime");
+    let tls = match config.tls.as_ref().map(resound::tls::Tls::new).transpose() {
+        Ok(tls) => tls.map(std::sync::Arc::new),
+        Err(e) => {
+            eprintln!("resound: {e}");
+            return ExitCode::from(2);
+        }
+    };
     runtime.block_on(async move {
         let shutdown = resound::shutdown::signal();
         let addr = format!("{}:{}", config.host, config.port);
@@ -96,7 +103,8 @@ fn main() -> ExitCode {
                 s.channel
             );
         }
-        resound::run(listener, config, shutdown).await;
+        let state = resound::server::state(config);
+        resound::server::serve_with(listener, state, tls, shutdown).await;
         println!("resound stopped");
         ExitCode::SUCCESS
     })

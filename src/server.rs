@@ -47,6 +47,18 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
             return;
         }
     };
+    serve_with(listener, state, tls, shutdown).await
+}
+
+/// Like [`serve`], with the TLS acceptor (for `state.config.tls`) built by the caller: the
+/// binary builds it before binding, so that a certificate that went bad since the
+/// configuration was read still stops start-up with exit code 2.
+pub async fn serve_with(
+    listener: TcpListener,
+    state: Arc<State>,
+    tls: Option<Arc<Tls>>,
+    shutdown: impl Future<Output = ()>,
+) {
     match &tls {
         Some(tls) => tokio::spawn(tls.clone().watch(state.shutdown.clone())),
         // SIGHUP would otherwise end the process (`systemctl reload` sends it).
