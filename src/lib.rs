@@ -25,15 +25,18 @@
 pub mod apps;
 pub mod auth;
 pub mod config;
+pub mod health;
 pub mod hooks;
 pub mod server;
 pub mod shutdown;
 pub mod state;
+pub mod tls;
 
 pub(crate) mod channel;
 pub(crate) mod cluster;
 pub(crate) mod connection;
 pub(crate) mod dispatch;
+pub(crate) mod drain;
 pub(crate) mod http;
 pub(crate) mod protocol;
 pub(crate) mod users;

@@ -19,6 +19,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if matches.subcommand_matches("health").is_some() {
+        return health(&config);
+    }
     let level = if config.debug {
         "resound=debug,info"
     } else {
@@ -49,10 +52,17 @@ fn main() -> ExitCode {
             .build(),
     }
     .expect("tokio runtime");
+    let tls = match config.tls.as_ref().map(resound::tls::Tls::new).transpose() {
+        Ok(tls) => tls.map(std::sync::Arc::new),
+        Err(e) => {
+            eprintln!("resound: {e}");
+            return ExitCode::from(2);
+        }
+    };
     runtime.block_on(async move {
         let shutdown = resound::shutdown::signal();
         let addr = format!("{}:{}", config.host, config.port);
-        let listener = match tokio::net::TcpListener::bind(&addr).await {
+        let listener = match resound::server::bind(&addr, config.reuse_port).await {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("resound: cannot listen on {addr}: {e}");
@@ -60,13 +70,17 @@ fn main() -> ExitCode {
             }
         };
         let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
+        let (http, ws) = match config.tls {
+            Some(_) => ("https", "wss"),
+            None => ("http", "ws"),
+        };
         println!(
-            "resound {} listening on http://{local}{}",
+            "resound {} listening on {http}://{local}{}",
             env!("CARGO_PKG_VERSION"),
             config.path
         );
         println!(
-            "  WebSocket: ws://{local}{}/app/{{key}}   HTTP API: http://{local}{}/apps/{{id}}/...",
+            "  WebSocket: {ws}://{local}{}/app/{{key}}   HTTP API: {http}://{local}{}/apps/{{id}}/...",
             config.path, config.path
         );
         if config.dev_app {
@@ -89,8 +103,24 @@ fn main() -> ExitCode {
                 s.channel
             );
         }
-        resound::run(listener, config, shutdown).await;
+        let state = resound::server::state(config);
+        resound::server::serve_with(listener, state, tls, shutdown).await;
         println!("resound stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// `resound health`: exit 0 when the configured server answers `/up` with 200, 1 otherwise.
+fn health(config: &resound::Config) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(resound::health::check(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("resound health: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

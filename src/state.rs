@@ -118,8 +118,9 @@ impl Drop for ConnectionSlot {
 }
 
 /// A task a plugin runs beside the server (the cluster's Redis link, say): started by
-/// `server::serve` with the state, and awaited (briefly) at shutdown before the connections'
-/// own departures are reported.
+/// `server::serve` with the state. At shutdown it is told at the start of the drain
+/// (`State::shutdown` is cancelled before any connection is closed, so the cluster says `bye`
+/// at once) and given until the end of the shutdown timeout to finish.
 pub type Background =
     Box<dyn FnOnce(Arc<State>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 

@@ -42,7 +42,11 @@ pub fn command() -> Command {
                 .long("hostname")
                 .value_name("HOST")
                 .help("Accepted for reverb:start compatibility; unused"),
-        );
+        )
+        .subcommand(Command::new("health").about(
+            "Ask the server this configuration describes for /up (over TLS when configured): \
+             exit 0 when it answers 200, 1 otherwise",
+        ));
     for st in SETTINGS {
         cmd = cmd.arg(setting_arg(st));
     }

@@ -8,6 +8,7 @@
 mod apps;
 mod layers;
 mod redis;
+mod serving;
 mod settings;
 
 use std::path::Path;
@@ -67,6 +68,13 @@ pub struct Config {
     pub scaling: Option<Scaling>,
     /// Settings that were taken but are probably not what was meant, for the startup log.
     pub warnings: Vec<String>,
+    /// TLS in process: the certificate and key files; `None` serves plain HTTP.
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// Shutdown closes the connections spread over this window (bounded by
+    /// `shutdown_timeout`); zero closes them all at once.
+    pub drain: Duration,
+    /// Bind with `SO_REUSEPORT` (a new process can take the port over while this one drains).
+    pub reuse_port: bool,
 }
 
 impl Default for Config {
@@ -174,6 +182,9 @@ fn from_layers(primary: &Layers, more_apps: &[Layer]) -> Result<Config, ConfigEr
         dev_app,
         scaling,
         warnings,
+        tls: self::serving::tls(l)?,
+        drain: self::serving::drain(l)?,
+        reuse_port: l.boolean("RESOUND_REUSE_PORT")?,
     })
 }
 

@@ -157,6 +157,12 @@ pub(super) const SETTINGS: &[Setting] = &[
     server("REDIS_TIMEOUT", "redis-timeout", "redis_timeout", Value("60"), "Seconds allowed to connect to Redis"),
     server("REDIS_SCHEME", "redis-scheme", "redis_scheme", Value("tcp"), "tcp, or tls (also rediss) for Redis over TLS"),
     server("RESOUND_REDIS_CA_FILE", "redis-ca-file", "redis_ca_file", Unset("the system's roots"), "PEM file of the CA certificates to trust for Redis over TLS"),
+    // Serving (issue 16): TLS in process, the drain at shutdown, restarts on a shared port.
+    server("RESOUND_TLS_CERT", "tls-cert", "tls_cert", Unset("none: plain HTTP and ws://"), "PEM file of the TLS certificate chain (server certificate first); with --tls-key serves https:// and wss:// on the port"),
+    server("RESOUND_TLS_KEY", "tls-key", "tls_key", Unset("none"), "PEM file of the TLS certificate's private key"),
+    server("RESOUND_TLS_RELOAD_INTERVAL", "tls-reload-interval", "tls_reload_interval", Value("5"), "Seconds between looks at the TLS files for a renewed certificate (SIGHUP reloads at once), fractions allowed"),
+    server("RESOUND_DRAIN_SECONDS", "drain-seconds", "drain_seconds", Value("10"), "Seconds over which shutdown spreads closing the connections (4200), each at a random instant; 0 = all at once; bounded by the shutdown timeout"),
+    server_bool("RESOUND_REUSE_PORT", "reuse-port", "reuse_port", true, "Bind with SO_REUSEPORT so a new process can take over the port while this one drains"),
     app("REVERB_APP_ID", "app-id", "app_id", Unset("none"), "App id (used in HTTP API paths)"),
     app("REVERB_APP_KEY", "app-key", "key", Unset("none"), "App key (used by clients in /app/{key})"),
     app("REVERB_APP_SECRET", "app-secret", "secret", Unset("none"), "App secret (signs channel auth and API requests)"),

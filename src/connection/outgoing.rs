@@ -8,12 +8,12 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 
 use bytes::Bytes;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::limits::{Budget, UNCHARGED};
+use super::socket::WriteSide;
 
 /// Queue slots an idle connection keeps allocated.
 const KEEP_SLOTS: usize = 16;
@@ -122,7 +122,7 @@ impl Outbound {
 
     /// Writes queued frames until the queue is empty (`Ok(true)`) or the socket would block
     /// (`Ok(false)`). Partial writes resume at the exact byte where they stopped.
-    pub(super) fn write_to(&mut self, socket: &OwnedWriteHalf) -> io::Result<bool> {
+    pub(super) fn write_to(&mut self, socket: &WriteSide) -> io::Result<bool> {
         while !self.queue.is_empty() {
             let written = {
                 let mut slices = [IoSlice::new(&[]); FRAMES_PER_WRITE * 2];
@@ -176,7 +176,8 @@ impl Outbound {
         if self.queue.capacity() > KEEP_SLOTS {
             self.queue.shrink_to(KEEP_SLOTS);
         }
-        Ok(true)
+        // Over TLS, records the kernel did not take yet: the writer task finishes them.
+        socket.flush()
     }
 }
 

@@ -1032,3 +1032,40 @@ async fn what_a_node_queued_while_redis_was_away_reaches_a_node_that_comes_back_
     assert_eq!(v["event"], "queued", "{v}");
     drop(redis);
 }
+
+#[tokio::test]
+async fn a_draining_node_says_bye_at_the_start_of_its_drain() {
+    // With the default 10 s drain, the other node learns at once that this one is going,
+    // while most of its clients are still connected.
+    let redis = Redis::start().await;
+    let mut nodes = cluster(&redis, 2).await;
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(nodes[0].connected().await);
+    }
+    let task = nodes[0].shutdown();
+    let gone = wait_until(
+        async || nodes[1].state.peers().unwrap().live_nodes() == 0,
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(
+        gone,
+        "the other node did not hear `bye` at the start of the drain"
+    );
+    let mut still_open = 0;
+    for c in &mut clients {
+        if c.next_seen(Duration::from_millis(1)).await.is_none() {
+            still_open += 1;
+        }
+    }
+    assert!(
+        still_open > 0,
+        "every client was closed before `bye` was heard"
+    );
+    drop(clients);
+    tokio::time::timeout(Duration::from_secs(12), task)
+        .await
+        .unwrap()
+        .unwrap();
+}

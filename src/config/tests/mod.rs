@@ -3,6 +3,7 @@
 
 mod apps;
 mod scaling;
+mod serving;
 
 use std::path::Path;
 use std::time::Duration;
