@@ -33,6 +33,7 @@ pub mod state;
 pub(crate) mod channel;
 pub(crate) mod cluster;
 pub(crate) mod connection;
+pub(crate) mod console;
 pub(crate) mod dispatch;
 pub(crate) mod http;
 pub(crate) mod protocol;

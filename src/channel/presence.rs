@@ -189,6 +189,11 @@ impl Presence {
         self.members.is_empty()
     }
 
+    /// All users, on every node.
+    pub(crate) fn members(&self) -> impl Iterator<Item = &PresenceMember> {
+        self.members.values().map(|e| &e.member)
+    }
+
     /// String ids of all users.
     pub(crate) fn ids(&self) -> impl Iterator<Item = &str> {
         self.members.keys().map(String::as_str)

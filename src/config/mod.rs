@@ -6,6 +6,7 @@
 //! is one lookup chain per name, and validation happens once, here, before anything binds.
 
 mod apps;
+mod console;
 mod layers;
 mod redis;
 mod settings;
@@ -21,6 +22,7 @@ use self::settings::Fallback;
 use crate::apps::App;
 
 pub use self::apps::DEV_APP;
+pub use self::console::Console;
 pub use self::layers::{command, ConfigError};
 pub use self::redis::{redact, Scaling};
 
@@ -67,6 +69,8 @@ pub struct Config {
     pub scaling: Option<Scaling>,
     /// Settings that were taken but are probably not what was meant, for the startup log.
     pub warnings: Vec<String>,
+    /// The live debug console; `None` (the default) serves none.
+    pub console: Option<Console>,
 }
 
 impl Default for Config {
@@ -174,6 +178,7 @@ fn from_layers(primary: &Layers, more_apps: &[Layer]) -> Result<Config, ConfigEr
         dev_app,
         scaling,
         warnings,
+        console: self::console::read(l)?,
     })
 }
 

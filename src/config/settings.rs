@@ -157,6 +157,8 @@ pub(super) const SETTINGS: &[Setting] = &[
     server("REDIS_TIMEOUT", "redis-timeout", "redis_timeout", Value("60"), "Seconds allowed to connect to Redis"),
     server("REDIS_SCHEME", "redis-scheme", "redis_scheme", Value("tcp"), "tcp, or tls (also rediss) for Redis over TLS"),
     server("RESOUND_REDIS_CA_FILE", "redis-ca-file", "redis_ca_file", Unset("the system's roots"), "PEM file of the CA certificates to trust for Redis over TLS"),
+    server_bool("RESOUND_CONSOLE_ENABLED", "console", "console_enabled", false, "Serve the live debug console at {path}/console (log in with an app's id and secret)"),
+    server("RESOUND_CONSOLE_TOKEN", "console-token", "console_token", Unset("none: only the app's secret logs in"), "A separate login token for the debug console, accepted for any app instead of its secret"),
     app("REVERB_APP_ID", "app-id", "app_id", Unset("none"), "App id (used in HTTP API paths)"),
     app("REVERB_APP_KEY", "app-key", "key", Unset("none"), "App key (used by clients in /app/{key})"),
     app("REVERB_APP_SECRET", "app-secret", "secret", Unset("none"), "App secret (signs channel auth and API requests)"),

@@ -317,6 +317,18 @@ impl ChannelRegistry {
             .unwrap_or_default()
     }
 
+    /// Up to `max` members of a presence channel, on every node (none when unoccupied).
+    pub(crate) fn members(&self, name: &str, max: usize) -> Vec<PresenceMember> {
+        self.channels
+            .get(name)
+            .and_then(|c| {
+                c.presence
+                    .as_ref()
+                    .map(|p| p.members().take(max).cloned().collect())
+            })
+            .unwrap_or_default()
+    }
+
     /// The live cached event of a cache channel and its remaining time to live.
     pub(crate) fn cached(&self, name: &str) -> Option<(Utf8Bytes, Duration)> {
         let ch = self.channels.get(name)?;
