@@ -8,6 +8,7 @@ mod channels;
 mod cli;
 mod client_events;
 mod connect;
+mod console;
 mod http_api;
 mod presence;
 mod robustness;
