@@ -107,16 +107,38 @@ describe('debug console in a browser', () => {
       await page.waitForFunction(() => document.querySelector('#send-result').textContent === 'sent', null, { timeout: WAIT });
       await page.waitForSelector(`#stream tr[data-type="api_event"]:has-text("from-console")`, { timeout: WAIT });
 
+      // Presence members are listed under their channel; client events reach the stream.
+      await page.fill('#filter', '');
+      const room = `presence-${uniq('room-')}`;
+      const bob = makePusher('bob', server, { user: { id: '42', info: { name: 'Bob' } } });
+      const carol = makePusher('carol', server, { user: { id: '43', info: { name: 'Carol' } } });
+      const bobRoom = bob.subscribe(room);
+      carol.subscribe(room);
+      await bob.subscribed(room);
+      await carol.subscribed(room);
+      const members = `#channels tr[data-channel="${room}"] .members`;
+      await page.waitForFunction(
+        (sel) => /2 members/.test(document.querySelector(sel)?.textContent ?? ''),
+        members,
+        { timeout: WAIT },
+      );
+      const listed = await page.textContent(members);
+      assert.match(listed, /42 \{"name":"Bob"\}/);
+      assert.match(listed, /43 \{"name":"Carol"\}/);
+      bobRoom.trigger('client-typing', { typing: true });
+      await carol.channelEvent(room, 'client-typing');
+      const whisper = `#stream tr[data-type="client_event"][data-channels="${room}"]`;
+      await page.waitForSelector(whisper, { timeout: WAIT });
+      assert.match(await page.textContent(whisper), /client-typing\s+\{"typing":true\}\s+user 42/);
+
+      if (process.env.CONSOLE_SCREENSHOT) {
+        await page.screenshot({ path: process.env.CONSOLE_SCREENSHOT });
+      }
+
       // The form goes through the API's validation: a bad channel name is refused, shown.
       await page.fill('#send-channel', 'bad channel!');
       await page.click('#send-form button[type=submit]');
       await page.waitForFunction(() => /channel name/.test(document.querySelector('#send-result').textContent), null, { timeout: WAIT });
-
-      if (process.env.CONSOLE_SCREENSHOT) {
-        await page.fill('#send-channel', channel);
-        await page.fill('#filter', '');
-        await page.screenshot({ path: process.env.CONSOLE_SCREENSHOT });
-      }
       assert.deepEqual(errors, []);
     } finally {
       await context.close();

@@ -69,8 +69,10 @@ function channelRow(c) {
   tr.dataset.channel = c.name;
   const name = el('td', c.name);
   if (c.members) {
-    const who = c.members.map((m) => m.id + (m.info ? ' ' + JSON.stringify(m.info) : ''));
-    name.append(el('div', `${c.user_count} members: ${who.join(', ')}`, 'members'));
+    const list = el('ul', undefined, 'members');
+    list.append(el('li', `${c.user_count} members`));
+    for (const m of c.members) list.append(el('li', m.id + (m.info ? ' ' + JSON.stringify(m.info) : '')));
+    name.append(list);
   }
   const count = el('td', String(c.subscribers), 'subscribers');
   tr.append(name, count);
