@@ -89,6 +89,9 @@ fn main() -> ExitCode {
                 s.channel
             );
         }
+        if config.console.is_some() {
+            println!("  debug console: http://{local}{}/console", config.path);
+        }
         resound::run(listener, config, shutdown).await;
         println!("resound stopped");
         ExitCode::SUCCESS
