@@ -272,3 +272,69 @@ where
     let notice = json!({"type": "dropped", "at": now_ms(), "count": n}).to_string();
     sink.send(Message::text(notice)).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_event(data: &str) -> Activity<'_> {
+        const CHANNELS: &[String] = &[];
+        Activity::ApiEvent {
+            channels: CHANNELS,
+            event: "e",
+            data,
+            except: None,
+        }
+    }
+
+    #[test]
+    fn a_viewer_that_does_not_read_loses_entries_past_its_bounds() {
+        let viewers = Viewers::default();
+        let mut sub = viewers.add("1").unwrap();
+        let mut other_app = viewers.add("2").unwrap();
+        for _ in 0..VIEWER_BUFFER + 10 {
+            viewers.offer("1", &api_event("small"));
+        }
+        assert_eq!(viewers.stats("1"), (1, 10));
+        assert_eq!(sub.lost.load(Ordering::Relaxed), 10);
+        assert_eq!(
+            viewers.stats("2"),
+            (1, 0),
+            "another app's viewer hears nothing"
+        );
+        assert!(other_app.rx.try_recv().is_err());
+        // Reading makes room again.
+        let first = sub.rx.try_recv().unwrap();
+        assert!(first.contains(r#""type":"api_event""#), "{first}");
+        sub.queued.fetch_sub(first.len(), Ordering::AcqRel);
+        viewers.offer("1", &api_event("small"));
+        assert_eq!(viewers.stats("1").1, 10);
+    }
+
+    #[test]
+    fn the_byte_bound_holds_with_large_entries() {
+        let viewers = Viewers::default();
+        let sub = viewers.add("1").unwrap();
+        let big = "x".repeat(100_000);
+        for _ in 0..20 {
+            viewers.offer("1", &api_event(&big));
+        }
+        let queued = sub.queued.load(Ordering::Relaxed);
+        assert!(queued <= VIEWER_BYTES, "{queued}");
+        assert_eq!(sub.rx.len(), 10, "ten 100 KB entries fit in 1 MiB");
+        assert_eq!(viewers.stats("1").1, 10);
+    }
+
+    #[test]
+    fn viewers_are_limited_per_app_and_removed_when_gone() {
+        let viewers = Viewers::default();
+        let subs: Vec<_> = (0..MAX_VIEWERS)
+            .map(|_| viewers.add("1").unwrap())
+            .collect();
+        assert!(viewers.add("1").is_none());
+        assert!(viewers.add("2").is_some(), "the limit is per app");
+        viewers.remove("1", subs[0].id);
+        assert_eq!(viewers.stats("1").0, MAX_VIEWERS - 1);
+        assert!(viewers.add("1").is_some());
+    }
+}
