@@ -224,6 +224,11 @@ async fn login(
     req: Request<Incoming>,
     base: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
+    // Behind a TLS-terminating proxy the cookie is kept to HTTPS.
+    let secure = req
+        .headers()
+        .get("x-forwarded-proto")
+        .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
     let body = read_api_body(req, &state.config).await?;
     let Login { app_id, secret } = serde_json::from_slice(&body).map_err(|_| {
         ApiError::bad_request("The body must be {\"app_id\": string, \"secret\": string}")
@@ -242,9 +247,10 @@ async fn login(
     let token = console.sessions.open(&app_id);
     let mut resp = json_ok(json!({ "app_id": app_id }));
     let ttl = SESSION_TTL.as_secs();
+    let secure = if secure { "; Secure" } else { "" };
     set_cookie(
         &mut resp,
-        &format!("{COOKIE}={token}; Path={base}; Max-Age={ttl}; HttpOnly; SameSite=Strict"),
+        &format!("{COOKIE}={token}; Path={base}; Max-Age={ttl}; HttpOnly; SameSite=Strict{secure}"),
     );
     Ok(resp)
 }

@@ -206,8 +206,17 @@ async fn a_wrong_secret_is_refused_and_the_right_one_opens_a_session() {
     for attr in ["HttpOnly", "SameSite=Strict", "Path=/console", "Max-Age="] {
         assert!(cookie_line.contains(attr), "{cookie_line} lacks {attr}");
     }
+    assert!(!cookie_line.contains("Secure"), "plain HTTP: {cookie_line}");
     let cookie = cookie_line.split(';').next().unwrap().to_owned();
     assert_eq!(cookie.len(), "resound_console=".len() + 64);
+    // Behind a TLS-terminating proxy the cookie is HTTPS-only.
+    let https = [("X-Forwarded-Proto", "https")];
+    let r = request(&server, "POST", "/console/login", &https, &body).await;
+    assert!(
+        set_cookie(&r).unwrap().ends_with("; Secure"),
+        "{}",
+        r.headers
+    );
     let s = get(&server, "/console/session", &cookie).await;
     assert_eq!((s.status, s.json()["app_id"].clone()), (200, json!(APP_ID)));
 
