@@ -50,7 +50,7 @@ if [ -z "${CHROMIUM_BIN:-}" ] && ! command -v chromium >/dev/null 2>&1; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
 fi
 export CHROMIUM_BIN="${CHROMIUM_BIN:-$(command -v chromium || true)}"
 if [ ! -x "$CHROMIUM_BIN" ]; then
