@@ -18,7 +18,8 @@ const { chromium } = require('playwright-core');
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const WAIT = 10000;
 
-const server = useServer({ env: { RESOUND_CONSOLE_ENABLED: 'true' } });
+// With --debug, so the check at the end covers the most verbose log.
+const server = useServer({ env: { RESOUND_CONSOLE_ENABLED: 'true', RESOUND_DEBUG: 'true' } });
 
 let browser;
 before(async () => {
@@ -142,6 +143,14 @@ describe('debug console in a browser', () => {
       assert.deepEqual(errors, []);
     } finally {
       await context.close();
+    }
+  });
+
+  scenario(server, 'the log holds no secret, session or event data', async () => {
+    const log = fs.readFileSync(server.logPath, 'utf8');
+    assert.match(log, /console login/, 'the login was logged (by app id)');
+    for (const secret of [APP.secret, 'not-the-secret', '"order":1234', 'hello', 'browser', 'Carol', 'resound_console=']) {
+      assert.ok(!log.includes(secret), `the log contains ${secret}`);
     }
   });
 });
