@@ -32,6 +32,18 @@ struct Subscriber {
     handle: ConnectionHandle,
     /// The presence member id this socket joined as.
     member_id: Option<String>,
+    /// Set while the socket's `subscription_succeeded` is being built outside the entry:
+    /// frames for the channel wait here meanwhile, so the reply still comes first.
+    held: Option<Box<Mutex<Vec<Outgoing>>>>,
+}
+
+impl Subscriber {
+    fn send(&self, frame: Outgoing, out: &mut Pending) {
+        match &self.held {
+            None => out.send(&self.handle, frame),
+            Some(held) => held.lock().push(frame),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -50,7 +62,7 @@ impl Channel {
         let frame = Outgoing::text(text.clone());
         for (id, sub) in &self.subscribers {
             if Some(*id) != except {
-                out.send(&sub.handle, frame.clone());
+                sub.send(frame.clone(), out);
             }
         }
     }
@@ -85,6 +97,9 @@ pub(crate) struct ChannelRegistry {
     /// With other nodes and `subscription_count`: channel -> node -> that node's subscribers.
     remote_counts: Mutex<HashMap<String, HashMap<String, usize>>>,
     hooks: AppHooks,
+    /// Runs between a presence join's two steps (tests interleave other work there).
+    #[cfg(test)]
+    pub(super) between_phases: Mutex<std::sync::Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl ChannelRegistry {
@@ -102,12 +117,17 @@ impl ChannelRegistry {
             counts_pending: Default::default(),
             remote_counts: Default::default(),
             hooks,
+            #[cfg(test)]
+            between_phases: Mutex::new(std::sync::Arc::new(|| {})),
         }
     }
 
     /// Subscribes `handle` and sends, in order: `member_added` to the others (a presence
     /// user's first socket), `subscription_succeeded` to the subscriber, then the cached event
     /// or `pusher:cache_miss` on cache channels. Re-subscribing only repeats the reply.
+    /// On a presence channel the entry is held for O(1) work: the member list is copied, and
+    /// serialized after the entry is released, while the channel's frames for the new
+    /// subscriber wait (`held`) so that the reply still reaches it first.
     /// Returns false when the socket was subscribed already; refuses a new user of a presence
     /// channel that holds `max_members` users (counted on every node).
     pub(crate) fn subscribe(
@@ -138,6 +158,7 @@ impl ChannelRegistry {
                 Subscriber {
                     handle: handle.clone(),
                     member_id,
+                    held: None,
                 },
             );
             self.hooks.report(|| Activity::Subscribed {
@@ -149,11 +170,60 @@ impl ChannelRegistry {
                     .report(|| Activity::ChannelOccupied { channel: name });
             }
         }
-        let data = match &ch.presence {
-            Some(p) if kind.presence => p.snapshot_json(),
-            _ => "{}".to_owned(),
-        };
-        let reply = server::subscription_succeeded(name, &data).into();
+        // A presence channel's members are copied here (O(1)) and serialized below, once the
+        // entry is released; the subscriber's frames wait meanwhile.
+        let members = ch
+            .presence
+            .as_ref()
+            .filter(|_| kind.presence)
+            .map(|p| p.members());
+        if members.is_some() {
+            if let Some(sub) = ch.subscribers.get_mut(&id) {
+                sub.held = Some(Default::default());
+            }
+        }
+        if members.is_none() {
+            self.reply(name, kind, &ch, handle, "{}", &mut out);
+        }
+        if fresh {
+            self.subscribers_changed(name, kind, &mut ch, &mut out);
+        }
+        drop(ch);
+        drop(ordered);
+        out.flush();
+        if let Some(members) = members {
+            #[cfg(test)]
+            {
+                let between = self.between_phases.lock().clone();
+                between();
+            }
+            let data = members.to_json();
+            let mut out = Pending::new();
+            if let Some(mut ch) = self.channels.get_mut(name) {
+                self.reply(name, kind, &ch, handle, &data, &mut out);
+                if let Some(held) = ch.subscribers.get_mut(&id).and_then(|s| s.held.take()) {
+                    for frame in held.into_inner() {
+                        out.send(handle, frame);
+                    }
+                }
+            }
+            out.flush();
+        }
+        Ok(fresh)
+    }
+
+    /// Queues the subscriber's `subscription_succeeded` (with `data`), then on cache
+    /// channels the cached event or `pusher:cache_miss`.
+    fn reply(
+        &self,
+        name: &str,
+        kind: ChannelKind,
+        ch: &Channel,
+        handle: &ConnectionHandle,
+        data: &str,
+        out: &mut Pending,
+    ) {
+        let reply = server::subscription_succeeded(name, data).into();
         out.send(handle, Outgoing::text(reply));
         if kind.cache {
             match &ch.cached {
@@ -163,13 +233,6 @@ impl ChannelRegistry {
                 _ => out.send(handle, Outgoing::text(server::cache_miss(name).into())),
             }
         }
-        if fresh {
-            self.subscribers_changed(name, kind, &mut ch, &mut out);
-        }
-        drop(ch);
-        drop(ordered);
-        out.flush();
-        Ok(fresh)
     }
 
     /// A local socket of `m` joins: `member_added` to the others when the user is new to the
@@ -317,16 +380,14 @@ impl ChannelRegistry {
             .unwrap_or_default()
     }
 
-    /// Up to `max` members of a presence channel, on every node (none when unoccupied).
-    pub(crate) fn members(&self, name: &str, max: usize) -> Vec<PresenceMember> {
-        self.channels
+    /// Up to `max` members of a presence channel, on every node (none when unoccupied),
+    /// in string order of their ids. The channel's entry is held only to take the O(1) copy.
+    pub(crate) fn members(&self, name: &str, max: usize) -> Vec<std::sync::Arc<PresenceMember>> {
+        let members = self
+            .channels
             .get(name)
-            .and_then(|c| {
-                c.presence
-                    .as_ref()
-                    .map(|p| p.members().take(max).cloned().collect())
-            })
-            .unwrap_or_default()
+            .and_then(|c| c.presence.as_ref().map(Presence::members));
+        members.map_or_else(Vec::new, |m| m.iter().take(max).cloned().collect())
     }
 
     /// The live cached event of a cache channel and its remaining time to live.

@@ -243,3 +243,84 @@ fn a_full_presence_channel_refuses_new_users_but_not_their_other_sockets() {
         "other nodes' members are not refused"
     );
 }
+
+#[test]
+fn a_presence_reply_is_built_outside_the_entry_and_still_comes_first() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let (_, hooks) = Record::hooks("app");
+    let reg = Arc::new(ChannelRegistry::new(
+        Duration::from_secs(60),
+        false,
+        0,
+        hooks,
+    ));
+    let name = "presence-room";
+    let a = handle();
+    subscribe(&reg, name, &a, Some("a"));
+    // While b's reply is being built, the entry is free: c joins and an event is published.
+    let (c, once, free) = (
+        handle(),
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let hook = {
+        let (reg, c, once, free) = (Arc::downgrade(&reg), c.clone(), once.clone(), free.clone());
+        move || {
+            if once.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            let reg = reg.upgrade().unwrap();
+            free.store(
+                reg.channels.try_get_mut(name).is_present(),
+                Ordering::SeqCst,
+            );
+            subscribe(&reg, name, &c, Some("c"));
+            let mut out = Pending::new();
+            let text = || Utf8Bytes::from_static(r#"{"event":"e","channel":"presence-room"}"#);
+            reg.publish(name, false, text, None, &mut out);
+            out.flush();
+        }
+    };
+    *reg.between_phases.lock() = Arc::new(hook);
+    let b = handle();
+    subscribe(&reg, name, &b, Some("b"));
+    assert!(
+        free.load(Ordering::SeqCst),
+        "the entry was held while the reply was built"
+    );
+    let texts = b.take_texts();
+    let got: Vec<serde_json::Value> = texts
+        .iter()
+        .map(|t| serde_json::from_str(t).unwrap())
+        .collect();
+    let order: Vec<&str> = got.iter().map(|v| v["event"].as_str().unwrap()).collect();
+    assert_eq!(
+        order,
+        [
+            "pusher_internal:subscription_succeeded",
+            "pusher_internal:member_added",
+            "e"
+        ],
+        "the reply first, then what happened while it was built"
+    );
+    let data: serde_json::Value = serde_json::from_str(got[0]["data"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        data["presence"]["ids"],
+        serde_json::json!(["a", "b"]),
+        "the members when b joined, not c who joined after"
+    );
+    assert_eq!(got[1]["data"], r#"{"user_id":"c","user_info":{"n":1}}"#);
+    // Nothing stays held: later frames go straight to b.
+    let mut out = Pending::new();
+    reg.publish(
+        name,
+        false,
+        || Utf8Bytes::from_static(r#"{"event":"f"}"#),
+        None,
+        &mut out,
+    );
+    out.flush();
+    assert_eq!(events(&b), ["f"]);
+}
