@@ -11,6 +11,8 @@
 //!   cluster-wide questions through it; listeners are plugged in at startup (`server::state`);
 //! - `cluster` is one such plugin: it shares events, presence and queries with other nodes
 //!   over Redis pub/sub when scaling is enabled. Nothing in the core imports it;
+//! - `console` is another: the live debug console, a listener plus HTTP pages mounted under
+//!   the path prefix (`state::Pages`), when `RESOUND_CONSOLE_ENABLED` is on;
 //! - `protocol` and `auth` are pure: message shapes, names, errors and signatures;
 //! - `config` and `apps` read and validate settings once, before anything binds.
 //!
@@ -35,6 +37,7 @@ pub mod tls;
 pub(crate) mod channel;
 pub(crate) mod cluster;
 pub(crate) mod connection;
+pub(crate) mod console;
 pub(crate) mod dispatch;
 pub(crate) mod drain;
 pub(crate) mod http;

@@ -103,6 +103,9 @@ fn main() -> ExitCode {
                 s.channel
             );
         }
+        if config.console.is_some() {
+            println!("  debug console: {http}://{local}{}/console", config.path);
+        }
         let state = resound::server::state(config);
         resound::server::serve_with(listener, state, tls, shutdown).await;
         println!("resound stopped");

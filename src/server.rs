@@ -26,11 +26,16 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
 }
 
 /// The server's state with what the configuration plugs into the core: the Redis cluster
-/// when scaling is enabled, nothing otherwise. The one place that wires plugins.
+/// when scaling is enabled, the debug console when it is, nothing otherwise. The one place
+/// that wires plugins.
 pub fn state(config: Config) -> Arc<State> {
     let plugins = match &config.scaling {
         Some(scaling) => crate::cluster::plug(scaling.clone(), &config.apps),
         None => Plugins::default(),
+    };
+    let plugins = match &config.console {
+        Some(console) => plugins.with(crate::console::plug(console)),
+        None => plugins,
     };
     Arc::new(State::with_plugins(config, plugins))
 }

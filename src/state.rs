@@ -8,7 +8,11 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use dashmap::DashMap;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -18,7 +22,7 @@ use crate::apps::App;
 use crate::channel::registry::ChannelRegistry;
 use crate::config::Config;
 use crate::connection::{CloseReason, ConnectionHandle, OutboundLimits, SocketId};
-use crate::hooks::{Activity, AppHooks, Hooks, Listener, Peers};
+use crate::hooks::{Activity, Answer, AppHooks, Hooks, Listener, Peers};
 use crate::protocol::PusherError;
 use crate::users::UserRegistry;
 
@@ -130,6 +134,34 @@ pub struct Plugins {
     pub listeners: Vec<Arc<dyn Listener>>,
     pub peers: Option<Arc<dyn Peers>>,
     pub background: Vec<Background>,
+    /// HTTP pages served under the path prefix (the debug console).
+    pub pages: Vec<Arc<dyn Pages>>,
+}
+
+impl Plugins {
+    /// These plugins and `more`'s together (`more`'s peers only where these have none).
+    pub fn with(mut self, more: Plugins) -> Plugins {
+        self.listeners.extend(more.listeners);
+        self.peers = self.peers.or(more.peers);
+        self.background.extend(more.background);
+        self.pages.extend(more.pages);
+        self
+    }
+}
+
+/// HTTP pages a plugin serves at `{path}/{mount}/..` (the debug console): the router hands
+/// it every request under its mount, whatever the method.
+pub trait Pages: Send + Sync + 'static {
+    /// The first path segment after the prefix, e.g. `console`.
+    fn mount(&self) -> &'static str;
+
+    /// Answers `req`; `rest` holds the path's decoded segments after the mount.
+    fn serve(
+        self: Arc<Self>,
+        state: Arc<State>,
+        req: Request<Incoming>,
+        rest: Vec<String>,
+    ) -> Answer<'static, Response<Full<Bytes>>>;
 }
 
 /// Shared server state.
@@ -149,6 +181,8 @@ pub struct State {
     peers: Option<Arc<dyn Peers>>,
     /// Taken once by `server::serve`.
     background: Mutex<Vec<Background>>,
+    /// The plugins' HTTP pages.
+    pages: Vec<Arc<dyn Pages>>,
 }
 
 impl State {
@@ -177,6 +211,7 @@ impl State {
             hooks,
             peers: plugins.peers,
             background: Mutex::new(plugins.background),
+            pages: plugins.pages,
         }
     }
 
@@ -219,5 +254,10 @@ impl State {
 
     pub(crate) fn apps(&self) -> impl Iterator<Item = &Arc<AppRuntime>> {
         self.by_id.values()
+    }
+
+    /// The plugin pages mounted at `mount`, if any.
+    pub(crate) fn pages(&self, mount: &str) -> Option<&Arc<dyn Pages>> {
+        self.pages.iter().find(|p| p.mount() == mount)
     }
 }

@@ -231,6 +231,11 @@ impl Presence {
 }
 
 impl Members {
+    /// The members, in string order of their ids.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<PresenceMember>> {
+        self.0.values()
+    }
+
     /// The `subscription_succeeded` payload: `{"presence":{"count":..,"ids":[..],"hash":{..}}}`,
     /// ids in string order. `user_id` and `user_info` go out as the exact bytes received.
     pub(crate) fn to_json(&self) -> String {

@@ -73,7 +73,7 @@ fn listening(bus: Arc<bus::Bus>) -> Plugins {
     Plugins {
         listeners: vec![bus.clone()],
         peers: Some(bus),
-        background: Vec::new(),
+        ..Plugins::default()
     }
 }
 

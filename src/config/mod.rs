@@ -6,6 +6,7 @@
 //! is one lookup chain per name, and validation happens once, here, before anything binds.
 
 mod apps;
+mod console;
 mod layers;
 mod redis;
 mod serving;
@@ -22,6 +23,7 @@ use self::settings::Fallback;
 use crate::apps::App;
 
 pub use self::apps::DEV_APP;
+pub use self::console::Console;
 pub use self::layers::{command, ConfigError};
 pub use self::redis::{redact, Scaling};
 
@@ -75,6 +77,8 @@ pub struct Config {
     pub drain: Duration,
     /// Bind with `SO_REUSEPORT` (a new process can take the port over while this one drains).
     pub reuse_port: bool,
+    /// The live debug console; `None` (the default) serves none.
+    pub console: Option<Console>,
 }
 
 impl Default for Config {
@@ -185,6 +189,7 @@ fn from_layers(primary: &Layers, more_apps: &[Layer]) -> Result<Config, ConfigEr
         tls: self::serving::tls(l)?,
         drain: self::serving::drain(l)?,
         reuse_port: l.boolean("RESOUND_REUSE_PORT")?,
+        console: self::console::read(l)?,
     })
 }
 

@@ -163,6 +163,8 @@ pub(super) const SETTINGS: &[Setting] = &[
     server("RESOUND_TLS_RELOAD_INTERVAL", "tls-reload-interval", "tls_reload_interval", Value("5"), "Seconds between looks at the TLS files for a renewed certificate (SIGHUP reloads at once), fractions allowed"),
     server("RESOUND_DRAIN_SECONDS", "drain-seconds", "drain_seconds", Value("10"), "Seconds over which shutdown spreads closing the connections (4200), each at a random instant; 0 = all at once; bounded by the shutdown timeout"),
     server_bool("RESOUND_REUSE_PORT", "reuse-port", "reuse_port", true, "Bind with SO_REUSEPORT so a new process can take over the port while this one drains"),
+    server_bool("RESOUND_CONSOLE_ENABLED", "console", "console_enabled", false, "Serve the live debug console at {path}/console (log in with an app's id and secret)"),
+    server("RESOUND_CONSOLE_TOKEN", "console-token", "console_token", Unset("none: only the app's secret logs in"), "A separate login token for the debug console, accepted for any app instead of its secret"),
     app("REVERB_APP_ID", "app-id", "app_id", Unset("none"), "App id (used in HTTP API paths)"),
     app("REVERB_APP_KEY", "app-key", "key", Unset("none"), "App key (used by clients in /app/{key})"),
     app("REVERB_APP_SECRET", "app-secret", "secret", Unset("none"), "App secret (signs channel auth and API requests)"),

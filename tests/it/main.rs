@@ -8,6 +8,7 @@ mod channels;
 mod cli;
 mod client_events;
 mod connect;
+mod console;
 mod drain;
 mod health;
 mod http_api;

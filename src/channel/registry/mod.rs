@@ -380,6 +380,16 @@ impl ChannelRegistry {
             .unwrap_or_default()
     }
 
+    /// Up to `max` members of a presence channel, on every node (none when unoccupied),
+    /// in string order of their ids. The channel's entry is held only to take the O(1) copy.
+    pub(crate) fn members(&self, name: &str, max: usize) -> Vec<std::sync::Arc<PresenceMember>> {
+        let members = self
+            .channels
+            .get(name)
+            .and_then(|c| c.presence.as_ref().map(Presence::members));
+        members.map_or_else(Vec::new, |m| m.iter().take(max).cloned().collect())
+    }
+
     /// The live cached event of a cache channel and its remaining time to live.
     pub(crate) fn cached(&self, name: &str) -> Option<(Utf8Bytes, Duration)> {
         let ch = self.channels.get(name)?;

@@ -2,6 +2,7 @@
 //! These tests avoid names that the test process environment could carry.
 
 mod apps;
+mod console;
 mod scaling;
 mod serving;
 
