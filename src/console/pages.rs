@@ -224,11 +224,13 @@ async fn login(
     req: Request<Incoming>,
     base: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    // Behind a TLS-terminating proxy the cookie is kept to HTTPS.
-    let secure = req
-        .headers()
-        .get("x-forwarded-proto")
-        .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
+    // Served over TLS (in process, or behind a TLS-terminating proxy), the cookie is kept
+    // to HTTPS.
+    let secure = state.config.tls.is_some()
+        || req
+            .headers()
+            .get("x-forwarded-proto")
+            .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
     let body = read_api_body(req, &state.config).await?;
     let Login { app_id, secret } = serde_json::from_slice(&body).map_err(|_| {
         ApiError::bad_request("The body must be {\"app_id\": string, \"secret\": string}")

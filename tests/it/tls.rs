@@ -471,3 +471,35 @@ async fn the_drain_closes_tls_clients_with_4200() {
     }
     tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn the_console_cookie_is_secure_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki("test CA");
+    let config = resound::Config {
+        console: Some(resound::config::Console { token: None }),
+        ..tls_config(dir.path(), &pki, Duration::from_secs(60))
+    };
+    let server = TestServer::start_with(config).await;
+    let tls = connector(&pki.ca);
+    let mut s = handshake(server.addr.port(), &tls)
+        .await
+        .expect("TLS handshake");
+    let body = json!({"app_id": APP_ID, "secret": SECRET}).to_string();
+    let req = format!(
+        "POST /console/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .expect("answer in time");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let cookie = text
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie: {text}"));
+    assert!(cookie.contains("; Secure"), "{cookie}");
+}
