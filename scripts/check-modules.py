@@ -19,7 +19,7 @@ MAX_LINES = 600
 # startup code that wires plugins, config validation (the Redis TLS certificates), and the
 # fuzz targets' entry points (fuzzing.rs, compiled only by `cargo fuzz`: it feeds the
 # cluster's Redis reader, and is no part of the server).
-PLUGINS = {"cluster": {"server.rs", "config/redis.rs", "fuzzing.rs"}}
+PLUGINS = {"cluster": {"server.rs", "config/redis.rs", "fuzzing.rs"}, "webhooks": {"server.rs"}}
 
 PATH = re.compile(r"\b(crate|super|self)((?:::[A-Za-z_][A-Za-z0-9_]*)+)(::\{[^;]*?\})?", re.S)
 REEXPORT = re.compile(r"pub(?:\([a-z]+\))?\s+use\s+(?:self::)?([a-z_][a-z0-9_]*)::(\{[^;]*\}|[A-Za-z_][A-Za-z0-9_]*)\s*;", re.S)

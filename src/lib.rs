@@ -37,6 +37,7 @@ pub(crate) mod dispatch;
 pub(crate) mod http;
 pub(crate) mod protocol;
 pub(crate) mod users;
+pub(crate) mod webhooks;
 
 // Entry points for the fuzz targets (fuzz/): compiled only by `cargo fuzz`.
 #[cfg(fuzzing)]

@@ -27,12 +27,16 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
 }
 
 /// The server's state with what the configuration plugs into the core: the Redis cluster
-/// when scaling is enabled, nothing otherwise. The one place that wires plugins.
+/// when scaling is enabled, webhooks when an app has a target, nothing otherwise. The one
+/// place that wires plugins.
 pub fn state(config: Config) -> Arc<State> {
-    let plugins = match &config.scaling {
+    let mut plugins = match &config.scaling {
         Some(scaling) => crate::cluster::plug(scaling.clone(), &config.apps),
         None => Plugins::default(),
     };
+    if let Some((webhooks, _stats)) = crate::webhooks::plug(&config) {
+        plugins = plugins.and(webhooks);
+    }
     Arc::new(State::with_plugins(config, plugins))
 }
 

@@ -131,6 +131,16 @@ pub struct Plugins {
     pub background: Vec<Background>,
 }
 
+impl Plugins {
+    /// These plugins and `more`, together (`more`'s peers if these have none).
+    pub fn and(mut self, more: Plugins) -> Plugins {
+        self.listeners.extend(more.listeners);
+        self.peers = self.peers.or(more.peers);
+        self.background.extend(more.background);
+        self
+    }
+}
+
 /// Shared server state.
 pub struct State {
     pub config: Config,

@@ -9,6 +9,7 @@ mod apps;
 mod layers;
 mod redis;
 mod settings;
+mod webhooks;
 
 use std::path::Path;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use crate::apps::App;
 pub use self::apps::DEV_APP;
 pub use self::layers::{command, ConfigError};
 pub use self::redis::{redact, Scaling};
+pub use self::webhooks::WebhookSettings;
 
 /// The validated server configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +69,8 @@ pub struct Config {
     pub scaling: Option<Scaling>,
     /// Settings that were taken but are probably not what was meant, for the startup log.
     pub warnings: Vec<String>,
+    /// How webhooks are batched, delayed, retried and queued (the targets are per app).
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for Config {
@@ -174,6 +178,7 @@ fn from_layers(primary: &Layers, more_apps: &[Layer]) -> Result<Config, ConfigEr
         dev_app,
         scaling,
         warnings,
+        webhooks: self::webhooks::settings(l)?,
     })
 }
 

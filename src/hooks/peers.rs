@@ -31,4 +31,10 @@ pub trait Peers: Send + Sync + 'static {
 
     /// Other nodes heard from recently (within the cluster's peer timeout).
     fn live_nodes(&self) -> usize;
+
+    /// Whether this node speaks for the cluster where exactly one node must (webhooks for
+    /// cluster-wide transitions): one live node at a time, chosen the same way by all.
+    fn leads(&self) -> bool {
+        true
+    }
 }

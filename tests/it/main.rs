@@ -15,3 +15,4 @@ mod scaling;
 mod shutdown;
 mod signin;
 mod subscription_count;
+mod webhooks;

@@ -57,14 +57,16 @@ fn a_repeated_subscribe_only_repeats_the_reply() {
         ]
     );
     let got = record.take();
-    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got.len(), 4, "{got:?}");
     assert!(
         got[0].starts_with("Subscribed { channel: \"public\""),
         "{got:?}"
     );
     assert_eq!(got[1], "ChannelOccupied { channel: \"public\" }");
+    // Nobody else reports the channel: occupied across the cluster too.
+    assert_eq!(got[2], "ClusterOccupied { channel: \"public\" }");
     assert_eq!(
-        got[2],
+        got[3],
         "SubscriptionCount { channel: \"public\", local: 1 }"
     );
     assert_eq!(reg.subscription_count("public"), 1);
