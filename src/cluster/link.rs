@@ -264,6 +264,7 @@ impl Link<'_> {
             // turn (a node that stopped beating would be dropped by the others).
             tokio::select! {
                 _ = state.shutdown.cancelled() => {
+                    bus.leave();
                     // Best effort, within a second: what was accepted before the shutdown,
                     // then `bye`, so the others drop our members now rather than after the
                     // timeout.

@@ -216,6 +216,7 @@ async fn work(state: Arc<State>, mut rx: mpsc::Receiver<listen::Note>, shared: A
     }
     let mut sorter = sort::Sorter::new(settings.leave_delay);
     let mut ready = Vec::new();
+    let mut held = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -243,14 +244,14 @@ async fn work(state: Arc<State>, mut rx: mpsc::Receiver<listen::Note>, shared: A
                 }
             }
         }
-        route(&state, &routes, &shared, &mut ready);
+        route(&state, &routes, &shared, &mut ready, &mut held);
     }
     // Shutdown: whatever was reported, and whatever is still delayed, goes now.
     while let Ok(n) = rx.try_recv() {
         sorter.note(n, Instant::now(), &mut ready);
     }
     sorter.flush(&mut ready);
-    route(&state, &routes, &shared, &mut ready);
+    route(&state, &routes, &shared, &mut ready, &mut held);
     drop(routes);
     for s in senders {
         let _ = s.await;
@@ -285,20 +286,45 @@ fn start_senders(
 }
 
 /// Hands each ready event to the targets of its app that want it; cluster-wide transitions
-/// only on the cluster's leader.
+/// only on the cluster's leader, and into `held` while this node cannot tell who leads.
 fn route(
     state: &State,
     routes: &HashMap<Arc<str>, Vec<Route>>,
     shared: &Shared,
     ready: &mut Vec<sort::Ready>,
+    held: &mut Vec<sort::Ready>,
 ) {
+    if !held.is_empty() && state.peers().is_none_or(|p| p.leads().is_some()) {
+        let mut waited = std::mem::take(held);
+        waited.append(ready);
+        *ready = waited;
+    }
     if ready.is_empty() {
         return;
     }
-    let leads = state.peers().is_none_or(|p| p.leads());
+    let leads = match state.peers() {
+        None => Some(true),
+        // Shutting down, a node no longer speaks for the cluster: the others send what its
+        // departure changes (whether or not its goodbye has gone out yet).
+        Some(_) if state.shutdown.is_cancelled() => Some(false),
+        Some(p) => p.leads(),
+    };
     for r in ready.drain(..) {
-        if r.kind.cluster_wide() && !leads {
-            continue;
+        if r.kind.cluster_wide() {
+            match leads {
+                Some(true) => {}
+                Some(false) => continue,
+                None if held.len() < shared.settings.queue => {
+                    held.push(r);
+                    continue;
+                }
+                None => {
+                    shared
+                        .stats
+                        .dropped(1, "held while this node learns who leads");
+                    continue;
+                }
+            }
         }
         let Some(targets) = routes.get(&r.app) else {
             continue;

@@ -16,3 +16,4 @@ mod shutdown;
 mod signin;
 mod subscription_count;
 mod webhooks;
+mod webhooks_cluster;

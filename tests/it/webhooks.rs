@@ -164,7 +164,7 @@ impl Receiver {
 }
 
 /// The channel and member transitions.
-const LIFECYCLE: &[&str] = &[
+pub(crate) const LIFECYCLE: &[&str] = &[
     "channel_occupied",
     "channel_vacated",
     "member_added",
@@ -190,7 +190,7 @@ pub fn config(targets: Vec<WebhookTarget>, delay: Duration) -> Config {
     c
 }
 
-fn ev(v: Value) -> String {
+pub(crate) fn ev(v: Value) -> String {
     v.to_string()
 }
 

@@ -113,4 +113,58 @@ impl ChannelRegistry {
             .get(name)
             .is_some_and(|nodes| !nodes.is_empty())
     }
+    /// Another node now has subscribers of `name` (`occupied`), or no longer has any:
+    /// reported as `ClusterOccupied`/`ClusterVacated` when the channel's occupancy across
+    /// the cluster changes.
+    pub(crate) fn remote_occupied(&self, node: &str, name: &str, occupied: bool) {
+        let now = Instant::now();
+        {
+            let ch = self.channels.entry(name.to_owned()).or_default();
+            let local = !ch.subscribers.is_empty();
+            let mut remote = self.remote_occupied.lock();
+            let before = local || remote.get(name).is_some_and(|n| !n.is_empty());
+            if occupied {
+                remote
+                    .entry(name.to_owned())
+                    .or_default()
+                    .insert(node.to_owned());
+            } else if let Some(nodes) = remote.get_mut(name) {
+                nodes.remove(node);
+                if nodes.is_empty() {
+                    remote.remove(name);
+                }
+            }
+            let after = local || remote.contains_key(name);
+            drop(remote);
+            match (before, after) {
+                (false, true) => self
+                    .hooks
+                    .report(|| Activity::ClusterOccupied { channel: name }),
+                (true, false) => self
+                    .hooks
+                    .report(|| Activity::ClusterVacated { channel: name }),
+                _ => {}
+            }
+        }
+        self.channels
+            .remove_if(name, |_, ch| ch.is_idle(now, self.cache_ttl));
+    }
+
+    /// Makes `channels` the whole of the channels `node` reports occupied; an empty list
+    /// drops the node.
+    pub(crate) fn replace_node_channels(&self, node: &str, channels: &[String]) {
+        let stale: Vec<String> = self
+            .remote_occupied
+            .lock()
+            .iter()
+            .filter(|(name, nodes)| nodes.contains(node) && !channels.contains(name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            self.remote_occupied(node, &name, false);
+        }
+        for name in channels {
+            self.remote_occupied(node, name, true);
+        }
+    }
 }

@@ -245,3 +245,54 @@ fn a_full_presence_channel_refuses_new_users_but_not_their_other_sockets() {
         "other nodes' members are not refused"
     );
 }
+
+/// The cluster-wide transitions among what `record` heard since the last call.
+fn cluster_wide(record: &Record) -> Vec<String> {
+    record
+        .take()
+        .into_iter()
+        .filter(|a| a.starts_with("Cluster"))
+        .collect()
+}
+
+#[test]
+fn occupancy_and_members_are_cluster_wide_transitions() {
+    let (reg, record) = registry(false);
+    let (here, mut out) = (handle(), Pending::new());
+    // Another node's subscriber comes first: occupied once, not again for ours.
+    reg.remote_occupied("n2", "presence-c", true);
+    reg.remote_join("n2", "presence-c", member("u"), &mut out);
+    subscribe(&reg, "presence-c", &here, Some("u"));
+    assert_eq!(
+        cluster_wide(&record),
+        [
+            "ClusterOccupied { channel: \"presence-c\" }",
+            "ClusterMemberAdded { channel: \"presence-c\", user_id: \"u\" }"
+        ]
+    );
+    // Ours leaves: the other node still has the user and the channel.
+    reg.unsubscribe("presence-c", here.id());
+    assert!(cluster_wide(&record).is_empty());
+    // The other node goes away: removed, then vacated.
+    reg.replace_node("n2", Vec::new(), &mut out);
+    reg.replace_node_channels("n2", &[]);
+    assert_eq!(
+        cluster_wide(&record),
+        [
+            "ClusterMemberRemoved { channel: \"presence-c\", user_id: \"u\" }",
+            "ClusterVacated { channel: \"presence-c\" }"
+        ]
+    );
+    // A node's state replaces what it reported before.
+    reg.replace_node_channels("n3", &["a".into(), "b".into()]);
+    reg.replace_node_channels("n3", &["b".into()]);
+    assert_eq!(
+        cluster_wide(&record),
+        [
+            "ClusterOccupied { channel: \"a\" }",
+            "ClusterOccupied { channel: \"b\" }",
+            "ClusterVacated { channel: \"a\" }"
+        ]
+    );
+    out.flush();
+}
