@@ -11,6 +11,7 @@
 //!   cluster-wide questions through it; listeners are plugged in at startup (`server::state`);
 //! - `cluster` is one such plugin: it shares events, presence and queries with other nodes
 //!   over Redis pub/sub when scaling is enabled. Nothing in the core imports it;
+//! - `webhooks` is another: Pusher webhooks, signed, batched, delayed and retried;
 //! - `protocol` and `auth` are pure: message shapes, names, errors and signatures;
 //! - `config` and `apps` read and validate settings once, before anything binds.
 //!
