@@ -44,8 +44,10 @@ fn local_state(state: &State, bus: &Bus) -> Msg {
         }
         let local = app.users.local_users().into_iter();
         users.extend(local.map(|u| (id.clone(), u)));
-        let counted = app.channels.counted_channels().into_iter();
-        counts.extend(counted.map(|(c, n)| (id.clone(), c, n)));
+        if bus.counts(id) {
+            let counted = app.channels.counted_channels().into_iter();
+            counts.extend(counted.map(|(c, n)| (id.clone(), c, n)));
+        }
     }
     Msg::State {
         members,

@@ -342,6 +342,11 @@ impl Bus {
         self.leaving.store(true, Ordering::Relaxed);
     }
 
+    /// Whether the other nodes must hear of app `app_id`'s subscriber counts.
+    pub(super) fn counts(&self, app_id: &str) -> bool {
+        self.counted_apps.contains(app_id)
+    }
+
     /// Whether the other nodes must hear of app `app_id`'s occupied channels.
     pub(super) fn shares_occupancy(&self, app_id: &str) -> bool {
         self.webhook_apps.contains(app_id)

@@ -63,9 +63,13 @@ pub(crate) fn plug(settings: Scaling, apps: &[App]) -> Plugins {
 
 /// The bus of a node serving `apps`.
 fn new_bus(settings: Scaling, apps: &[App]) -> Arc<bus::Bus> {
+    // Counts are shared for the clients' `subscription_count`, and for the webhook of that
+    // name (sent by the leader, with the cluster's total).
     let counted = apps
         .iter()
-        .filter(|a| a.subscription_count)
+        .filter(|a| {
+            a.subscription_count || a.webhooks.iter().any(|t| t.wants("subscription_count"))
+        })
         .map(|a| a.id.clone())
         .collect::<HashSet<_>>();
     let webhooks = apps

@@ -89,6 +89,9 @@ pub enum Activity<'a> {
     ClusterMemberAdded { channel: &'a str, user_id: &'a str },
     /// A presence user is now gone from the channel on every node.
     ClusterMemberRemoved { channel: &'a str, user_id: &'a str },
+    /// The channel's subscribers on every node (as far as the other nodes report them)
+    /// changed to `count`.
+    ClusterSubscriptionCount { channel: &'a str, count: usize },
     /// A socket subscribed to a cache channel that had no cached event
     /// (`pusher:cache_miss`).
     CacheMiss {

@@ -102,8 +102,8 @@ impl Listener for Tap {
                 ..note(Kind::MemberRemoved, channel)
             },
             Activity::CacheMiss { channel, .. } => note(Kind::CacheMiss, channel),
-            Activity::SubscriptionCount { channel, local } => Note {
-                count: local,
+            Activity::ClusterSubscriptionCount { channel, count } => Note {
+                count,
                 ..note(Kind::Count, channel)
             },
             Activity::ClientEvent {

@@ -7,9 +7,10 @@
 //! - the worker ([`work`]): one task that takes the queue, delays `channel_vacated` and
 //!   `member_removed` and drops them when the channel or member comes back in time
 //!   (`sort.rs`), and hands each ready event to the queue of every target of its app that
-//!   wants it (bounded too). Cluster-wide transitions (occupied, vacated, member added and
-//!   removed) are sent by the cluster's leader only (`Peers::leads`), decided when they
-//!   fall due; client events and cache misses by the node where they happened.
+//!   wants it (bounded too). Cluster-wide changes (occupied, vacated, member added and
+//!   removed, subscription counts) are sent by the cluster's leader only (`Peers::leads`),
+//!   decided when they fall due; client events and cache misses by the node where they
+//!   happened.
 //! - one sender per target (`send.rs`): batches, signs, POSTs (`client.rs`), retries.
 //!
 //! At shutdown the worker waits for the connections' departures, sends what is still
@@ -77,11 +78,11 @@ impl Kind {
         1 << self as u8
     }
 
-    /// A transition of the whole cluster, sent by its leader only.
+    /// A change of the whole cluster, sent by its leader only.
     fn cluster_wide(self) -> bool {
         matches!(
             self,
-            Kind::Occupied | Kind::Vacated | Kind::MemberAdded | Kind::MemberRemoved
+            Kind::Occupied | Kind::Vacated | Kind::MemberAdded | Kind::MemberRemoved | Kind::Count
         )
     }
 }

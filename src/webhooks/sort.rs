@@ -118,10 +118,6 @@ impl Sorter {
                 }
             }
             Kind::Vacated | Kind::MemberRemoved if !self.delay.is_zero() => {
-                if note.kind == Kind::Vacated {
-                    self.counts
-                        .remove(&(note.app.clone(), note.channel.clone()));
-                }
                 let key = leave(&note);
                 self.generation += 1;
                 self.due
@@ -129,8 +125,16 @@ impl Sorter {
                 self.waiting.insert(key, (self.generation, note));
             }
             Kind::Count => self.count(note, now, out),
+            Kind::Vacated => self.vacated(note, out),
             _ => out.push(Ready::of(note)),
         }
+    }
+
+    /// A vacate is sent: the channel's count starts afresh.
+    fn vacated(&mut self, note: Note, out: &mut Vec<Ready>) {
+        self.counts
+            .remove(&(note.app.clone(), note.channel.clone()));
+        out.push(Ready::of(note));
     }
 
     /// `subscription_count` for non-presence channels, when it changed, throttled on busy
@@ -180,7 +184,10 @@ impl Sorter {
                 .is_some_and(|(g, _)| *g == generation)
             {
                 let (_, note) = self.waiting.remove(&key).expect("checked");
-                out.push(Ready::of(note));
+                match note.kind {
+                    Kind::Vacated => self.vacated(note, out),
+                    _ => out.push(Ready::of(note)),
+                }
             }
         }
         for ((app, channel), c) in &mut self.counts {
@@ -289,6 +296,34 @@ mod tests {
             [
                 r#"{"name":"member_removed","channel":"presence-p","user_id":"1"}"#,
                 r#"{"name":"channel_vacated","channel":"presence-p"}"#
+            ]
+        );
+    }
+
+    #[test]
+    fn a_reload_does_not_repeat_the_count_but_a_real_vacate_resets_it() {
+        let mut s = Sorter::new(Duration::from_secs(3));
+        let t = Instant::now();
+        let mut out = Vec::new();
+        let count = |n| Note {
+            count: n,
+            ..note(Kind::Count, "c", None)
+        };
+        s.note(count(1), t, &mut out);
+        s.note(note(Kind::Vacated, "c", None), t, &mut out);
+        s.note(note(Kind::Occupied, "c", None), t, &mut out);
+        s.note(count(1), t, &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        s.note(note(Kind::Vacated, "c", None), t, &mut out);
+        s.due(t + Duration::from_secs(3), &mut out);
+        s.note(note(Kind::Occupied, "c", None), t, &mut out);
+        s.note(count(1), t, &mut out);
+        assert_eq!(
+            names(&mut out)[1..],
+            [
+                r#"{"name":"channel_vacated","channel":"c"}"#,
+                r#"{"name":"channel_occupied","channel":"c"}"#,
+                r#"{"name":"subscription_count","channel":"c","subscription_count":1}"#
             ]
         );
     }

@@ -19,8 +19,13 @@ const DELAY: Duration = Duration::from_millis(300);
 /// A node on `redis`'s `channel` sending webhooks to `url`, with a short beat and peer
 /// timeout.
 async fn node(redis: &Redis, channel: &str, url: &str) -> TestServer {
+    node_for(redis, channel, url, LIFECYCLE).await
+}
+
+/// [`node`] with the target wanting `events`.
+async fn node_for(redis: &Redis, channel: &str, url: &str, events: &[&str]) -> TestServer {
     let mut config = node_config(redis.port, channel);
-    config.apps[0].webhooks = vec![target(url, LIFECYCLE)];
+    config.apps[0].webhooks = vec![target(url, events)];
     config.webhooks.leave_delay = DELAY;
     config.webhooks.batch_delay = Duration::ZERO;
     let s = config.scaling.as_mut().unwrap();
@@ -206,5 +211,32 @@ async fn a_node_that_dies_without_a_word_still_gets_its_vacate_and_remove_sent()
             ev(json!({"name":"channel_vacated","channel":"presence-ghost"})),
         ]
     );
+    rx.expect_none(QUIET).await;
+}
+
+#[tokio::test]
+async fn subscription_counts_are_the_clusters_and_sent_once() {
+    let redis = Redis::start().await;
+    let mut rx = Receiver::start(vec![]).await;
+    let channel = format!("resound-webhooks-{}", now_nanos());
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        nodes.push(node_for(&redis, &channel, &rx.url, &["subscription_count"]).await);
+    }
+    settled(&nodes).await;
+    let count = |n: u64| {
+        ev(json!({"name":"subscription_count","channel":"counted","subscription_count":n}))
+    };
+    let mut on_a = nodes[0].connected().await;
+    on_a.subscribe_public("counted").await;
+    assert_eq!(rx.events(1).await, [count(1)]);
+    let mut on_b = nodes[1].connected().await;
+    on_b.subscribe_public("counted").await;
+    assert_eq!(rx.events(1).await, [count(2)]);
+    let mut again = nodes[1].connected().await;
+    again.subscribe_public("counted").await;
+    assert_eq!(rx.events(1).await, [count(3)]);
+    drop(on_a);
+    assert_eq!(rx.events(1).await, [count(2)]);
     rx.expect_none(QUIET).await;
 }

@@ -57,7 +57,7 @@ fn a_repeated_subscribe_only_repeats_the_reply() {
         ]
     );
     let got = record.take();
-    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(got.len(), 5, "{got:?}");
     assert!(
         got[0].starts_with("Subscribed { channel: \"public\""),
         "{got:?}"
@@ -68,6 +68,10 @@ fn a_repeated_subscribe_only_repeats_the_reply() {
     assert_eq!(
         got[3],
         "SubscriptionCount { channel: \"public\", local: 1 }"
+    );
+    assert_eq!(
+        got[4],
+        "ClusterSubscriptionCount { channel: \"public\", count: 1 }"
     );
     assert_eq!(reg.subscription_count("public"), 1);
 }
