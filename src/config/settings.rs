@@ -162,6 +162,7 @@ pub(super) const SETTINGS: &[Setting] = &[
     server("RESOUND_WEBHOOK_LEAVE_DELAY", "webhook-leave-delay", "webhook_leave_delay", Value("3"), "Seconds channel_vacated and member_removed wait, dropped if the channel or member comes back meanwhile; fractions allowed, 0 = none"),
     server("RESOUND_WEBHOOK_RETRY_WINDOW", "webhook-retry-window", "webhook_retry_window", Value("300"), "Seconds a failing webhook request is retried (exponential backoff with jitter) before it is dropped"),
     server("RESOUND_WEBHOOK_TIMEOUT", "webhook-timeout", "webhook_timeout", Value("5"), "Seconds a webhook receiver has to answer before the request counts as failed; fractions allowed"),
+    server("RESOUND_WEBHOOK_CA_FILE", "webhook-ca-file", "webhook_ca_file", Unset("the system's roots"), "PEM file of the CA certificates to trust for https:// webhook receivers"),
     server("RESOUND_WEBHOOK_QUEUE", "webhook-queue", "webhook_queue", Value("10000"), "Webhook events waiting to be sent, per receiver (and for the whole node before they are sorted); beyond it new ones are dropped, counted and logged"),
     app("REVERB_APP_ID", "app-id", "app_id", Unset("none"), "App id (used in HTTP API paths)"),
     app("REVERB_APP_KEY", "app-key", "key", Unset("none"), "App key (used by clients in /app/{key})"),

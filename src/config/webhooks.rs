@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::layers::{ConfigError, Layers};
+use super::layers::{bad, ConfigError, Layers};
 use crate::apps::{WebhookTarget, WEBHOOK_EVENTS};
 
 /// How webhooks are sent (the same for every app).
@@ -26,6 +26,8 @@ pub struct WebhookSettings {
     pub timeout: Duration,
     /// Events waiting per receiver (and on the node's queue in front of them).
     pub queue: usize,
+    /// PEM certificates to trust for `https://` receivers instead of the system's roots.
+    pub ca: Option<Vec<u8>>,
 }
 
 /// Seconds with an optional fraction, 0 allowed.
@@ -47,7 +49,25 @@ pub(super) fn settings(l: &Layers) -> Result<WebhookSettings, ConfigError> {
         retry_window: l.seconds("RESOUND_WEBHOOK_RETRY_WINDOW")?,
         timeout: l.fractional_seconds("RESOUND_WEBHOOK_TIMEOUT")?,
         queue: l.positive("RESOUND_WEBHOOK_QUEUE")?,
+        ca: ca_file(l)?,
     })
+}
+
+/// `RESOUND_WEBHOOK_CA_FILE`, read and checked now so a bad file stops start-up.
+fn ca_file(l: &Layers) -> Result<Option<Vec<u8>>, ConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    const NAME: &str = "RESOUND_WEBHOOK_CA_FILE";
+    let Some((path, origin)) = l.get(NAME) else {
+        return Ok(None);
+    };
+    let pem = std::fs::read(&path)
+        .map_err(|e| bad(NAME, &path, origin, &format!("a readable PEM file ({e})")))?;
+    let certs = CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>();
+    if !certs.is_ok_and(|c| !c.is_empty()) {
+        return Err(bad(NAME, &path, origin, "a PEM file with certificates"));
+    }
+    Ok(Some(pem))
 }
 
 /// One target as written in the config file (or `RESOUND_APP_WEBHOOKS`).

@@ -17,14 +17,25 @@ use crate::apps::WebhookTarget;
 /// Why a request failed (for the log).
 pub(super) type Failure = String;
 
+/// The TLS client configuration for `https://` receivers, or why there is none.
+pub(super) type Tls = Result<Arc<rustls::ClientConfig>, Failure>;
+
 pub(super) struct Client {
     uri: Uri,
     headers: Vec<(HeaderName, HeaderValue)>,
     conn: Option<SendRequest<Full<Bytes>>>,
+    tls: Arc<OnceLock<Tls>>,
+    ca: Option<Arc<[u8]>>,
 }
 
 impl Client {
-    pub(super) fn new(target: &WebhookTarget) -> Client {
+    /// A client for `target`; `tls` is shared by every target (made on first use, from `ca`
+    /// or the system's roots).
+    pub(super) fn new(
+        target: &WebhookTarget,
+        tls: Arc<OnceLock<Tls>>,
+        ca: Option<Arc<[u8]>>,
+    ) -> Client {
         let uri: Uri = target.url.parse().expect("validated by config");
         let headers = target
             .headers
@@ -40,6 +51,8 @@ impl Client {
             uri,
             headers,
             conn: None,
+            tls,
+            ca,
         }
     }
 
@@ -108,7 +121,10 @@ impl Client {
         }
         let name = rustls::pki_types::ServerName::try_from(host.to_owned())
             .map_err(|e| format!("tls: {e}"))?;
-        let config = tls_config()?;
+        let config = self
+            .tls
+            .get_or_init(|| tls_config(self.ca.as_deref()))
+            .clone()?;
         let stream = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await
@@ -131,23 +147,33 @@ where
     Ok(send)
 }
 
-/// The client TLS configuration for `https://` receivers: the system's roots, loaded once.
-fn tls_config() -> Result<Arc<rustls::ClientConfig>, Failure> {
-    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, Failure>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let mut roots = rustls::RootCertStore::empty();
-            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-            if roots.is_empty() {
-                return Err("no system root certificates found".into());
+/// The client TLS configuration for `https://` receivers: trusting the certificates of `ca`
+/// (PEM, checked at start-up), or the system's roots.
+fn tls_config(ca: Option<&[u8]>) -> Tls {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(pem) => {
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| format!("webhook CA file: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("webhook CA file: {e}"))?;
             }
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Ok(Arc::new(config))
-        })
-        .clone()
+        }
+        None => {
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        }
+    }
+    if roots.is_empty() {
+        return Err("no root certificates to trust (set RESOUND_WEBHOOK_CA_FILE)".into());
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }

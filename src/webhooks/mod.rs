@@ -158,6 +158,9 @@ pub(crate) struct Shared {
     stats: Arc<Stats>,
     /// Set at shutdown: the time by which everything must be sent.
     stop_by: OnceLock<Instant>,
+    /// For `https://` receivers: made on first use, shared.
+    tls: Arc<OnceLock<client::Tls>>,
+    ca: Option<Arc<[u8]>>,
 }
 
 impl Shared {
@@ -184,6 +187,8 @@ pub(crate) fn plug(config: &Config) -> Option<(Plugins, Arc<Stats>)> {
         settings: config.webhooks.clone(),
         stats: stats.clone(),
         stop_by: OnceLock::new(),
+        tls: Arc::default(),
+        ca: config.webhooks.ca.as_deref().map(Arc::from),
     });
     let plugins = Plugins {
         listeners: vec![Arc::new(tap)],

@@ -65,7 +65,7 @@ pub(super) async fn run(
     shared: Arc<Shared>,
 ) {
     let settings = shared.settings.clone();
-    let mut client = Client::new(&target);
+    let mut client = Client::new(&target, shared.tls.clone(), shared.ca.clone());
     let mut batch = Vec::with_capacity(settings.batch_size);
     loop {
         let Some(first) = rx.recv().await else {

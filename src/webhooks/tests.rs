@@ -61,6 +61,8 @@ fn a_full_target_queue_drops_and_counts() {
         settings: config.webhooks.clone(),
         stats: stats.clone(),
         stop_by: OnceLock::new(),
+        tls: Arc::default(),
+        ca: None,
     };
     let (tx, mut target) = mpsc::channel(1);
     let routes = HashMap::from([(

@@ -73,8 +73,21 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start(plan: Vec<Answer>) -> Receiver {
+        Receiver::start_with(plan, None).await
+    }
+
+    /// A receiver behind TLS, with `tls`'s certificate, at `https://localhost:{port}`.
+    pub async fn start_tls(tls: Arc<rustls::ServerConfig>) -> Receiver {
+        Receiver::start_with(Vec::new(), Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn start_with(plan: Vec<Answer>, tls: Option<tokio_rustls::TlsAcceptor>) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/pusher/webhooks", listener.local_addr().unwrap());
+        let port = listener.local_addr().unwrap().port();
+        let url = match tls {
+            Some(_) => format!("https://localhost:{port}/pusher/webhooks"),
+            None => format!("http://127.0.0.1:{port}/pusher/webhooks"),
+        };
         let (tx, rx) = mpsc::unbounded_channel();
         let plan = Arc::new(Mutex::new(VecDeque::from(plan)));
         tokio::spawn(async move {
@@ -82,48 +95,16 @@ impl Receiver {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (tx, plan) = (tx.clone(), plan.clone());
-                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let (tx, plan) = (tx.clone(), plan.clone());
-                    async move {
-                        let header =
-                            |n: &str| req.headers().get(n).map(|v| v.to_str().unwrap().to_owned());
-                        let (content_type, key, signature, custom) = (
-                            header("content-type").unwrap_or_default(),
-                            header("x-pusher-key").unwrap_or_default(),
-                            header("x-pusher-signature").unwrap_or_default(),
-                            header("x-custom"),
-                        );
-                        assert_eq!(req.uri().path(), "/pusher/webhooks");
-                        let body = req.into_body().collect().await.unwrap().to_bytes();
-                        let answer = plan.lock().pop_front().unwrap_or(Answer::Ok);
-                        let _ = tx.send(Hook {
-                            content_type,
-                            key,
-                            signature,
-                            body: String::from_utf8(body.to_vec()).unwrap(),
-                            custom,
-                            answer: format!("{answer:?}"),
-                        });
-                        let status = match answer {
-                            Answer::Ok => 200,
-                            Answer::Fail(s) => s,
-                            Answer::Stall(d) => {
-                                tokio::time::sleep(d).await;
-                                200
-                            }
-                        };
-                        let resp = Response::builder()
-                            .status(status)
-                            .body(Full::new(Bytes::from_static(b"{}")))
-                            .unwrap();
-                        Ok::<_, Infallible>(resp)
-                    }
-                });
+                let (tx, plan, tls) = (tx.clone(), plan.clone(), tls.clone());
                 tokio::spawn(async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    match tls {
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                serve(stream, tx, plan).await;
+                            }
+                        }
+                        None => serve(stream, tx, plan).await,
+                    }
                 });
             }
         });
@@ -161,6 +142,52 @@ impl Receiver {
             panic!("unexpected webhook {}", h.body);
         }
     }
+}
+
+/// Serves one connection: records each request, answers as the plan says (then 200).
+async fn serve<S>(stream: S, tx: mpsc::UnboundedSender<Hook>, plan: Arc<Mutex<VecDeque<Answer>>>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+        let (tx, plan) = (tx.clone(), plan.clone());
+        async move {
+            let header = |n: &str| req.headers().get(n).map(|v| v.to_str().unwrap().to_owned());
+            let (content_type, key, signature, custom) = (
+                header("content-type").unwrap_or_default(),
+                header("x-pusher-key").unwrap_or_default(),
+                header("x-pusher-signature").unwrap_or_default(),
+                header("x-custom"),
+            );
+            assert_eq!(req.uri().path(), "/pusher/webhooks");
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            let answer = plan.lock().pop_front().unwrap_or(Answer::Ok);
+            let _ = tx.send(Hook {
+                content_type,
+                key,
+                signature,
+                body: String::from_utf8(body.to_vec()).unwrap(),
+                custom,
+                answer: format!("{answer:?}"),
+            });
+            let status = match answer {
+                Answer::Ok => 200,
+                Answer::Fail(s) => s,
+                Answer::Stall(d) => {
+                    tokio::time::sleep(d).await;
+                    200
+                }
+            };
+            let resp = Response::builder()
+                .status(status)
+                .body(Full::new(Bytes::from_static(b"{}")))
+                .unwrap();
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), svc)
+        .await;
 }
 
 /// The channel and member transitions.
@@ -535,4 +562,49 @@ async fn beyond_the_queue_bound_events_are_dropped_not_waited_for() {
         [ev(json!({"name":"channel_occupied","channel":"q1"}))]
     );
     rx.expect_none(Duration::from_millis(800)).await;
+}
+
+#[tokio::test]
+async fn https_receivers_are_reached_trusting_the_configured_ca() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // A CA, and a certificate for "localhost" signed by it.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.der().clone()], key_der)
+    .unwrap();
+    let tls = Arc::new(tls);
+    // Trusting only the system's roots, the receiver's certificate is refused: nothing
+    // arrives.
+    let mut untrusted = Receiver::start_tls(tls.clone()).await;
+    let plain = config(vec![target(&untrusted.url, LIFECYCLE)], Duration::ZERO);
+    let other = TestServer::start_with(plain).await;
+    let mut b = other.connected().await;
+    b.subscribe_public("secure").await;
+    untrusted.expect_none(Duration::from_millis(1500)).await;
+
+    let mut rx = Receiver::start_tls(tls).await;
+    let mut c = config(vec![target(&rx.url, LIFECYCLE)], Duration::ZERO);
+    c.webhooks.ca = Some(ca_cert.pem().into_bytes());
+    let server = TestServer::start_with(c).await;
+    let mut a = server.connected().await;
+    a.subscribe_public("secure").await;
+    assert_eq!(
+        rx.events(1).await,
+        [ev(json!({"name":"channel_occupied","channel":"secure"}))]
+    );
 }

@@ -155,6 +155,10 @@ events = "cache_miss,subscription_count"
             vec!["--webhook-batch-size", "0"],
             "RESOUND_WEBHOOK_BATCH_SIZE",
         ),
+        (
+            vec!["--webhook-ca-file", "/nonexistent/ca.pem"],
+            "RESOUND_WEBHOOK_CA_FILE",
+        ),
     ] {
         let e = load_args(&args, d.path()).unwrap_err();
         assert!(e.0.contains(says), "{args:?}: {e}");
@@ -174,6 +178,7 @@ fn webhook_defaults_are_the_documented_ones() {
             retry_window: Duration::from_secs(300),
             timeout: Duration::from_secs(5),
             queue: 10_000,
+            ca: None,
         }
     );
 }
