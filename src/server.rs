@@ -34,7 +34,7 @@ pub fn state(config: Config) -> Arc<State> {
         Some(scaling) => crate::cluster::plug(scaling.clone(), &config.apps),
         None => Plugins::default(),
     };
-    if let Some((webhooks, _stats)) = crate::webhooks::plug(&config) {
+    if let Some(webhooks) = crate::webhooks::plug(&config) {
         plugins = plugins.and(webhooks);
     }
     Arc::new(State::with_plugins(config, plugins))

@@ -82,6 +82,20 @@ impl Listener for Tap {
         let Some(app) = self.apps.get(app_id) else {
             return;
         };
+        // Nothing is copied for what no target needs.
+        let kind = match activity {
+            Activity::ClusterOccupied { .. } => Kind::Occupied,
+            Activity::ClusterVacated { .. } => Kind::Vacated,
+            Activity::ClusterMemberAdded { .. } => Kind::MemberAdded,
+            Activity::ClusterMemberRemoved { .. } => Kind::MemberRemoved,
+            Activity::CacheMiss { .. } => Kind::CacheMiss,
+            Activity::ClusterSubscriptionCount { .. } => Kind::Count,
+            Activity::ClientEvent { .. } => Kind::ClientEvent,
+            _ => return,
+        };
+        if app.kinds & kind.bit() == 0 {
+            return;
+        }
         let note = |kind: Kind, channel: &str| Note {
             app: app.id.clone(),
             kind,
@@ -123,9 +137,6 @@ impl Listener for Tap {
             },
             _ => return,
         };
-        if app.kinds & n.kind.bit() == 0 {
-            return;
-        }
         if self.tx.try_send(n).is_err() {
             self.stats.dropped(1, "the node's webhook queue is full");
         }

@@ -32,6 +32,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::apps::{App, WebhookTarget};
@@ -158,6 +159,8 @@ pub(crate) struct Shared {
     stats: Arc<Stats>,
     /// Set at shutdown: the time by which everything must be sent.
     stop_by: OnceLock<Instant>,
+    /// Cancelled with `stop_by` set: cuts short the senders' waits between retries.
+    stop: CancellationToken,
     /// For `https://` receivers: made on first use, shared.
     tls: Arc<OnceLock<client::Tls>>,
     ca: Option<Arc<[u8]>>,
@@ -175,8 +178,8 @@ impl Shared {
 }
 
 /// Webhooks as plugins, when any app has a target: the listener, and the worker started
-/// beside the server. The `Stats` are for tests.
-pub(crate) fn plug(config: &Config) -> Option<(Plugins, Arc<Stats>)> {
+/// beside the server.
+pub(crate) fn plug(config: &Config) -> Option<Plugins> {
     if config.apps.iter().all(|a| a.webhooks.is_empty()) {
         return None;
     }
@@ -185,8 +188,9 @@ pub(crate) fn plug(config: &Config) -> Option<(Plugins, Arc<Stats>)> {
     let tap = listen::Tap::new(&config.apps, tx, stats.clone());
     let shared = Arc::new(Shared {
         settings: config.webhooks.clone(),
-        stats: stats.clone(),
+        stats,
         stop_by: OnceLock::new(),
+        stop: CancellationToken::new(),
         tls: Arc::default(),
         ca: config.webhooks.ca.as_deref().map(Arc::from),
     });
@@ -200,7 +204,7 @@ pub(crate) fn plug(config: &Config) -> Option<(Plugins, Arc<Stats>)> {
             Box::pin(async {})
         })],
     };
-    Some((plugins, stats))
+    Some(plugins)
 }
 
 /// One app's targets: each sender's queue and what it wants.
@@ -243,6 +247,7 @@ async fn work(state: Arc<State>, mut rx: mpsc::Receiver<listen::Note>, shared: A
                     let stop_by = *shared.stop_by.get_or_init(|| {
                         Instant::now() + state.config.shutdown_timeout.mul_f64(0.9)
                     });
+                    shared.stop.cancel();
                     let departed = state.apps().all(|a| a.connections.is_empty());
                     if departed || Instant::now() >= stop_by {
                         break;

@@ -141,8 +141,11 @@ async fn deliver(
         }
         debug!(url = %target.url, tries, error = %failure, retry_in_ms = wait.as_millis() as u64, "webhook failed; retrying");
         shared.stats.retried();
-        // Shutdown cuts the wait short only through the deadline.
-        tokio::time::sleep(wait).await;
+        // At shutdown, one last try at once (within the shutdown deadline).
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shared.stop.cancelled() => {}
+        }
     }
 }
 

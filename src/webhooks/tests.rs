@@ -61,6 +61,7 @@ fn a_full_target_queue_drops_and_counts() {
         settings: config.webhooks.clone(),
         stats: stats.clone(),
         stop_by: OnceLock::new(),
+        stop: CancellationToken::new(),
         tls: Arc::default(),
         ca: None,
     };

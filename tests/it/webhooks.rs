@@ -608,3 +608,44 @@ async fn https_receivers_are_reached_trusting_the_configured_ca() {
         [ev(json!({"name":"channel_occupied","channel":"secure"}))]
     );
 }
+
+#[tokio::test]
+async fn shutdown_cuts_a_retry_wait_short_and_tries_once_more() {
+    let fail = Answer::Fail(500);
+    let mut rx = Receiver::start(vec![fail, fail, fail, fail]).await;
+    let mut server =
+        TestServer::start_with(config(vec![target(&rx.url, LIFECYCLE)], Duration::ZERO)).await;
+    let mut a = server.connected().await;
+    a.subscribe_public("retried-at-shutdown").await;
+    for _ in 0..4 {
+        let h = rx
+            .next_within(Duration::from_secs(10))
+            .await
+            .expect("a try");
+        assert_eq!(h.answer, "Fail(500)");
+    }
+    // The next try would come 4 to 8 s later; shutting down tries again at once, and the
+    // vacate the shutdown causes follows it.
+    let stopped = server.shutdown();
+    let retried = rx
+        .next_within(Duration::from_secs(3))
+        .await
+        .expect("a last try");
+    assert_eq!(retried.answer, "Ok");
+    assert_eq!(
+        retried.events(),
+        [ev(
+            json!({"name":"channel_occupied","channel":"retried-at-shutdown"})
+        )]
+    );
+    assert_eq!(
+        rx.events(1).await,
+        [ev(
+            json!({"name":"channel_vacated","channel":"retried-at-shutdown"})
+        )]
+    );
+    tokio::time::timeout(Duration::from_secs(10), stopped)
+        .await
+        .expect("shutdown ends")
+        .unwrap();
+}
