@@ -2,8 +2,9 @@
 //! the leave delay and are dropped, with the `channel_occupied`/`member_added` that undoes
 //! them, when the channel or member comes back meanwhile; `subscription_count` is sent when
 //! the count changes, at most every 5 s on channels of more than 100 subscribers (as
-//! Pusher); everything else is ready at once. Delays are equal, so a FIFO holds them in
-//! the order they fall due, which keeps one channel's events in the order they happened.
+//! Pusher); a channel's `cache_miss` at most every 10 s; everything else is ready at once.
+//! Delays are equal, so a FIFO holds them in the order they fall due, which keeps one
+//! channel's events in the order they happened.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -15,6 +16,10 @@ use tokio::time::Instant;
 use super::listen::Note;
 use super::Kind;
 use crate::channel::ChannelKind;
+
+/// A channel's `cache_miss` goes out at most once per this time: a crowd subscribing to an
+/// empty cache channel is one webhook.
+const CACHE_MISS_EVERY: Duration = Duration::from_secs(10);
 
 /// Above this many subscribers, `subscription_count` goes out at most every [`COUNT_EVERY`].
 const COUNT_THROTTLE_ABOVE: usize = 100;
@@ -90,6 +95,8 @@ pub(super) struct Sorter {
     waiting: HashMap<Leave, (u64, Note)>,
     generation: u64,
     counts: HashMap<(Arc<str>, String), Count>,
+    /// When each channel's last `cache_miss` went out.
+    misses: HashMap<(Arc<str>, String), Instant>,
 }
 
 impl Sorter {
@@ -100,6 +107,7 @@ impl Sorter {
             waiting: HashMap::new(),
             generation: 0,
             counts: HashMap::new(),
+            misses: HashMap::new(),
         }
     }
 
@@ -126,6 +134,17 @@ impl Sorter {
             }
             Kind::Count => self.count(note, now, out),
             Kind::Vacated => self.vacated(note, out),
+            Kind::CacheMiss => {
+                let key = (note.app.clone(), note.channel.clone());
+                let recent = self
+                    .misses
+                    .get(&key)
+                    .is_some_and(|at| now.duration_since(*at) < CACHE_MISS_EVERY);
+                if !recent {
+                    self.misses.insert(key, now);
+                    out.push(Ready::of(note));
+                }
+            }
             _ => out.push(Ready::of(note)),
         }
     }
@@ -176,6 +195,8 @@ impl Sorter {
 
     /// Pushes what has fallen due by `now` to `out`.
     pub(super) fn due(&mut self, now: Instant, out: &mut Vec<Ready>) {
+        self.misses
+            .retain(|_, at| now.duration_since(*at) < CACHE_MISS_EVERY);
         while self.due.front().is_some_and(|(at, _, _)| *at <= now) {
             let (_, key, generation) = self.due.pop_front().expect("checked");
             if self
@@ -324,6 +345,34 @@ mod tests {
                 r#"{"name":"channel_vacated","channel":"c"}"#,
                 r#"{"name":"channel_occupied","channel":"c"}"#,
                 r#"{"name":"subscription_count","channel":"c","subscription_count":1}"#
+            ]
+        );
+    }
+
+    #[test]
+    fn a_channels_cache_misses_are_one_webhook_per_10_s() {
+        let mut s = Sorter::new(Duration::ZERO);
+        let t = Instant::now();
+        let mut out = Vec::new();
+        for secs in [0, 1, 9] {
+            s.note(
+                note(Kind::CacheMiss, "cache-a", None),
+                t + Duration::from_secs(secs),
+                &mut out,
+            );
+        }
+        s.note(note(Kind::CacheMiss, "cache-b", None), t, &mut out);
+        s.note(
+            note(Kind::CacheMiss, "cache-a", None),
+            t + Duration::from_secs(10),
+            &mut out,
+        );
+        assert_eq!(
+            names(&mut out),
+            [
+                r#"{"name":"cache_miss","channel":"cache-a"}"#,
+                r#"{"name":"cache_miss","channel":"cache-b"}"#,
+                r#"{"name":"cache_miss","channel":"cache-a"}"#
             ]
         );
     }
