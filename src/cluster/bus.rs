@@ -89,6 +89,8 @@ pub(super) struct Bus {
     started: Instant,
     /// Set once this node says goodbye: it no longer speaks for the cluster.
     leaving: AtomicBool,
+    /// Whether the link to Redis is up: without it this node cannot know the cluster.
+    linked: AtomicBool,
     outbox: mpsc::Sender<String>,
     /// Taken once by the link.
     pub(super) inbox_for_link: Mutex<Option<mpsc::Receiver<String>>>,
@@ -127,6 +129,7 @@ impl Bus {
             webhook_apps,
             started: Instant::now(),
             leaving: AtomicBool::new(false),
+            linked: AtomicBool::new(false),
             outbox,
             inbox_for_link: Mutex::new(Some(rx)),
             peers: Mutex::default(),
@@ -337,6 +340,11 @@ impl Bus {
         }
     }
 
+    /// The link to Redis came up, or went down (see [`Peers::leads`]).
+    pub(super) fn linked(&self, up: bool) {
+        self.linked.store(up, Ordering::Relaxed);
+    }
+
     /// This node is saying goodbye (see [`Peers::leads`]).
     pub(super) fn leave(&self) {
         self.leaving.store(true, Ordering::Relaxed);
@@ -405,14 +413,18 @@ impl Peers for Bus {
 
     /// The oldest live node leads (the smallest id: ids begin with their start time), so a
     /// node that joins a running cluster never takes over from one that knows more. Not
-    /// known during this node's first beat (the others have not all been heard yet), and
-    /// never once this node has said goodbye.
+    /// known during this node's first beat (the others have not all been heard yet); never
+    /// while this node cannot reach Redis (it would take the others' silence for their
+    /// departure), nor once it has said goodbye.
     fn leads(&self) -> Option<bool> {
         if self.leaving.load(Ordering::Relaxed) {
             return Some(false);
         }
         if self.started.elapsed() < self.settings.beat_every {
             return None;
+        }
+        if !self.linked.load(Ordering::Relaxed) {
+            return Some(false);
         }
         Some(self.live_peers().iter().all(|n| self.node < *n))
     }

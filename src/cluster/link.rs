@@ -102,13 +102,16 @@ async fn links(
                     "scaling: connected to Redis"
                 );
                 backoff = Duration::from_millis(250);
+                bus.linked(true);
                 let link = Link {
                     state,
                     bus,
                     publisher,
                     messages,
                 };
-                match link.serve(outbox, &mut batch, &mut seq).await {
+                let served = link.serve(outbox, &mut batch, &mut seq).await;
+                bus.linked(false);
+                match served {
                     Ok(()) => return,
                     Err(e) => warn!(error = %e, "scaling: lost Redis; reconnecting"),
                 }

@@ -240,3 +240,15 @@ async fn subscription_counts_are_the_clusters_and_sent_once() {
     assert_eq!(rx.events(1).await, [count(2)]);
     rx.expect_none(QUIET).await;
 }
+
+#[tokio::test]
+async fn a_node_that_cannot_reach_redis_does_not_lead() {
+    let mut redis = Redis::start().await;
+    let rx = Receiver::start(vec![]).await;
+    let nodes = nodes(&redis, 1, &rx.url).await;
+    let leads = || nodes[0].state.peers().unwrap().leads();
+    assert_eq!(leads(), Some(true));
+    redis.stop();
+    let stepped_down = wait_until(async || leads() == Some(false), WAIT).await;
+    assert!(stepped_down, "still leads without Redis");
+}
