@@ -17,6 +17,22 @@ use crate::apps::WebhookTarget;
 /// Why a request failed (for the log).
 pub(super) type Failure = String;
 
+/// How one request went wrong: no answer at all (the connection was closed or broke), or
+/// an answer that is not a success (or a request that could not be built).
+enum Sent {
+    Unanswered(String),
+    Answered(String),
+}
+
+impl From<Sent> for Failure {
+    fn from(s: Sent) -> Failure {
+        match s {
+            Sent::Unanswered(e) => format!("no answer: {e}"),
+            Sent::Answered(e) => e,
+        }
+    }
+}
+
 /// The TLS client configuration for `https://` receivers, or why there is none.
 pub(super) type Tls = Result<Arc<rustls::ClientConfig>, Failure>;
 
@@ -57,28 +73,49 @@ impl Client {
     }
 
     /// POSTs `body` signed with `key`'s `signature`; Ok on a 2xx answer. The caller bounds
-    /// the time this takes.
+    /// the time this takes. A kept connection that turns out closed (the receiver's
+    /// keep-alive ended as we sent) is replaced at once, not counted as a failure.
     pub(super) async fn post(
         &mut self,
         body: Bytes,
         key: &str,
         signature: &str,
     ) -> Result<(), Failure> {
-        let conn = match self.conn.take() {
-            Some(c) if c.is_ready() => c,
-            _ => self.connect().await?,
+        let kept = self.conn.take().filter(SendRequest::is_ready);
+        let reused = kept.is_some();
+        let conn = match kept {
+            Some(c) => c,
+            None => self.connect().await?,
         };
-        let mut conn = conn;
+        match self.send(conn, body.clone(), key, signature).await {
+            Err(Sent::Unanswered(_)) if reused => {
+                let conn = self.connect().await?;
+                self.send(conn, body, key, signature)
+                    .await
+                    .map_err(Sent::into)
+            }
+            other => other.map_err(Sent::into),
+        }
+    }
+
+    async fn send(
+        &mut self,
+        mut conn: SendRequest<Full<Bytes>>,
+        body: Bytes,
+        key: &str,
+        signature: &str,
+    ) -> Result<(), Sent> {
         let path = self
             .uri
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_owned();
         let host = self.uri.authority().map_or("", |a| a.as_str()).to_owned();
+        let bad = |e: String| Sent::Answered(e);
         let mut req = Request::post(path)
             .header(HOST, host)
             .body(Full::new(body))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| bad(e.to_string()))?;
         let h = req.headers_mut();
         for (name, value) in &self.headers {
             h.append(name.clone(), value.clone());
@@ -86,14 +123,15 @@ impl Client {
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(
             "x-pusher-key",
-            HeaderValue::from_str(key).map_err(|e| e.to_string())?,
+            HeaderValue::from_str(key).map_err(|e| bad(e.to_string()))?,
         );
         h.insert(
             "x-pusher-signature",
-            HeaderValue::from_str(signature).map_err(|e| e.to_string())?,
+            HeaderValue::from_str(signature).map_err(|e| bad(e.to_string()))?,
         );
-        conn.ready().await.map_err(|e| e.to_string())?;
-        let resp = conn.send_request(req).await.map_err(|e| e.to_string())?;
+        let unanswered = |e: hyper::Error| Sent::Unanswered(e.to_string());
+        conn.ready().await.map_err(unanswered)?;
+        let resp = conn.send_request(req).await.map_err(unanswered)?;
         let status = resp.status();
         // Read the answer to the end so the connection can carry the next request.
         let read = resp.into_body().collect().await;
@@ -103,7 +141,7 @@ impl Client {
         if status.is_success() {
             Ok(())
         } else {
-            Err(format!("answered {status}"))
+            Err(bad(format!("answered {status}")))
         }
     }
 
