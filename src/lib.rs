@@ -13,6 +13,7 @@
 //!   over Redis pub/sub when scaling is enabled. Nothing in the core imports it;
 //! - `console` is another: the live debug console, a listener plus HTTP pages mounted under
 //!   the path prefix (`state::Pages`), when `RESOUND_CONSOLE_ENABLED` is on;
+//! - `webhooks` is another: Pusher webhooks, signed, batched, delayed and retried;
 //! - `protocol` and `auth` are pure: message shapes, names, errors and signatures;
 //! - `config` and `apps` read and validate settings once, before anything binds.
 //!
@@ -43,6 +44,7 @@ pub(crate) mod drain;
 pub(crate) mod http;
 pub(crate) mod protocol;
 pub(crate) mod users;
+pub(crate) mod webhooks;
 
 // Entry points for the fuzz targets (fuzz/): compiled only by `cargo fuzz`.
 #[cfg(fuzzing)]

@@ -14,6 +14,8 @@ use crate::config::Config;
 use crate::state::{Plugins, State};
 use crate::tls::Tls;
 
+/// The share of the shutdown timeout the drain may use at most.
+const DRAIN_SHARE: f64 = 0.8;
 /// How often expired cache-channel events are dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// How often throttled `subscription_count` updates are looked at.
@@ -26,17 +28,19 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
 }
 
 /// The server's state with what the configuration plugs into the core: the Redis cluster
-/// when scaling is enabled, the debug console when it is, nothing otherwise. The one place
-/// that wires plugins.
+/// when scaling is enabled, webhooks when an app has a target, the debug console when it is
+/// enabled, nothing otherwise. The one place that wires plugins.
 pub fn state(config: Config) -> Arc<State> {
-    let plugins = match &config.scaling {
+    let mut plugins = match &config.scaling {
         Some(scaling) => crate::cluster::plug(scaling.clone(), &config.apps),
         None => Plugins::default(),
     };
-    let plugins = match &config.console {
-        Some(console) => plugins.with(crate::console::plug(console)),
-        None => plugins,
-    };
+    if let Some(webhooks) = crate::webhooks::plug(&config) {
+        plugins = plugins.with(webhooks);
+    }
+    if let Some(console) = &config.console {
+        plugins = plugins.with(crate::console::plug(console));
+    }
     Arc::new(State::with_plugins(config, plugins))
 }
 
@@ -109,7 +113,12 @@ pub async fn serve_with(
 async fn shut_down(state: &Arc<State>, background: Vec<tokio::task::JoinHandle<()>>) {
     let start = tokio::time::Instant::now();
     let deadline = start + state.config.shutdown_timeout;
-    let window = state.config.drain.min(state.config.shutdown_timeout);
+    // The drain leaves the last fifth of the shutdown timeout to what must follow the
+    // departures: their close frames, the requests in flight, the webhooks they cause.
+    let window = state
+        .config
+        .drain
+        .min(state.config.shutdown_timeout.mul_f64(DRAIN_SHARE));
     info!(
         drain_ms = window.as_millis() as u64,
         "shutting down: stopped accepting; draining connections"

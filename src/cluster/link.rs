@@ -102,13 +102,16 @@ async fn links(
                     "scaling: connected to Redis"
                 );
                 backoff = Duration::from_millis(250);
+                bus.linked(true);
                 let link = Link {
                     state,
                     bus,
                     publisher,
                     messages,
                 };
-                match link.serve(outbox, &mut batch, &mut seq).await {
+                let served = link.serve(outbox, &mut batch, &mut seq).await;
+                bus.linked(false);
+                match served {
                     Ok(()) => return,
                     Err(e) => warn!(error = %e, "scaling: lost Redis; reconnecting"),
                 }
@@ -264,6 +267,7 @@ impl Link<'_> {
             // turn (a node that stopped beating would be dropped by the others).
             tokio::select! {
                 _ = state.shutdown.cancelled() => {
+                    bus.leave();
                     // Best effort, within a second: what was accepted before the shutdown,
                     // then `bye`, so the others drop our members now rather than after the
                     // timeout.

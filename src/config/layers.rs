@@ -293,6 +293,10 @@ fn flatten_into(
                 continue;
             }
             toml::Value::String(s) => s.clone(),
+            // An array of tables (`[[apps.webhooks]]`) is read as JSON by its setting.
+            toml::Value::Array(items) if items.iter().any(toml::Value::is_table) => {
+                serde_json::to_string(items).map_err(|e| ConfigError(format!("{key}: {e}")))?
+            }
             toml::Value::Array(items) => items
                 .iter()
                 .map(|i| {

@@ -11,6 +11,7 @@ mod layers;
 mod redis;
 mod serving;
 mod settings;
+mod webhooks;
 
 use std::path::Path;
 use std::time::Duration;
@@ -26,6 +27,7 @@ pub use self::apps::DEV_APP;
 pub use self::console::Console;
 pub use self::layers::{command, ConfigError};
 pub use self::redis::{redact, Scaling};
+pub use self::webhooks::WebhookSettings;
 
 /// The validated server configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +81,8 @@ pub struct Config {
     pub reuse_port: bool,
     /// The live debug console; `None` (the default) serves none.
     pub console: Option<Console>,
+    /// How webhooks are batched, delayed, retried and queued (the targets are per app).
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for Config {
@@ -190,6 +194,7 @@ fn from_layers(primary: &Layers, more_apps: &[Layer]) -> Result<Config, ConfigEr
         drain: self::serving::drain(l)?,
         reuse_port: l.boolean("RESOUND_REUSE_PORT")?,
         console: self::console::read(l)?,
+        webhooks: self::webhooks::settings(l)?,
     })
 }
 

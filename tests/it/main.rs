@@ -19,3 +19,5 @@ mod shutdown;
 mod signin;
 mod subscription_count;
 mod tls;
+mod webhooks;
+mod webhooks_cluster;

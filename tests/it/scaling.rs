@@ -13,13 +13,13 @@ use serde_json::{json, Value};
 use crate::support::*;
 
 /// A `redis-server` on a free loopback port, killed when dropped.
-struct Redis {
-    port: u16,
+pub(crate) struct Redis {
+    pub(crate) port: u16,
     child: Child,
 }
 
 impl Redis {
-    async fn start() -> Redis {
+    pub(crate) async fn start() -> Redis {
         let port = free_port();
         Redis::start_on(port).await
     }
@@ -60,7 +60,7 @@ impl Redis {
         redis
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -72,7 +72,7 @@ impl Drop for Redis {
     }
 }
 
-fn node_config(redis_port: u16, channel: &str) -> resound::Config {
+pub(crate) fn node_config(redis_port: u16, channel: &str) -> resound::Config {
     node_config_url(&format!("redis://127.0.0.1:{redis_port}/0"), channel)
 }
 
@@ -93,7 +93,7 @@ fn node_config_url(url: &str, channel: &str) -> resound::Config {
 /// `msg` (JSON) in the envelope a node holding the cluster's key publishes on `node`'s
 /// channel: HMAC-SHA256 (`auth::sign`) over the channel, a zero byte and the envelope up to
 /// its MAC.
-fn sealed(node: &TestServer, from: &str, seq: u64, msg: &str) -> String {
+pub(crate) fn sealed(node: &TestServer, from: &str, seq: u64, msg: &str) -> String {
     sealed_with(CLUSTER_SECRET, node, from, seq, msg)
 }
 
@@ -111,7 +111,11 @@ async fn cluster(redis: &Redis, n: usize) -> Vec<TestServer> {
 
 /// [`cluster`] with the nodes' timings (beat, peer timeout, query wait) set by `timing`, for
 /// tests that would otherwise wait out the production defaults.
-async fn cluster_timed(redis: &Redis, n: usize, timing: impl Fn(&mut Scaling)) -> Vec<TestServer> {
+pub(crate) async fn cluster_timed(
+    redis: &Redis,
+    n: usize,
+    timing: impl Fn(&mut Scaling),
+) -> Vec<TestServer> {
     let channel = format!("resound-test-{}", rand_suffix());
     let mut nodes = Vec::new();
     for _ in 0..n {
@@ -130,7 +134,7 @@ fn rand_suffix() -> u64 {
         .as_nanos() as u64
 }
 
-async fn wait_for_peers(nodes: &[TestServer], peers: usize) {
+pub(crate) async fn wait_for_peers(nodes: &[TestServer], peers: usize) {
     let all_see = wait_until(
         async || {
             nodes
@@ -173,7 +177,7 @@ async fn assert_pair_shares_and_outsider_is_alone(nodes: &[TestServer], outsider
 
 /// Publishes `text` on `node`'s scaling channel as another program would; returns how many
 /// subscribers received it.
-async fn publish_raw(redis: &Redis, node: &TestServer, text: &str) -> i64 {
+pub(crate) async fn publish_raw(redis: &Redis, node: &TestServer, text: &str) -> i64 {
     let channel = &node.state.config.scaling.as_ref().unwrap().channel;
     let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", redis.port)).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -186,7 +190,7 @@ async fn publish_raw(redis: &Redis, node: &TestServer, text: &str) -> i64 {
 }
 
 /// Waits until `node` has subscribed to its channel (a publication reaches nobody before).
-async fn wait_until_subscribed(redis: &Redis, node: &TestServer) {
+pub(crate) async fn wait_until_subscribed(redis: &Redis, node: &TestServer) {
     let mut receivers = 0;
     wait_until(
         async || {

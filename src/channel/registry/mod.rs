@@ -96,6 +96,8 @@ pub(crate) struct ChannelRegistry {
     counts_pending: Mutex<HashSet<String>>,
     /// With other nodes and `subscription_count`: channel -> node -> that node's subscribers.
     remote_counts: Mutex<HashMap<String, HashMap<String, usize>>>,
+    /// With other nodes that report them (see `remote.rs`): channel -> nodes it is occupied on.
+    remote_occupied: Mutex<HashMap<String, HashSet<String>>>,
     hooks: AppHooks,
     /// Runs between a presence join's two steps (tests interleave other work there).
     #[cfg(test)]
@@ -116,6 +118,7 @@ impl ChannelRegistry {
             max_members,
             counts_pending: Default::default(),
             remote_counts: Default::default(),
+            remote_occupied: Default::default(),
             hooks,
             #[cfg(test)]
             between_phases: Mutex::new(std::sync::Arc::new(|| {})),
@@ -150,8 +153,9 @@ impl ChannelRegistry {
         if fresh {
             let occupied = ch.subscribers.is_empty();
             let member_id = member.as_ref().map(|m| m.id.clone());
+            let mut added = None;
             if let Some(m) = member {
-                self.join_presence(name, &mut ch, m, id, &mut out);
+                added = self.join_presence(name, &mut ch, m, id, &mut out);
             }
             ch.subscribers.insert(
                 id,
@@ -168,6 +172,16 @@ impl ChannelRegistry {
             if occupied {
                 self.hooks
                     .report(|| Activity::ChannelOccupied { channel: name });
+                if !self.occupied_elsewhere(name) {
+                    self.hooks
+                        .report(|| Activity::ClusterOccupied { channel: name });
+                }
+            }
+            if let Some(user_id) = &added {
+                self.hooks.report(|| Activity::ClusterMemberAdded {
+                    channel: name,
+                    user_id,
+                });
             }
         }
         // A presence channel's members are copied here (O(1)) and serialized below, once the
@@ -230,13 +244,21 @@ impl ChannelRegistry {
                 Some((text, at)) if at.elapsed() < self.cache_ttl => {
                     out.send(handle, Outgoing::text(text.clone()))
                 }
-                _ => out.send(handle, Outgoing::text(server::cache_miss(name).into())),
+                _ => {
+                    out.send(handle, Outgoing::text(server::cache_miss(name).into()));
+                    self.hooks.report(|| Activity::CacheMiss {
+                        channel: name,
+                        socket_id: handle.id(),
+                    });
+                }
             }
         }
     }
 
     /// A local socket of `m` joins: `member_added` to the others when the user is new to the
-    /// channel everywhere, and the user's first socket here is reported.
+    /// channel everywhere, and the user's first socket here is reported. Returns the user's
+    /// id when it is new everywhere and somebody listens, for the caller to report once the
+    /// channel's occupancy is.
     fn join_presence(
         &self,
         name: &str,
@@ -244,7 +266,7 @@ impl ChannelRegistry {
         m: PresenceMember,
         id: SocketId,
         out: &mut Pending,
-    ) {
+    ) -> Option<String> {
         let announce = server::member_added(name, &m.user_id, m.user_info.as_deref());
         // Kept for the report only when somebody listens (the member moves into the set).
         let reported = self.hooks.is_heard().then(|| m.clone());
@@ -252,12 +274,17 @@ impl ChannelRegistry {
         if joined.added {
             ch.send_all(&Utf8Bytes::from(announce), Some(id), out);
         }
+        let added = reported
+            .as_ref()
+            .filter(|_| joined.added)
+            .map(|m| m.id.clone());
         if let Some(member) = reported.filter(|_| joined.first_local) {
             self.hooks.report(|| Activity::MemberJoined {
                 channel: name,
                 member: &member,
             });
         }
+        added
     }
 
     /// Removes one socket from a channel, announcing `member_removed` when it was the user's
@@ -283,6 +310,10 @@ impl ChannelRegistry {
                     if ch.subscribers.is_empty() {
                         self.hooks
                             .report(|| Activity::ChannelVacated { channel: name });
+                        if !self.occupied_elsewhere(name) {
+                            self.hooks
+                                .report(|| Activity::ClusterVacated { channel: name });
+                        }
                     }
                     true
                 }
@@ -311,6 +342,10 @@ impl ChannelRegistry {
         if let Some(m) = left.removed {
             let text = server::member_removed(name, &m.user_id).into();
             ch.send_all(&text, None, out);
+            self.hooks.report(|| Activity::ClusterMemberRemoved {
+                channel: name,
+                user_id: &m.id,
+            });
         }
     }
 

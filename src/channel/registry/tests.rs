@@ -57,15 +57,21 @@ fn a_repeated_subscribe_only_repeats_the_reply() {
         ]
     );
     let got = record.take();
-    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got.len(), 5, "{got:?}");
     assert!(
         got[0].starts_with("Subscribed { channel: \"public\""),
         "{got:?}"
     );
     assert_eq!(got[1], "ChannelOccupied { channel: \"public\" }");
+    // Nobody else reports the channel: occupied across the cluster too.
+    assert_eq!(got[2], "ClusterOccupied { channel: \"public\" }");
     assert_eq!(
-        got[2],
+        got[3],
         "SubscriptionCount { channel: \"public\", local: 1 }"
+    );
+    assert_eq!(
+        got[4],
+        "ClusterSubscriptionCount { channel: \"public\", count: 1 }"
     );
     assert_eq!(reg.subscription_count("public"), 1);
 }
@@ -323,4 +329,55 @@ fn a_presence_reply_is_built_outside_the_entry_and_still_comes_first() {
     );
     out.flush();
     assert_eq!(events(&b), ["f"]);
+}
+
+/// The cluster-wide transitions (counts aside) among what `record` heard since the last call.
+fn cluster_wide(record: &Record) -> Vec<String> {
+    record
+        .take()
+        .into_iter()
+        .filter(|a| a.starts_with("Cluster") && !a.starts_with("ClusterSubscriptionCount"))
+        .collect()
+}
+
+#[test]
+fn occupancy_and_members_are_cluster_wide_transitions() {
+    let (reg, record) = registry(false);
+    let (here, mut out) = (handle(), Pending::new());
+    // Another node's subscriber comes first: occupied once, not again for ours.
+    reg.remote_occupied("n2", "presence-c", true);
+    reg.remote_join("n2", "presence-c", member("u"), &mut out);
+    subscribe(&reg, "presence-c", &here, Some("u"));
+    assert_eq!(
+        cluster_wide(&record),
+        [
+            "ClusterOccupied { channel: \"presence-c\" }",
+            "ClusterMemberAdded { channel: \"presence-c\", user_id: \"u\" }"
+        ]
+    );
+    // Ours leaves: the other node still has the user and the channel.
+    reg.unsubscribe("presence-c", here.id());
+    assert!(cluster_wide(&record).is_empty());
+    // The other node goes away: removed, then vacated.
+    reg.replace_node("n2", Vec::new(), &mut out);
+    reg.replace_node_channels("n2", &[]);
+    assert_eq!(
+        cluster_wide(&record),
+        [
+            "ClusterMemberRemoved { channel: \"presence-c\", user_id: \"u\" }",
+            "ClusterVacated { channel: \"presence-c\" }"
+        ]
+    );
+    // A node's state replaces what it reported before.
+    reg.replace_node_channels("n3", &["a".into(), "b".into()]);
+    reg.replace_node_channels("n3", &["b".into()]);
+    assert_eq!(
+        cluster_wide(&record),
+        [
+            "ClusterOccupied { channel: \"a\" }",
+            "ClusterOccupied { channel: \"b\" }",
+            "ClusterVacated { channel: \"a\" }"
+        ]
+    );
+    out.flush();
 }
