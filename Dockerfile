@@ -16,4 +16,8 @@ WORKDIR /app
 EXPOSE 8080
 ENV REVERB_SERVER_HOST=0.0.0.0 REVERB_SERVER_PORT=8080
 STOPSIGNAL SIGTERM
+# `resound health` asks this server's /up (over TLS when RESOUND_TLS_CERT is set) and exits
+# 0 or 1: no curl in the slim image. It reads the same settings as the server.
+HEALTHCHECK --interval=10s --timeout=6s --start-period=5s --retries=3 \
+  CMD ["/usr/local/bin/resound", "health"]
 ENTRYPOINT ["/usr/local/bin/resound"]

@@ -10,6 +10,8 @@
 #   RESOUND_METRICS_ENABLED=true bench/run.sh fanout-flat whisper   # with /metrics on
 #
 # Scenarios: idle fanout-100 fanout-flat channels trigger whisper, and on request
+# presence (900 members with 1,000-byte user_info join one presence channel while a probe member
+# hears a trigger every 5 ms: join cost, and whether joins stall the channel's traffic),
 # fanout-flat-4 and fanout-flat-1 (flat out with 4 or 1 publishers instead of 16) and floor (no server: the kernel's
 # own cost of one small write per socket, the lower bound for unbatched fan-out) and
 # floor-sparse (the same, 5 sockets per round at 10,000 rounds/s, read by a thread that sleeps in
@@ -88,6 +90,7 @@ for scenario in "${scenarios[@]}"; do
       channels) bench channels --channels 1000 --per-channel 5 --size 100 --duration "$DURATION" ;;
       trigger) bench trigger --concurrency 16 --duration "$DURATION" ;;
       whisper) bench whisper --pairs 200 --rate 5 --duration "$DURATION" ;;
+      presence) bench presence --members 900 --info 1000 --concurrency 8 ;;
       floor) "$bin/resound-bench" --label "run $run" floor --sockets 1000 --rate 100 --size 100 --duration 5 ;;
       floor-sparse) "$bin/resound-bench" --label "run $run" floor --sockets 1000 --rate 10000 --per-round 5 --epoll-reader --size 100 --duration 5 ;;
       fanout-2node-100) bench_pair fanout --subscribers 1000 --rate 100 --size 100 --duration "$DURATION" ;;

@@ -43,6 +43,21 @@ if [ "${CONFORMANCE_SKIP_INSTALL:-}" != 1 ] || ! "$venv/bin/python" -c 'import p
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt >&2
 fi
 
+# The console test (tests/console.test.mjs) drives Debian's chromium through playwright-core
+# (which downloads no browser). Install the package when it is missing.
+if [ -z "${CHROMIUM_BIN:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+  echo "conformance: installing chromium (Debian package)" >&2
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+export CHROMIUM_BIN="${CHROMIUM_BIN:-$(command -v chromium || true)}"
+if [ ! -x "$CHROMIUM_BIN" ]; then
+  echo "conformance: chromium is required and could not be installed (or set CHROMIUM_BIN)" >&2
+  exit 2
+fi
+
 bin="${RESOUND_BIN:-../target/debug/resound}"
 case "$bin" in /*) ;; *) bin="$PWD/$bin" ;; esac
 if [ ! -x "$bin" ]; then

@@ -19,7 +19,9 @@ MAX_LINES = 600
 # startup code that wires plugins, config validation (the Redis TLS certificates), and the
 # fuzz targets' entry points (fuzzing.rs, compiled only by `cargo fuzz`: it feeds the
 # cluster's Redis reader, and is no part of the server).
-PLUGINS = {"cluster": {"server.rs", "config/redis.rs", "fuzzing.rs"}}
+PLUGINS = {"cluster": {"server.rs", "config/redis.rs", "fuzzing.rs"}, "webhooks": {"server.rs"}}
+# The live debug console: wired by the startup code only.
+PLUGINS["console"] = {"server.rs"}
 # Prometheus metrics: a listener and a renderer, wired in server.rs only.
 PLUGINS["metrics"] = {"server.rs"}
 

@@ -42,6 +42,15 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 command -v redis-server >/dev/null || { echo "redis-server is required and could not be installed" >&2; exit 1; }
 
+# The TLS conformance test makes its CA with the openssl command line (Debian's package).
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "== installing openssl (Debian package)"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq openssl >/dev/null
+fi
+
 echo "== module shape (no import cycle, no file over 600 lines, the cluster wired only at startup)"
 python3 scripts/check-modules.py
 

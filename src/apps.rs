@@ -23,6 +23,35 @@ pub struct RateLimit {
     pub terminate: bool,
 }
 
+/// The webhook events a target may ask for (Pusher's names).
+pub const WEBHOOK_EVENTS: &[&str] = &[
+    "channel_occupied",
+    "channel_vacated",
+    "member_added",
+    "member_removed",
+    "client_event",
+    "cache_miss",
+    "subscription_count",
+];
+
+/// Where one app's webhooks go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookTarget {
+    /// An `http://` or `https://` URL.
+    pub url: String,
+    /// Names from [`WEBHOOK_EVENTS`]; empty is every event.
+    pub events: Vec<String>,
+    /// Extra request headers (name, value), sent before the signature headers.
+    pub headers: Vec<(String, String)>,
+}
+
+impl WebhookTarget {
+    /// Whether this target wants events named `name`.
+    pub fn wants(&self, name: &str) -> bool {
+        self.events.is_empty() || self.events.iter().any(|e| e == name)
+    }
+}
+
 /// One configured application.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct App {
@@ -59,6 +88,8 @@ pub struct App {
     pub max_presence_members: usize,
     /// Largest presence `user_info` in bytes (as received); 0 is unlimited.
     pub max_user_info_size: usize,
+    /// Where webhooks go; none sends none.
+    pub webhooks: Vec<WebhookTarget>,
 }
 
 impl App {
@@ -83,6 +114,7 @@ impl App {
             client_event_rate: 10,
             max_presence_members: 1000,
             max_user_info_size: 1024,
+            webhooks: Vec::new(),
         }
     }
 

@@ -11,6 +11,9 @@
 //!   cluster-wide questions through it; listeners are plugged in at startup (`server::state`);
 //! - `cluster` is one such plugin: it shares events, presence and queries with other nodes
 //!   over Redis pub/sub when scaling is enabled. Nothing in the core imports it;
+//! - `console` is another: the live debug console, a listener plus HTTP pages mounted under
+//!   the path prefix (`state::Pages`), when `RESOUND_CONSOLE_ENABLED` is on;
+//! - `webhooks` is another: Pusher webhooks, signed, batched, delayed and retried;
 //! - `metrics` is another: Prometheus metrics, from what the seam reports and from the
 //!   counters the core keeps in `stats` (traffic, HTTP API, slow consumers, the Redis link);
 //! - `protocol` and `auth` are pure: message shapes, names, errors and signatures;
@@ -27,20 +30,25 @@
 pub mod apps;
 pub mod auth;
 pub mod config;
+pub mod health;
 pub mod hooks;
 pub mod server;
 pub mod shutdown;
 pub mod state;
+pub mod tls;
 
 pub(crate) mod channel;
 pub(crate) mod cluster;
 pub(crate) mod connection;
+pub(crate) mod console;
 pub(crate) mod dispatch;
+pub(crate) mod drain;
 pub(crate) mod http;
 pub(crate) mod metrics;
 pub(crate) mod protocol;
 pub(crate) mod stats;
 pub(crate) mod users;
+pub(crate) mod webhooks;
 
 // Entry points for the fuzz targets (fuzz/): compiled only by `cargo fuzz`.
 #[cfg(fuzzing)]

@@ -21,6 +21,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if matches.subcommand_matches("health").is_some() {
+        return health(&config);
+    }
     let level = if config.debug {
         "resound=debug,info"
     } else {
@@ -60,10 +63,17 @@ fn main() -> ExitCode {
             .build(),
     }
     .expect("tokio runtime");
+    let tls = match config.tls.as_ref().map(resound::tls::Tls::new).transpose() {
+        Ok(tls) => tls.map(std::sync::Arc::new),
+        Err(e) => {
+            eprintln!("resound: {e}");
+            return ExitCode::from(2);
+        }
+    };
     runtime.block_on(async move {
         let shutdown = resound::shutdown::signal();
         let addr = format!("{}:{}", config.host, config.port);
-        let listener = match tokio::net::TcpListener::bind(&addr).await {
+        let listener = match resound::server::bind(&addr, config.reuse_port).await {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("resound: cannot listen on {addr}: {e}");
@@ -71,13 +81,17 @@ fn main() -> ExitCode {
             }
         };
         let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
+        let (http, ws) = match config.tls {
+            Some(_) => ("https", "wss"),
+            None => ("http", "ws"),
+        };
         println!(
-            "resound {} listening on http://{local}{}",
+            "resound {} listening on {http}://{local}{}",
             env!("CARGO_PKG_VERSION"),
             config.path
         );
         println!(
-            "  WebSocket: ws://{local}{}/app/{{key}}   HTTP API: http://{local}{}/apps/{{id}}/...",
+            "  WebSocket: {ws}://{local}{}/app/{{key}}   HTTP API: {http}://{local}{}/apps/{{id}}/...",
             config.path, config.path
         );
         if config.dev_app {
@@ -100,7 +114,16 @@ fn main() -> ExitCode {
                 s.channel
             );
         }
-        let metrics = config.metrics.clone();
+        if config.console.is_some() {
+            println!("  debug console: {http}://{local}{}/console", config.path);
+        }
+        match &config.metrics {
+            resound::config::Metrics::Off => {}
+            resound::config::Metrics::MainPort => {
+                println!("  metrics: {http}://{local}{}/metrics", config.path);
+            }
+            resound::config::Metrics::Own(addr) => println!("  metrics: http://{addr}/metrics"),
+        }
         let state = match resound::server::try_state(config) {
             Ok(state) => state,
             Err(e) => {
@@ -108,15 +131,23 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        match metrics {
-            resound::config::Metrics::Off => {}
-            resound::config::Metrics::MainPort => {
-                println!("  metrics: http://{local}{}/metrics", state.config.path);
-            }
-            resound::config::Metrics::Own(addr) => println!("  metrics: http://{addr}/metrics"),
-        }
-        resound::serve(listener, state, shutdown).await;
+        resound::server::serve_with(listener, state, tls, shutdown).await;
         println!("resound stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// `resound health`: exit 0 when the configured server answers `/up` with 200, 1 otherwise.
+fn health(config: &resound::Config) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(resound::health::check(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("resound health: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

@@ -8,7 +8,11 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use dashmap::DashMap;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -18,7 +22,7 @@ use crate::apps::App;
 use crate::channel::registry::ChannelRegistry;
 use crate::config::Config;
 use crate::connection::{CloseReason, ConnectionHandle, OutboundLimits, SocketId};
-use crate::hooks::{Activity, AppHooks, Hooks, Listener, Peers};
+use crate::hooks::{Activity, Answer, AppHooks, Hooks, Listener, Peers};
 use crate::protocol::PusherError;
 use crate::stats::{AppStats, NodeStats};
 use crate::users::UserRegistry;
@@ -122,8 +126,9 @@ impl Drop for ConnectionSlot {
 }
 
 /// A task a plugin runs beside the server (the cluster's Redis link, say): started by
-/// `server::serve` with the state, and awaited (briefly) at shutdown before the connections'
-/// own departures are reported.
+/// `server::serve` with the state. At shutdown it is told at the start of the drain
+/// (`State::shutdown` is cancelled before any connection is closed, so the cluster says `bye`
+/// at once) and given until the end of the shutdown timeout to finish.
 pub type Background =
     Box<dyn FnOnce(Arc<State>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
@@ -133,13 +138,34 @@ pub struct Plugins {
     pub listeners: Vec<Arc<dyn Listener>>,
     pub peers: Option<Arc<dyn Peers>>,
     pub background: Vec<Background>,
-    /// What `GET {path}/metrics` answers on the main port, when metrics are on there.
-    pub scrape: Option<Arc<dyn Scrape>>,
+    /// HTTP pages served under the path prefix (the debug console).
+    pub pages: Vec<Arc<dyn Pages>>,
 }
 
-/// A plugin that renders the node's metrics (Prometheus text) when they are scraped.
-pub trait Scrape: Send + Sync + 'static {
-    fn scrape(&self, state: &State) -> String;
+impl Plugins {
+    /// These plugins and `more`'s together (`more`'s peers only where these have none).
+    pub fn with(mut self, more: Plugins) -> Plugins {
+        self.listeners.extend(more.listeners);
+        self.peers = self.peers.or(more.peers);
+        self.background.extend(more.background);
+        self.pages.extend(more.pages);
+        self
+    }
+}
+
+/// HTTP pages a plugin serves at `{path}/{mount}/..` (the debug console): the router hands
+/// it every request under its mount, whatever the method.
+pub trait Pages: Send + Sync + 'static {
+    /// The first path segment after the prefix, e.g. `console`.
+    fn mount(&self) -> &'static str;
+
+    /// Answers `req`; `rest` holds the path's decoded segments after the mount.
+    fn serve(
+        self: Arc<Self>,
+        state: Arc<State>,
+        req: Request<Incoming>,
+        rest: Vec<String>,
+    ) -> Answer<'static, Response<Full<Bytes>>>;
 }
 
 /// Shared server state.
@@ -159,9 +185,10 @@ pub struct State {
     peers: Option<Arc<dyn Peers>>,
     /// Taken once by `server::serve`.
     background: Mutex<Vec<Background>>,
+    /// The plugins' HTTP pages.
+    pages: Vec<Arc<dyn Pages>>,
     /// This node's counters that belong to no app (see `stats`).
     pub(crate) stats: NodeStats,
-    scrape: Option<Arc<dyn Scrape>>,
 }
 
 impl State {
@@ -190,8 +217,8 @@ impl State {
             hooks,
             peers: plugins.peers,
             background: Mutex::new(plugins.background),
+            pages: plugins.pages,
             stats: NodeStats::default(),
-            scrape: plugins.scrape,
         }
     }
 
@@ -219,11 +246,6 @@ impl State {
         self.peers.as_deref()
     }
 
-    /// The metrics' text, when a plugin renders them on the main port.
-    pub(crate) fn scrape(&self) -> Option<String> {
-        Some(self.scrape.as_ref()?.scrape(self))
-    }
-
     /// The plugins' background tasks, once.
     pub(crate) fn take_background(&self) -> Vec<Background> {
         std::mem::take(&mut self.background.lock())
@@ -239,5 +261,10 @@ impl State {
 
     pub(crate) fn apps(&self) -> impl Iterator<Item = &Arc<AppRuntime>> {
         self.by_id.values()
+    }
+
+    /// The plugin pages mounted at `mount`, if any.
+    pub(crate) fn pages(&self, mount: &str) -> Option<&Arc<dyn Pages>> {
+        self.pages.iter().find(|p| p.mount() == mount)
     }
 }

@@ -4,6 +4,7 @@
 //! and only targets 127.0.0.0/8.
 
 mod floor;
+mod presence;
 mod wire;
 
 use std::net::SocketAddr;
@@ -95,6 +96,16 @@ enum Scenario {
     },
     /// No server: the kernel's cost of one small write to each of N loopback sockets
     Floor(floor::Options),
+    /// M members join one presence channel (`user_info` of INFO bytes each), C at a time,
+    /// while a probe member hears a trigger every 5 ms: join cost and the probe's latency
+    Presence {
+        #[arg(long, default_value_t = 900)]
+        members: usize,
+        #[arg(long, default_value_t = 1000)]
+        info: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
     /// HTTP API throughput with no subscribers
     Trigger {
         #[arg(long, default_value_t = 16)]
@@ -708,6 +719,14 @@ fn main() {
                 v["concurrency"] = json!(concurrency);
                 ("trigger", v)
             }
+            Scenario::Presence {
+                members,
+                info,
+                concurrency,
+            } => (
+                "presence",
+                presence::run(t.clone(), members, info, concurrency).await,
+            ),
             Scenario::Floor(_) => unreachable!("handled before the runtime starts"),
         }
     });

@@ -85,8 +85,10 @@ export function resoundBin() {
 
 export class Server {
   /** `env`: extra environment for resound (e.g. a short REVERB_APP_PING_INTERVAL). */
-  constructor({ env = {}, path: prefix = '' } = {}) {
+  /** `upCheck(server)`: how readiness is asked (over TLS, say); resolves to { status, text() }. */
+  constructor({ env = {}, path: prefix = '', upCheck = null } = {}) {
     this.extraEnv = env;
+    this.upCheck = upCheck;
     this.prefix = prefix; // REVERB_SERVER_PATH, e.g. "/reverb"
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'resound-conformance-'));
     this.logPath = path.join(this.dir, 'resound.log');
@@ -115,6 +117,9 @@ export class Server {
       REVERB_APP_KEY: APP.key,
       REVERB_APP_SECRET: APP.secret,
       REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM: 'members',
+      // Shutdown spreads its closes over this window (10 s by default); short here, so that
+      // stop() sees the exit well within its own timeout.
+      RESOUND_DRAIN_SECONDS: '1',
     };
     if (process.env.RUST_LOG) env.RUST_LOG = process.env.RUST_LOG;
     if (this.prefix) env.REVERB_SERVER_PATH = this.prefix;
@@ -137,7 +142,9 @@ export class Server {
         throw new Error(`resound exited during start-up (${short(exited)})\n${this.logTail()}`);
       }
       try {
-        const res = await fetch(`${this.httpBase}${this.prefix}/up`, { signal: AbortSignal.timeout(1000) });
+        const res = this.upCheck
+          ? await this.upCheck(this)
+          : await fetch(`${this.httpBase}${this.prefix}/up`, { signal: AbortSignal.timeout(1000) });
         const body = await res.text();
         if (res.status === 200 && body.includes('"health"')) {
           const parsed = JSON.parse(body);

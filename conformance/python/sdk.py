@@ -55,6 +55,10 @@ def run(command, args):
     if command == "terminate_user_connections":
         # Posts to /users/{id}/terminate_connections (no /apps/{id} prefix).
         return p.terminate_user_connections(args["user_id"])
+    if command == "validate_webhook":
+        # What a Python receiver does with a webhook: the body as a dict when the key and
+        # signature verify (and time_ms is recent), else None.
+        return p.validate_webhook(args["key"], args["signature"], args["body"])
     raise ValueError("unknown command: %s" % command)
 
 

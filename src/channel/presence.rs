@@ -1,7 +1,12 @@
 //! Presence membership: who is in a presence channel, counted per user rather than per socket.
 //! Decides when `member_added` / `member_removed` happen; sends nothing itself.
+//!
+//! Beside the bookkeeping, the present members are kept in a persistent map ([`Members`]):
+//! taking a copy for a joiner's `subscription_succeeded` is O(1) under the channel's entry,
+//! and the copy is serialized after the entry is released, however large the channel.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -66,11 +71,17 @@ impl PresenceMember {
 #[derive(Debug, Default)]
 pub(crate) struct Presence {
     members: HashMap<String, Entry>,
+    /// The present members again, in a persistent map shared with the copies taken.
+    view: Members,
 }
+
+/// The present members at one moment, by string id: a copy that costs O(1) to take.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Members(imbl::OrdMap<String, Arc<PresenceMember>>);
 
 #[derive(Debug)]
 struct Entry {
-    member: PresenceMember,
+    member: Arc<PresenceMember>,
     /// This node's sockets in the channel that belong to the user.
     local: u32,
     /// Other nodes that report the user in the channel.
@@ -98,22 +109,32 @@ pub(crate) struct Left {
     /// The user's last socket on this node left (tell the other nodes).
     pub last_local: bool,
     /// The user is gone everywhere (announce `member_removed`).
-    pub removed: Option<PresenceMember>,
+    pub removed: Option<Arc<PresenceMember>>,
 }
 
 impl Presence {
     /// Adds one local socket of `member`.
     pub(crate) fn join(&mut self, member: PresenceMember) -> Joined {
-        let entry = self.members.entry(member.id.clone()).or_insert(Entry {
-            member,
-            local: 0,
-            nodes: Vec::new(),
-        });
+        let entry = self.entry(member);
         entry.local += 1;
-        Joined {
+        let joined = Joined {
             first_local: entry.local == 1,
             added: entry.local == 1 && entry.nodes.is_empty(),
+        };
+        if joined.added {
+            let m = entry.member.clone();
+            self.view.0.insert(m.id.clone(), m);
         }
+        joined
+    }
+
+    /// The user's entry, made absent (no socket, no node) when new.
+    fn entry(&mut self, member: PresenceMember) -> &mut Entry {
+        self.members.entry(member.id.clone()).or_insert(Entry {
+            member: Arc::new(member),
+            local: 0,
+            nodes: Vec::new(),
+        })
     }
 
     /// Removes one local socket of user `id`.
@@ -133,20 +154,20 @@ impl Presence {
 
     /// Another node reports `member`; true when the user was not present before.
     pub(crate) fn remote_join(&mut self, node: &str, member: PresenceMember) -> bool {
-        let entry = self.members.entry(member.id.clone()).or_insert(Entry {
-            member,
-            local: 0,
-            nodes: Vec::new(),
-        });
+        let entry = self.entry(member);
         let added = !entry.present();
         if !entry.nodes.iter().any(|n| n == node) {
             entry.nodes.push(node.to_owned());
+        }
+        if added {
+            let m = entry.member.clone();
+            self.view.0.insert(m.id.clone(), m);
         }
         added
     }
 
     /// Another node no longer has user `id`; the member when it is now gone everywhere.
-    pub(crate) fn remote_leave(&mut self, node: &str, id: &str) -> Option<PresenceMember> {
+    pub(crate) fn remote_leave(&mut self, node: &str, id: &str) -> Option<Arc<PresenceMember>> {
         self.members.get_mut(id)?.nodes.retain(|n| n != node);
         self.remove_if_absent(id)
     }
@@ -165,12 +186,15 @@ impl Presence {
         self.members
             .values()
             .filter(|e| e.local > 0)
-            .map(|e| &e.member)
+            .map(|e| &*e.member)
     }
 
-    fn remove_if_absent(&mut self, id: &str) -> Option<PresenceMember> {
+    fn remove_if_absent(&mut self, id: &str) -> Option<Arc<PresenceMember>> {
         match self.members.get(id) {
-            Some(e) if !e.present() => self.members.remove(id).map(|e| e.member),
+            Some(e) if !e.present() => {
+                self.view.0.remove(id);
+                self.members.remove(id).map(|e| e.member)
+            }
             _ => None,
         }
     }
@@ -194,20 +218,44 @@ impl Presence {
         self.members.keys().map(String::as_str)
     }
 
-    /// The `subscription_succeeded` payload: `{"presence":{"count":..,"ids":[..],"hash":{..}}}`.
+    /// The present members, as a copy that costs O(1) to take (see the module notes).
+    pub(crate) fn members(&self) -> Members {
+        self.view.clone()
+    }
+
+    /// The `subscription_succeeded` payload for the members present now.
+    #[cfg(test)]
     pub(crate) fn snapshot_json(&self) -> String {
-        // user_info goes out as the exact bytes received: no re-parsing per join.
-        let mut ids = Vec::with_capacity(self.members.len());
-        let mut hash = std::collections::BTreeMap::new();
-        for (id, e) in &self.members {
-            ids.push(&*e.member.user_id);
-            hash.insert(id.as_str(), e.member.user_info.as_deref());
+        self.members().to_json()
+    }
+}
+
+impl Members {
+    /// The members, in string order of their ids.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<PresenceMember>> {
+        self.0.values()
+    }
+
+    /// The `subscription_succeeded` payload: `{"presence":{"count":..,"ids":[..],"hash":{..}}}`,
+    /// ids in string order. `user_id` and `user_info` go out as the exact bytes received.
+    pub(crate) fn to_json(&self) -> String {
+        struct Ids<'a>(&'a Members);
+        impl serde::Serialize for Ids<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0 .0.values().map(|m| &*m.user_id))
+            }
+        }
+        struct Hash<'a>(&'a Members);
+        impl serde::Serialize for Hash<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_map(self.0 .0.iter().map(|(id, m)| (id, m.user_info.as_deref())))
+            }
         }
         #[derive(serde::Serialize)]
         struct Inner<'a> {
             count: usize,
-            ids: Vec<&'a RawValue>,
-            hash: std::collections::BTreeMap<&'a str, Option<&'a RawValue>>,
+            ids: Ids<'a>,
+            hash: Hash<'a>,
         }
         #[derive(serde::Serialize)]
         struct Outer<'a> {
@@ -215,9 +263,9 @@ impl Presence {
         }
         serde_json::to_string(&Outer {
             presence: Inner {
-                count: self.members.len(),
-                ids,
-                hash,
+                count: self.0.len(),
+                ids: Ids(self),
+                hash: Hash(self),
             },
         })
         .expect("presence serializes")
@@ -291,6 +339,25 @@ mod tests {
         assert_eq!(
             p.snapshot_json(),
             r#"{"presence":{"count":1,"ids":["7"],"hash":{"7":{"avatar":"https:\/\/x"}}}}"#
+        );
+    }
+
+    #[test]
+    fn a_copy_of_the_members_keeps_its_moment() {
+        let mut p = Presence::default();
+        p.join(member(r#"{"user_id":"b","user_info":{"n":2}}"#));
+        p.remote_join("n2", member(r#"{"user_id":"a"}"#));
+        let before = p.members();
+        p.join(member(r#"{"user_id":"c"}"#));
+        p.leave("b");
+        p.join(member(r#"{"user_id":"a"}"#));
+        assert_eq!(
+            before.to_json(),
+            r#"{"presence":{"count":2,"ids":["a","b"],"hash":{"a":null,"b":{"n":2}}}}"#
+        );
+        assert_eq!(
+            p.snapshot_json(),
+            r#"{"presence":{"count":2,"ids":["a","c"],"hash":{"a":null,"c":null}}}"#
         );
     }
 

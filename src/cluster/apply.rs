@@ -18,17 +18,22 @@ use crate::state::{AppRuntime, State};
 /// Queues this node's whole state for the others, read while no reported change is in
 /// progress (`hooks::Hooks::snapshot`), so it agrees with the changes queued around it.
 pub(super) fn queue_state(state: &State, bus: &Bus) {
-    state.hooks.snapshot(|| bus.send(local_state(state)));
+    state.hooks.snapshot(|| bus.send(local_state(state, bus)));
 }
 
 /// Every presence member, signed-in user and (with `subscription_count`) channel count with
 /// a socket on this node, for a `State` message.
-fn local_state(state: &State) -> Msg {
+fn local_state(state: &State, bus: &Bus) -> Msg {
     let mut members = Vec::new();
     let mut users = Vec::new();
     let mut counts = Vec::new();
+    let mut occupied = Vec::new();
     for app in state.apps() {
         let id = &app.app.id;
+        if bus.shares_occupancy(id) {
+            let local = app.channels.occupied("").into_iter();
+            occupied.extend(local.map(|c| (id.clone(), c.name)));
+        }
         for (channel, m) in app.channels.local_presence() {
             members.push(StateMember {
                 app: id.clone(),
@@ -39,13 +44,16 @@ fn local_state(state: &State) -> Msg {
         }
         let local = app.users.local_users().into_iter();
         users.extend(local.map(|u| (id.clone(), u)));
-        let counted = app.channels.counted_channels().into_iter();
-        counts.extend(counted.map(|(c, n)| (id.clone(), c, n)));
+        if bus.counts(id) {
+            let counted = app.channels.counted_channels().into_iter();
+            counts.extend(counted.map(|(c, n)| (id.clone(), c, n)));
+        }
     }
     Msg::State {
         members,
         users,
         counts,
+        occupied,
     }
 }
 
@@ -129,7 +137,20 @@ fn apply(state: &State, bus: &Bus, node: &str, msg: Msg, out: &mut Pending) {
             members,
             users,
             counts,
-        } => replace_node(state, node, members, users, counts, out),
+            occupied,
+        } => {
+            replace_node(state, node, members, users, counts, out);
+            replace_node_channels(state, node, occupied);
+        }
+        Msg::Occupied {
+            app,
+            channel,
+            occupied,
+        } => {
+            if let Some(app) = app_of(&app) {
+                app.channels.remote_occupied(node, &channel, occupied);
+            }
+        }
         Msg::Count {
             app,
             channel,
@@ -237,6 +258,18 @@ fn replace_node(
     }
 }
 
+/// Makes `occupied` (app, channel) the whole of the channels `node` reports occupied.
+fn replace_node_channels(state: &State, node: &str, occupied: Vec<(String, String)>) {
+    let mut by_app: HashMap<String, Vec<String>> = HashMap::new();
+    for (app, channel) in occupied {
+        by_app.entry(app).or_default().push(channel);
+    }
+    for app in state.apps() {
+        let channels = by_app.remove(&app.app.id).unwrap_or_default();
+        app.channels.replace_node_channels(node, &channels);
+    }
+}
+
 /// Forgets everything `node` reported: it said goodbye or went silent.
 pub(super) fn drop_node(state: &State, node: &str, out: &mut Pending) {
     debug!(node, "scaling: node gone; dropping its presence members");
@@ -244,6 +277,7 @@ pub(super) fn drop_node(state: &State, node: &str, out: &mut Pending) {
         app.channels.replace_node(node, Vec::new(), out);
         app.users.replace_node(node, &[], out);
         app.channels.replace_node_counts(node, Vec::new(), out);
+        app.channels.replace_node_channels(node, &[]);
     }
 }
 
@@ -259,7 +293,12 @@ mod tests {
     fn node() -> (State, Arc<Bus>, tokio::sync::mpsc::Receiver<String>) {
         let config = Config::default();
         let key = Key::new(Some("k"), &config.apps, "reverb");
-        let bus = Bus::new(Scaling::new("redis://x", "reverb"), key, HashSet::new());
+        let bus = Bus::new(
+            Scaling::new("redis://x", "reverb"),
+            key,
+            HashSet::new(),
+            HashSet::new(),
+        );
         let outbox = bus.inbox_for_link.lock().take().unwrap();
         (State::new(config), bus, outbox)
     }

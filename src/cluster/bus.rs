@@ -83,6 +83,14 @@ pub(super) struct Bus {
     key: Key,
     /// Apps with `subscription_count` on: only their counts are worth telling the others.
     counted_apps: HashSet<String>,
+    /// Apps with webhooks: only their occupied channels are worth telling the others.
+    webhook_apps: HashSet<String>,
+    /// When this node's id was made; ids begin with it, so the oldest node has the smallest.
+    started: Instant,
+    /// Set once this node says goodbye: it no longer speaks for the cluster.
+    leaving: AtomicBool,
+    /// Whether the link to Redis is up: without it this node cannot know the cluster.
+    linked: AtomicBool,
     outbox: mpsc::Sender<String>,
     /// Taken once by the link.
     pub(super) inbox_for_link: Mutex<Option<mpsc::Receiver<String>>>,
@@ -101,13 +109,27 @@ pub(super) struct Bus {
 }
 
 impl Bus {
-    pub(super) fn new(settings: Scaling, key: Key, counted_apps: HashSet<String>) -> Arc<Bus> {
+    pub(super) fn new(
+        settings: Scaling,
+        key: Key,
+        counted_apps: HashSet<String>,
+        webhook_apps: HashSet<String>,
+    ) -> Arc<Bus> {
         let (outbox, rx) = mpsc::channel(OUTBOX);
+        // The start time in milliseconds first, then randomness: ids sort by age (for
+        // `leads`) and stay unique.
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         Arc::new(Bus {
-            node: format!("{:016x}", rand::random::<u64>()),
+            node: format!("{since_epoch:012x}{:016x}", rand::random::<u64>()),
             settings,
             key,
             counted_apps,
+            webhook_apps,
+            started: Instant::now(),
+            leaving: AtomicBool::new(false),
+            linked: AtomicBool::new(false),
             outbox,
             inbox_for_link: Mutex::new(Some(rx)),
             peers: Mutex::default(),
@@ -318,6 +340,26 @@ impl Bus {
         }
     }
 
+    /// The link to Redis came up, or went down (see [`Peers::leads`]).
+    pub(super) fn linked(&self, up: bool) {
+        self.linked.store(up, Ordering::Relaxed);
+    }
+
+    /// This node is saying goodbye (see [`Peers::leads`]).
+    pub(super) fn leave(&self) {
+        self.leaving.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the other nodes must hear of app `app_id`'s subscriber counts.
+    pub(super) fn counts(&self, app_id: &str) -> bool {
+        self.counted_apps.contains(app_id)
+    }
+
+    /// Whether the other nodes must hear of app `app_id`'s occupied channels.
+    pub(super) fn shares_occupancy(&self, app_id: &str) -> bool {
+        self.webhook_apps.contains(app_id)
+    }
+
     /// Forgets `node` (it said goodbye).
     pub(super) fn forget(&self, node: &str) {
         self.peers.lock().remove(node);
@@ -368,6 +410,24 @@ impl Peers for Bus {
     fn live_nodes(&self) -> usize {
         self.live_peers().len()
     }
+
+    /// The oldest live node leads (the smallest id: ids begin with their start time), so a
+    /// node that joins a running cluster never takes over from one that knows more. Not
+    /// known during this node's first beat (the others have not all been heard yet); never
+    /// while this node cannot reach Redis (it would take the others' silence for their
+    /// departure), nor once it has said goodbye.
+    fn leads(&self) -> Option<bool> {
+        if self.leaving.load(Ordering::Relaxed) {
+            return Some(false);
+        }
+        if self.started.elapsed() < self.settings.beat_every {
+            return None;
+        }
+        if !self.linked.load(Ordering::Relaxed) {
+            return Some(false);
+        }
+        Some(self.live_peers().iter().all(|n| self.node < *n))
+    }
 }
 
 impl Listener for Bus {
@@ -401,12 +461,24 @@ impl Listener for Bus {
                 data: data.map(ToOwned::to_owned),
                 user_id: user_id.map(ToOwned::to_owned),
             },
-            Activity::MemberJoined { channel, member } => Msg::Join {
-                app: app(),
-                channel: channel.to_owned(),
-                user_id: member.user_id.clone(),
-                user_info: member.user_info.clone(),
-            },
+            Activity::MemberJoined { channel, member } => {
+                // The member's socket is subscribing: the channel is occupied here, which the
+                // others must know before the member (`ChannelOccupied` is reported after
+                // this; saying it twice changes nothing), so their webhooks come in order.
+                if self.webhook_apps.contains(app_id) {
+                    self.send(Msg::Occupied {
+                        app: app(),
+                        channel: channel.to_owned(),
+                        occupied: true,
+                    });
+                }
+                Msg::Join {
+                    app: app(),
+                    channel: channel.to_owned(),
+                    user_id: member.user_id.clone(),
+                    user_info: member.user_info.clone(),
+                }
+            }
             Activity::MemberLeft { channel, id } => Msg::Leave {
                 app: app(),
                 channel: channel.to_owned(),
@@ -427,6 +499,15 @@ impl Listener for Bus {
                 user_id: user_id.to_owned(),
                 online: matches!(activity, Activity::UserOnline { .. }),
             },
+            Activity::ChannelOccupied { channel } | Activity::ChannelVacated { channel }
+                if self.webhook_apps.contains(app_id) =>
+            {
+                Msg::Occupied {
+                    app: app(),
+                    channel: channel.to_owned(),
+                    occupied: matches!(activity, Activity::ChannelOccupied { .. }),
+                }
+            }
             Activity::UserTerminated { user_id } => Msg::Terminate {
                 app: app(),
                 user_id: user_id.to_owned(),

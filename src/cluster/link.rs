@@ -111,6 +111,7 @@ async fn links(
                     "scaling: connected to Redis"
                 );
                 backoff = Duration::from_millis(250);
+                bus.linked(true);
                 let link = Link {
                     state,
                     bus,
@@ -118,6 +119,7 @@ async fn links(
                     messages,
                 };
                 let served = link.serve(outbox, &mut batch, &mut seq).await;
+                bus.linked(false);
                 stats.set_up(false);
                 match served {
                     Ok(()) => return,
@@ -288,6 +290,7 @@ impl Link<'_> {
             // turn (a node that stopped beating would be dropped by the others).
             tokio::select! {
                 _ = state.shutdown.cancelled() => {
+                    bus.leave();
                     // Best effort, within a second: what was accepted before the shutdown,
                     // then `bye`, so the others drop our members now rather than after the
                     // timeout.

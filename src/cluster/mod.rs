@@ -10,7 +10,11 @@
 //!   for `peer_timeout` is dropped with its members and users. So `subscription_succeeded`,
 //!   `member_added`/`member_removed`, the users API and watchlist events are cluster-wide;
 //! - HTTP API channel queries: the node that got the request asks the others for their counts
-//!   and waits for every live node's reply, at most `query_wait`.
+//!   and waits for every live node's reply, at most `query_wait`;
+//! - for apps with webhooks, which channels each node has subscribers of (announced when
+//!   that changes, in the state, dropped with the node), so every node's registry knows the
+//!   cluster-wide occupancy and reports its transitions; the oldest live node leads
+//!   (`Peers::leads`) and is the one that sends the webhooks for them.
 //!
 //! Each node delivers locally at once and publishes for the others; a node ignores its own
 //! messages. When Redis is unreachable the node keeps serving its own sockets and reconnects
@@ -59,13 +63,22 @@ pub(crate) fn plug(settings: Scaling, apps: &[App]) -> Plugins {
 
 /// The bus of a node serving `apps`.
 fn new_bus(settings: Scaling, apps: &[App]) -> Arc<bus::Bus> {
+    // Counts are shared for the clients' `subscription_count`, and for the webhook of that
+    // name (sent by the leader, with the cluster's total).
     let counted = apps
         .iter()
-        .filter(|a| a.subscription_count)
+        .filter(|a| {
+            a.subscription_count || a.webhooks.iter().any(|t| t.wants("subscription_count"))
+        })
+        .map(|a| a.id.clone())
+        .collect::<HashSet<_>>();
+    let webhooks = apps
+        .iter()
+        .filter(|a| !a.webhooks.is_empty())
         .map(|a| a.id.clone())
         .collect::<HashSet<_>>();
     let key = wire::Key::new(settings.secret.as_deref(), apps, &settings.channel);
-    bus::Bus::new(settings, key, counted)
+    bus::Bus::new(settings, key, counted, webhooks)
 }
 
 /// `bus` as the core's listener and its peers.

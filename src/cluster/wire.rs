@@ -77,6 +77,13 @@ pub(super) enum Msg {
         channel: String,
         subscribers: usize,
     },
+    /// The sending node's first subscriber of a channel arrived (`occupied`), or its last
+    /// one left (sent only for apps with webhooks, which need the cluster's occupancy).
+    Occupied {
+        app: String,
+        channel: String,
+        occupied: bool,
+    },
     /// Every presence member, signed-in user and (with `subscription_count`) channel count of
     /// the sending node (replaces what it reported before).
     State {
@@ -87,6 +94,9 @@ pub(super) enum Msg {
         /// (app id, channel, subscribers)
         #[serde(default)]
         counts: Vec<(String, String, usize)>,
+        /// (app id, channel) of the sending node's occupied channels, for apps with webhooks.
+        #[serde(default)]
+        occupied: Vec<(String, String)>,
     },
     /// A node (re)joined: everybody answers with `State`.
     Hello,

@@ -125,6 +125,7 @@ fn app_options(l: &Layers, mut app: App, warnings: &mut Vec<String>) -> Result<A
         .min(u32::MAX as usize) as u32;
     app.max_presence_members = l.number("RESOUND_APP_MAX_PRESENCE_MEMBERS")?;
     app.max_user_info_size = l.number("RESOUND_APP_MAX_USER_INFO_SIZE")?;
+    app.webhooks = super::webhooks::targets(l, &app.id)?;
     app.rate_limit = match l.boolean("REVERB_APP_RATE_LIMITING_ENABLED")? {
         false => None,
         true => Some(RateLimit {

@@ -42,7 +42,11 @@ pub fn command() -> Command {
                 .long("hostname")
                 .value_name("HOST")
                 .help("Accepted for reverb:start compatibility; unused"),
-        );
+        )
+        .subcommand(Command::new("health").about(
+            "Ask the server this configuration describes for /up (over TLS when configured): \
+             exit 0 when it answers 200, 1 otherwise",
+        ));
     for st in SETTINGS {
         cmd = cmd.arg(setting_arg(st));
     }
@@ -289,6 +293,10 @@ fn flatten_into(
                 continue;
             }
             toml::Value::String(s) => s.clone(),
+            // An array of tables (`[[apps.webhooks]]`) is read as JSON by its setting.
+            toml::Value::Array(items) if items.iter().any(toml::Value::is_table) => {
+                serde_json::to_string(items).map_err(|e| ConfigError(format!("{key}: {e}")))?
+            }
             toml::Value::Array(items) => items
                 .iter()
                 .map(|i| {

@@ -6,9 +6,12 @@
 //! is one lookup chain per name, and validation happens once, here, before anything binds.
 
 mod apps;
+mod console;
 mod layers;
 mod redis;
+mod serving;
 mod settings;
+mod webhooks;
 
 use std::path::Path;
 use std::time::Duration;
@@ -21,8 +24,10 @@ use self::settings::Fallback;
 use crate::apps::App;
 
 pub use self::apps::DEV_APP;
+pub use self::console::Console;
 pub use self::layers::{command, ConfigError};
 pub use self::redis::{redact, Scaling};
+pub use self::webhooks::WebhookSettings;
 
 /// The validated server configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +72,17 @@ pub struct Config {
     pub scaling: Option<Scaling>,
     /// Settings that were taken but are probably not what was meant, for the startup log.
     pub warnings: Vec<String>,
+    /// TLS in process: the certificate and key files; `None` serves plain HTTP.
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// Shutdown closes the connections spread over this window (bounded by
+    /// `shutdown_timeout`); zero closes them all at once.
+    pub drain: Duration,
+    /// Bind with `SO_REUSEPORT` (a new process can take the port over while this one drains).
+    pub reuse_port: bool,
+    /// The live debug console; `None` (the default) serves none.
+    pub console: Option<Console>,
+    /// How webhooks are batched, delayed, retried and queued (the targets are per app).
+    pub webhooks: WebhookSettings,
     /// Prometheus metrics: where they are served, if anywhere.
     pub metrics: Metrics,
     /// How log lines are written.
@@ -196,6 +212,11 @@ fn from_layers(primary: &Layers, more_apps: &[Layer]) -> Result<Config, ConfigEr
         dev_app,
         scaling,
         warnings,
+        tls: self::serving::tls(l)?,
+        drain: self::serving::drain(l)?,
+        reuse_port: l.boolean("RESOUND_REUSE_PORT")?,
+        console: self::console::read(l)?,
+        webhooks: self::webhooks::settings(l)?,
         metrics: metrics(l)?,
         log_format: l.parse("RESOUND_LOG_FORMAT", "text or json", |v| {
             match v.to_ascii_lowercase().as_str() {

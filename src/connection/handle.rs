@@ -22,7 +22,6 @@ use std::task::Poll;
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use parking_lot::{Mutex, MutexGuard};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -30,6 +29,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use super::close::{CloseReason, SLOW_CONSUMER};
 use super::limits::{OutboundLimits, UNCHARGED};
 use super::outgoing::{Outbound, Outgoing};
+use super::socket::WriteSide;
 use super::socket_id::SocketId;
 
 struct Shared {
@@ -37,7 +37,7 @@ struct Shared {
     limits: OutboundLimits,
     out: Mutex<Outbound>,
     /// `None` only for handles made in unit tests: frames then just queue.
-    socket: Option<OwnedWriteHalf>,
+    socket: Option<WriteSide>,
     /// Wakes the writer task when it must take over (parked) or close.
     parked: Notify,
     // (The writer waits on `parked` alone: polling the cancellation token there would take
@@ -75,7 +75,7 @@ impl ConnectionHandle {
     pub(crate) fn new(
         id: SocketId,
         limits: OutboundLimits,
-        socket: Option<OwnedWriteHalf>,
+        socket: Option<WriteSide>,
     ) -> ConnectionHandle {
         ConnectionHandle(Arc::new(Shared {
             id,
@@ -247,7 +247,7 @@ impl ConnectionHandle {
         self.0.parked.notified().await
     }
 
-    pub(super) fn socket(&self) -> Option<&OwnedWriteHalf> {
+    pub(super) fn socket(&self) -> Option<&WriteSide> {
         self.0.socket.as_ref()
     }
 
@@ -352,7 +352,7 @@ pub(super) mod tests {
         let h = ConnectionHandle::new(
             SocketId::random(),
             OutboundLimits::frames(capacity),
-            Some(wr),
+            Some(wr.into()),
         );
         (client, rd, h)
     }

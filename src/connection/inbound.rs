@@ -9,18 +9,18 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::tcp::OwnedReadHalf;
 
 use super::handle::ConnectionHandle;
+use super::socket::ReadSide;
 
 pub(super) struct Inbound {
     prefix: Bytes,
-    read: OwnedReadHalf,
+    read: ReadSide,
     out: ConnectionHandle,
 }
 
 impl Inbound {
-    pub(super) fn new(prefix: Bytes, read: OwnedReadHalf, out: ConnectionHandle) -> Inbound {
+    pub(super) fn new(prefix: Bytes, read: ReadSide, out: ConnectionHandle) -> Inbound {
         // `prefix` is a view into hyper's read buffer (8 KiB or more): copy the few bytes it
         // holds, or the whole buffer would stay allocated for the life of the connection.
         let prefix = match prefix.is_empty() {
@@ -81,13 +81,17 @@ mod tests {
         let handle = ConnectionHandle::new(
             SocketId::random(),
             crate::connection::OutboundLimits::frames(8),
-            Some(write),
+            Some(write.into()),
         );
         let mut buffer = bytes::BytesMut::with_capacity(8192);
         buffer.extend_from_slice(b"GET / ...\r\n\r\nAB");
         let buffer = buffer.freeze();
         let prefix = buffer.slice(buffer.len() - 2..);
-        let mut inbound = Inbound::new(prefix, read, handle);
+        let mut inbound = Inbound::new(
+            prefix,
+            crate::connection::socket::ReadSide::Tcp(read),
+            handle,
+        );
         assert!(
             buffer.is_unique(),
             "the 8 KiB buffer must not stay referenced"

@@ -8,6 +8,7 @@ pub(crate) mod limits;
 mod outgoing;
 mod pending;
 pub(crate) mod session;
+pub(crate) mod socket;
 pub(crate) mod socket_id;
 mod throttle;
 mod writer;

@@ -8,12 +8,12 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 
 use bytes::Bytes;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::limits::{Budget, UNCHARGED};
+use super::socket::WriteSide;
 use crate::stats::AppStats;
 
 /// Queue slots an idle connection keeps allocated.
@@ -126,11 +126,7 @@ impl Outbound {
     /// Writes queued frames until the queue is empty (`Ok(true)`) or the socket would block
     /// (`Ok(false)`). Partial writes resume at the exact byte where they stopped. What was
     /// written is counted in `stats` once per call (frames when complete).
-    pub(super) fn write_to(
-        &mut self,
-        socket: &OwnedWriteHalf,
-        stats: &AppStats,
-    ) -> io::Result<bool> {
+    pub(super) fn write_to(&mut self, socket: &WriteSide, stats: &AppStats) -> io::Result<bool> {
         let mut sent = (0, 0);
         let result = self.write_some(socket, &mut sent);
         if sent.1 > 0 {
@@ -140,7 +136,7 @@ impl Outbound {
     }
 
     /// [`Self::write_to`], adding the frames completed and the bytes written to `sent`.
-    fn write_some(&mut self, socket: &OwnedWriteHalf, sent: &mut (u64, u64)) -> io::Result<bool> {
+    fn write_some(&mut self, socket: &WriteSide, sent: &mut (u64, u64)) -> io::Result<bool> {
         while !self.queue.is_empty() {
             let written = {
                 let mut slices = [IoSlice::new(&[]); FRAMES_PER_WRITE * 2];
@@ -196,7 +192,8 @@ impl Outbound {
         if self.queue.capacity() > KEEP_SLOTS {
             self.queue.shrink_to(KEEP_SLOTS);
         }
-        Ok(true)
+        // Over TLS, records the kernel did not take yet: the writer task finishes them.
+        socket.flush()
     }
 }
 

@@ -10,7 +10,6 @@ use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -21,6 +20,7 @@ use super::close::{CloseReason, MESSAGE_TOO_BIG, RATE_LIMITED};
 use super::handle::ConnectionHandle;
 use super::inbound::Inbound;
 use super::pending::Pending;
+use super::socket::Accepted;
 use super::throttle::Throttle;
 use super::writer;
 use crate::apps::{ClientEvents, RateLimit};
@@ -60,14 +60,14 @@ where
 /// Runs an accepted connection to its end. `prefix` holds bytes read past the upgrade
 /// request, which belong to the WebSocket stream.
 pub(crate) async fn run(
-    tcp: TcpStream,
+    socket: Accepted,
     prefix: Bytes,
     config: WebSocketConfig,
     state: Arc<State>,
     app: Arc<AppRuntime>,
     slot: ConnectionSlot,
 ) {
-    let (read, write) = tcp.into_split();
+    let (read, write) = socket.split();
     let limits = state.outbound.clone().counted(app.stats.clone());
     let handle = app.register(|id| ConnectionHandle::new(id, limits, Some(write)));
     let inbound = Inbound::new(prefix, read, handle.clone());

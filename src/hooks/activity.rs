@@ -77,4 +77,25 @@ pub enum Activity<'a> {
     /// The app asked for every connection of `user_id` to be closed (on every node); this
     /// node's are closed already.
     UserTerminated { user_id: &'a str },
+    // Cluster-wide transitions, as this node sees them: on a single node they come with
+    // their local counterparts; with other nodes they are also reported for changes the
+    // cluster applies on their behalf (a node that expires included), so every node sees
+    // every transition once.
+    /// The channel got its first subscriber on any node.
+    ClusterOccupied { channel: &'a str },
+    /// The channel lost its last subscriber on every node.
+    ClusterVacated { channel: &'a str },
+    /// A presence user joined the channel, present on no node before.
+    ClusterMemberAdded { channel: &'a str, user_id: &'a str },
+    /// A presence user is now gone from the channel on every node.
+    ClusterMemberRemoved { channel: &'a str, user_id: &'a str },
+    /// The channel's subscribers on every node (as far as the other nodes report them)
+    /// changed to `count`.
+    ClusterSubscriptionCount { channel: &'a str, count: usize },
+    /// A socket subscribed to a cache channel that had no cached event
+    /// (`pusher:cache_miss`).
+    CacheMiss {
+        channel: &'a str,
+        socket_id: SocketId,
+    },
 }

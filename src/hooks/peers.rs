@@ -31,4 +31,12 @@ pub trait Peers: Send + Sync + 'static {
 
     /// Other nodes heard from recently (within the cluster's peer timeout).
     fn live_nodes(&self) -> usize;
+
+    /// Whether this node speaks for the cluster where exactly one node must (webhooks for
+    /// cluster-wide transitions): one live node at a time, chosen the same way by all.
+    /// `None` while this node cannot tell yet (it has just started and not heard every
+    /// other node): ask again a little later.
+    fn leads(&self) -> Option<bool> {
+        Some(true)
+    }
 }

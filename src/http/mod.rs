@@ -26,7 +26,6 @@ use tracing::{debug, Instrument};
 use error::{json_response, ApiError};
 use signature::parse_query;
 
-use crate::config::Metrics;
 use crate::connection::Pending;
 use crate::state::{AppRuntime, State};
 use crate::stats::{ApiStats, Endpoint};
@@ -227,6 +226,14 @@ async fn route(
         full_path,
         query,
     };
+    // A plugin's pages (the debug console) own every path under their mount.
+    if let Some((pages, tail)) = seg
+        .split_first()
+        .and_then(|(first, tail)| Some((state.pages(first)?, tail)))
+    {
+        let tail = tail.iter().map(|s| (*s).to_owned()).collect();
+        return Ok(pages.clone().serve(state.clone(), req, tail).await);
+    }
     match seg.as_slice() {
         ["up"] => {
             only(&method, Method::GET, "GET")?;
@@ -271,13 +278,6 @@ async fn route(
                 api_call(state, &app, &seg, req, target),
             )
             .await
-        }
-        ["metrics"] if state.config.metrics == Metrics::MainPort => {
-            only(&method, Method::GET, "GET")?;
-            let text = state
-                .scrape()
-                .ok_or_else(|| ApiError::not_found("Not found."))?;
-            Ok(metrics_response(text))
         }
         _ => Err(ApiError::not_found("Not found.")),
     }
@@ -400,6 +400,22 @@ impl RequestLimit {
             .saturating_mul(crate::protocol::names::MAX_CHANNEL_NAME + 3);
         RequestLimit::Body(batch.saturating_mul(event).saturating_add(channels))
     }
+}
+
+/// Reads a request body within the API's size limit and `BODY_TIMEOUT`: for plugin pages
+/// that take a body the API would (the console's test event).
+pub(crate) async fn read_api_body(
+    req: Request<Incoming>,
+    config: &crate::config::Config,
+) -> Result<Bytes, ApiError> {
+    tokio::time::timeout(BODY_TIMEOUT, read_body(req, RequestLimit::of(config)))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "The request body did not arrive in time",
+            )
+        })?
 }
 
 /// Reads the body, refusing requests over `limit`.

@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 use hyper::{header, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
@@ -18,6 +19,7 @@ use tracing::{debug, warn};
 use super::error::ApiError;
 use super::signature::{param, parse_query};
 use crate::connection::session;
+use crate::connection::socket::Accepted;
 use crate::protocol::PusherError;
 use crate::state::{AppRuntime, ConnectionSlot, State};
 
@@ -114,14 +116,21 @@ pub(super) fn upgrade(
             .max_frame_size(Some(max));
         match outcome {
             Outcome::Accept(app, slot) => {
-                // Accepted sessions write to the TCP socket directly, so they need it back.
-                match upgraded.downcast::<TokioIo<TcpStream>>() {
-                    Ok(parts) => {
-                        session::run(parts.io.into_inner(), parts.read_buf, config, st, app, slot)
-                            .await
-                    }
-                    Err(_) => warn!("upgraded connection is not a TCP stream; dropped"),
-                }
+                // Accepted sessions write to the socket directly, so they need it back.
+                let (socket, read_buf) = match upgraded.downcast::<TokioIo<TcpStream>>() {
+                    Ok(parts) => (Accepted::Tcp(parts.io.into_inner()), parts.read_buf),
+                    Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+                        Ok(parts) => {
+                            let (tcp, tls) = parts.io.into_inner().into_inner();
+                            (Accepted::Tls(tcp, Box::new(tls)), parts.read_buf)
+                        }
+                        Err(_) => {
+                            warn!("upgraded connection is neither TCP nor TLS; dropped");
+                            return;
+                        }
+                    },
+                };
+                session::run(socket, read_buf, config, st, app, slot).await
             }
             Outcome::Reject(err, _) => {
                 debug!(code = err.code(), reason = %err, "handshake refused");

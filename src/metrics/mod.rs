@@ -17,10 +17,15 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+
 use crate::channel::ChannelKind;
 use crate::config::{Config, Metrics};
-use crate::hooks::{Activity, Listener};
-use crate::state::{Plugins, Scrape, State};
+use crate::hooks::{Activity, Answer, Listener};
+use crate::state::{Pages, Plugins, State};
 use crate::stats::Counter;
 
 /// Channel kinds as labelled, each channel in the first that applies (so a
@@ -124,17 +129,49 @@ impl Listener for Plugin {
     }
 }
 
-impl Scrape for Plugin {
-    fn scrape(&self, state: &State) -> String {
+impl Plugin {
+    /// Every metric of the node, in the text exposition format.
+    fn render(&self, state: &State) -> String {
         render::render(self, state)
     }
 }
 
-/// Plugs the metrics into `plugins` as `config` asks: a listener, and the renderer on the main
-/// port or on a listener of its own, bound now (so a taken port fails at startup).
-pub(crate) fn plug(config: &Config, plugins: &mut Plugins) -> Result<(), String> {
+/// `GET /metrics` and nothing else: on the main port under the prefix (as the plugin's
+/// pages), or on the metrics' own listener.
+fn answer(plugin: &Plugin, state: &State, method: &Method, rest: &[&str]) -> Response<Full<Bytes>> {
+    let status = match (method, rest) {
+        (&Method::GET, []) => return crate::http::metrics_response(plugin.render(state)),
+        (_, []) => StatusCode::METHOD_NOT_ALLOWED,
+        _ => StatusCode::NOT_FOUND,
+    };
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = status;
+    resp
+}
+
+impl Pages for Plugin {
+    fn mount(&self) -> &'static str {
+        "metrics"
+    }
+
+    fn serve(
+        self: Arc<Self>,
+        state: Arc<State>,
+        req: Request<Incoming>,
+        rest: Vec<String>,
+    ) -> Answer<'static, Response<Full<Bytes>>> {
+        let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+        let resp = answer(&self, &state, req.method(), &rest);
+        Box::pin(std::future::ready(resp))
+    }
+}
+
+/// The metrics as plugins, as `config` asks (`None` when they are off): a listener, and
+/// `/metrics` as pages on the main port or on a listener of its own, bound now (so a taken
+/// port fails at startup).
+pub(crate) fn plug(config: &Config) -> Result<Option<Plugins>, String> {
     let own = match &config.metrics {
-        Metrics::Off => return Ok(()),
+        Metrics::Off => return Ok(None),
         Metrics::MainPort => None,
         Metrics::Own(addr) => Some(
             std::net::TcpListener::bind(addr)
@@ -149,14 +186,17 @@ pub(crate) fn plug(config: &Config, plugins: &mut Plugins) -> Result<(), String>
             .map(|a| (a.id.clone(), AppCounts::default()))
             .collect(),
     });
-    plugins.listeners.push(plugin.clone());
+    let mut plugins = Plugins {
+        listeners: vec![plugin.clone()],
+        ..Plugins::default()
+    };
     match own {
-        None => plugins.scrape = Some(plugin),
+        None => plugins.pages.push(plugin),
         Some(listener) => plugins.background.push(Box::new(move |state| {
             Box::pin(serve::run(listener, plugin, state))
         })),
     }
-    Ok(())
+    Ok(Some(plugins))
 }
 
 #[cfg(test)]

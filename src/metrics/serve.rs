@@ -7,13 +7,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tracing::{info, warn};
 
-use super::Plugin;
-use crate::http::metrics_response;
-use crate::state::{Scrape, State};
+use super::{answer, Plugin};
+use crate::state::State;
 
 pub(super) async fn run(listener: std::net::TcpListener, plugin: Arc<Plugin>, state: Arc<State>) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -41,7 +40,14 @@ pub(super) async fn run(listener: std::net::TcpListener, plugin: Arc<Plugin>, st
         let (plugin, state) = (plugin.clone(), state.clone());
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let answer = answer(&req, &plugin, &state);
+                // Only `/metrics`: any other path is not found.
+                let answer = match req.uri().path().strip_prefix("/metrics") {
+                    Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+                        let rest: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+                        answer(&plugin, &state, req.method(), &rest)
+                    }
+                    _ => not_found(),
+                };
                 async move { Ok::<_, std::convert::Infallible>(answer) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
@@ -53,13 +59,8 @@ pub(super) async fn run(listener: std::net::TcpListener, plugin: Arc<Plugin>, st
     }
 }
 
-fn answer<B>(req: &Request<B>, plugin: &Plugin, state: &State) -> Response<Full<Bytes>> {
-    let status = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/metrics") => return metrics_response(plugin.scrape(state)),
-        (_, "/metrics") => StatusCode::METHOD_NOT_ALLOWED,
-        _ => StatusCode::NOT_FOUND,
-    };
-    let mut resp = Response::new(Full::new(Bytes::from_static(b"")));
-    *resp.status_mut() = status;
+fn not_found() -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::NOT_FOUND;
     resp
 }

@@ -60,7 +60,7 @@ impl Redis {
         redis
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -93,7 +93,7 @@ fn node_config_url(url: &str, channel: &str) -> resound::Config {
 /// `msg` (JSON) in the envelope a node holding the cluster's key publishes on `node`'s
 /// channel: HMAC-SHA256 (`auth::sign`) over the channel, a zero byte and the envelope up to
 /// its MAC.
-fn sealed(node: &TestServer, from: &str, seq: u64, msg: &str) -> String {
+pub(crate) fn sealed(node: &TestServer, from: &str, seq: u64, msg: &str) -> String {
     sealed_with(CLUSTER_SECRET, node, from, seq, msg)
 }
 
@@ -111,7 +111,11 @@ async fn cluster(redis: &Redis, n: usize) -> Vec<TestServer> {
 
 /// [`cluster`] with the nodes' timings (beat, peer timeout, query wait) set by `timing`, for
 /// tests that would otherwise wait out the production defaults.
-async fn cluster_timed(redis: &Redis, n: usize, timing: impl Fn(&mut Scaling)) -> Vec<TestServer> {
+pub(crate) async fn cluster_timed(
+    redis: &Redis,
+    n: usize,
+    timing: impl Fn(&mut Scaling),
+) -> Vec<TestServer> {
     let channel = format!("resound-test-{}", rand_suffix());
     let mut nodes = Vec::new();
     for _ in 0..n {
@@ -130,7 +134,7 @@ fn rand_suffix() -> u64 {
         .as_nanos() as u64
 }
 
-async fn wait_for_peers(nodes: &[TestServer], peers: usize) {
+pub(crate) async fn wait_for_peers(nodes: &[TestServer], peers: usize) {
     let all_see = wait_until(
         async || {
             nodes
@@ -173,7 +177,7 @@ async fn assert_pair_shares_and_outsider_is_alone(nodes: &[TestServer], outsider
 
 /// Publishes `text` on `node`'s scaling channel as another program would; returns how many
 /// subscribers received it.
-async fn publish_raw(redis: &Redis, node: &TestServer, text: &str) -> i64 {
+pub(crate) async fn publish_raw(redis: &Redis, node: &TestServer, text: &str) -> i64 {
     let channel = &node.state.config.scaling.as_ref().unwrap().channel;
     let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", redis.port)).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -186,7 +190,7 @@ async fn publish_raw(redis: &Redis, node: &TestServer, text: &str) -> i64 {
 }
 
 /// Waits until `node` has subscribed to its channel (a publication reaches nobody before).
-async fn wait_until_subscribed(redis: &Redis, node: &TestServer) {
+pub(crate) async fn wait_until_subscribed(redis: &Redis, node: &TestServer) {
     let mut receivers = 0;
     wait_until(
         async || {
@@ -1031,4 +1035,41 @@ async fn what_a_node_queued_while_redis_was_away_reaches_a_node_that_comes_back_
     let v = on_b.recv().await;
     assert_eq!(v["event"], "queued", "{v}");
     drop(redis);
+}
+
+#[tokio::test]
+async fn a_draining_node_says_bye_at_the_start_of_its_drain() {
+    // With the default 10 s drain, the other node learns at once that this one is going,
+    // while most of its clients are still connected.
+    let redis = Redis::start().await;
+    let mut nodes = cluster(&redis, 2).await;
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(nodes[0].connected().await);
+    }
+    let task = nodes[0].shutdown();
+    let gone = wait_until(
+        async || nodes[1].state.peers().unwrap().live_nodes() == 0,
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(
+        gone,
+        "the other node did not hear `bye` at the start of the drain"
+    );
+    let mut still_open = 0;
+    for c in &mut clients {
+        if c.next_seen(Duration::from_millis(1)).await.is_none() {
+            still_open += 1;
+        }
+    }
+    assert!(
+        still_open > 0,
+        "every client was closed before `bye` was heard"
+    );
+    drop(clients);
+    tokio::time::timeout(Duration::from_secs(12), task)
+        .await
+        .unwrap()
+        .unwrap();
 }

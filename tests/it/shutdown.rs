@@ -7,7 +7,12 @@ use crate::support::*;
 
 #[tokio::test]
 async fn shutdown_closes_clients_with_4200_and_finishes() {
-    let mut server = TestServer::start().await;
+    // The drain window within the clients' wait for a frame (the default is 10 s).
+    let mut server = TestServer::start_with(resound::Config {
+        drain: Duration::from_secs(2),
+        ..config_with(app())
+    })
+    .await;
     let mut a = server.connected().await;
     a.subscribe_public("x").await;
     let mut b = server.connected().await;

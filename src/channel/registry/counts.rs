@@ -28,7 +28,22 @@ impl ChannelRegistry {
             channel: name,
             local,
         });
+        if self.hooks.is_heard() {
+            let count = local + self.remote_subscribers(name);
+            self.hooks.report(|| Activity::ClusterSubscriptionCount {
+                channel: name,
+                count,
+            });
+        }
         self.count_changed(name, kind, ch, out);
+    }
+
+    /// Subscribers of `name` the other nodes last reported.
+    fn remote_subscribers(&self, name: &str) -> usize {
+        self.remote_counts
+            .lock()
+            .get(name)
+            .map_or(0, |nodes| nodes.values().sum())
     }
 
     /// Sends `subscription_count` after a change, unless the channel is busy and heard one
@@ -75,8 +90,22 @@ impl ChannelRegistry {
                 }
             }
         }
-        if let Some(mut ch) = self.channels.get_mut(name) {
-            self.count_changed(name, ChannelKind::from_name(name), &mut ch, out);
+        match self.channels.get_mut(name) {
+            Some(mut ch) => {
+                let count = ch.subscribers.len() + self.remote_subscribers(name);
+                self.hooks.report(|| Activity::ClusterSubscriptionCount {
+                    channel: name,
+                    count,
+                });
+                self.count_changed(name, ChannelKind::from_name(name), &mut ch, out);
+            }
+            None => {
+                let count = self.remote_subscribers(name);
+                self.hooks.report(|| Activity::ClusterSubscriptionCount {
+                    channel: name,
+                    count,
+                });
+            }
         }
     }
 
@@ -105,11 +134,9 @@ impl ChannelRegistry {
     }
 
     /// This node's subscriber counts of occupied non-presence channels, for another node
-    /// (only when `subscription_count` is on: nobody needs them otherwise).
+    /// (which asks only for apps whose counts somebody needs: `subscription_count`, or the
+    /// webhook of that name).
     pub(crate) fn counted_channels(&self) -> Vec<(String, usize)> {
-        if !self.subscription_count {
-            return Vec::new();
-        }
         self.channels
             .iter()
             .filter(|c| !c.subscribers.is_empty() && !ChannelKind::from_name(c.key()).presence)

@@ -32,6 +32,18 @@ struct Subscriber {
     handle: ConnectionHandle,
     /// The presence member id this socket joined as.
     member_id: Option<String>,
+    /// Set while the socket's `subscription_succeeded` is being built outside the entry:
+    /// frames for the channel wait here meanwhile, so the reply still comes first.
+    held: Option<Box<Mutex<Vec<Outgoing>>>>,
+}
+
+impl Subscriber {
+    fn send(&self, frame: Outgoing, out: &mut Pending) {
+        match &self.held {
+            None => out.send(&self.handle, frame),
+            Some(held) => held.lock().push(frame),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -50,7 +62,7 @@ impl Channel {
         let frame = Outgoing::text(text.clone());
         for (id, sub) in &self.subscribers {
             if Some(*id) != except {
-                out.send(&sub.handle, frame.clone());
+                sub.send(frame.clone(), out);
             }
         }
     }
@@ -84,7 +96,12 @@ pub(crate) struct ChannelRegistry {
     counts_pending: Mutex<HashSet<String>>,
     /// With other nodes and `subscription_count`: channel -> node -> that node's subscribers.
     remote_counts: Mutex<HashMap<String, HashMap<String, usize>>>,
+    /// With other nodes that report them (see `remote.rs`): channel -> nodes it is occupied on.
+    remote_occupied: Mutex<HashMap<String, HashSet<String>>>,
     hooks: AppHooks,
+    /// Runs between a presence join's two steps (tests interleave other work there).
+    #[cfg(test)]
+    pub(super) between_phases: Mutex<std::sync::Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl ChannelRegistry {
@@ -101,13 +118,19 @@ impl ChannelRegistry {
             max_members,
             counts_pending: Default::default(),
             remote_counts: Default::default(),
+            remote_occupied: Default::default(),
             hooks,
+            #[cfg(test)]
+            between_phases: Mutex::new(std::sync::Arc::new(|| {})),
         }
     }
 
     /// Subscribes `handle` and sends, in order: `member_added` to the others (a presence
     /// user's first socket), `subscription_succeeded` to the subscriber, then the cached event
     /// or `pusher:cache_miss` on cache channels. Re-subscribing only repeats the reply.
+    /// On a presence channel the entry is held for O(1) work: the member list is copied, and
+    /// serialized after the entry is released, while the channel's frames for the new
+    /// subscriber wait (`held`) so that the reply still reaches it first.
     /// Returns false when the socket was subscribed already; refuses a new user of a presence
     /// channel that holds `max_members` users (counted on every node).
     pub(crate) fn subscribe(
@@ -130,14 +153,16 @@ impl ChannelRegistry {
         if fresh {
             let occupied = ch.subscribers.is_empty();
             let member_id = member.as_ref().map(|m| m.id.clone());
+            let mut added = None;
             if let Some(m) = member {
-                self.join_presence(name, &mut ch, m, id, &mut out);
+                added = self.join_presence(name, &mut ch, m, id, &mut out);
             }
             ch.subscribers.insert(
                 id,
                 Subscriber {
                     handle: handle.clone(),
                     member_id,
+                    held: None,
                 },
             );
             self.hooks.report(|| Activity::Subscribed {
@@ -147,21 +172,32 @@ impl ChannelRegistry {
             if occupied {
                 self.hooks
                     .report(|| Activity::ChannelOccupied { channel: name });
+                if !self.occupied_elsewhere(name) {
+                    self.hooks
+                        .report(|| Activity::ClusterOccupied { channel: name });
+                }
+            }
+            if let Some(user_id) = &added {
+                self.hooks.report(|| Activity::ClusterMemberAdded {
+                    channel: name,
+                    user_id,
+                });
             }
         }
-        let data = match &ch.presence {
-            Some(p) if kind.presence => p.snapshot_json(),
-            _ => "{}".to_owned(),
-        };
-        let reply = server::subscription_succeeded(name, &data).into();
-        out.send(handle, Outgoing::text(reply));
-        if kind.cache {
-            match &ch.cached {
-                Some((text, at)) if at.elapsed() < self.cache_ttl => {
-                    out.send(handle, Outgoing::text(text.clone()))
-                }
-                _ => out.send(handle, Outgoing::text(server::cache_miss(name).into())),
+        // A presence channel's members are copied here (O(1)) and serialized below, once the
+        // entry is released; the subscriber's frames wait meanwhile.
+        let members = ch
+            .presence
+            .as_ref()
+            .filter(|_| kind.presence)
+            .map(|p| p.members());
+        if members.is_some() {
+            if let Some(sub) = ch.subscribers.get_mut(&id) {
+                sub.held = Some(Default::default());
             }
+        }
+        if members.is_none() {
+            self.reply(name, kind, &ch, handle, "{}", &mut out);
         }
         if fresh {
             self.subscribers_changed(name, kind, &mut ch, &mut out);
@@ -169,11 +205,60 @@ impl ChannelRegistry {
         drop(ch);
         drop(ordered);
         out.flush();
+        if let Some(members) = members {
+            #[cfg(test)]
+            {
+                let between = self.between_phases.lock().clone();
+                between();
+            }
+            let data = members.to_json();
+            let mut out = Pending::new();
+            if let Some(mut ch) = self.channels.get_mut(name) {
+                self.reply(name, kind, &ch, handle, &data, &mut out);
+                if let Some(held) = ch.subscribers.get_mut(&id).and_then(|s| s.held.take()) {
+                    for frame in held.into_inner() {
+                        out.send(handle, frame);
+                    }
+                }
+            }
+            out.flush();
+        }
         Ok(fresh)
     }
 
+    /// Queues the subscriber's `subscription_succeeded` (with `data`), then on cache
+    /// channels the cached event or `pusher:cache_miss`.
+    fn reply(
+        &self,
+        name: &str,
+        kind: ChannelKind,
+        ch: &Channel,
+        handle: &ConnectionHandle,
+        data: &str,
+        out: &mut Pending,
+    ) {
+        let reply = server::subscription_succeeded(name, data).into();
+        out.send(handle, Outgoing::text(reply));
+        if kind.cache {
+            match &ch.cached {
+                Some((text, at)) if at.elapsed() < self.cache_ttl => {
+                    out.send(handle, Outgoing::text(text.clone()))
+                }
+                _ => {
+                    out.send(handle, Outgoing::text(server::cache_miss(name).into()));
+                    self.hooks.report(|| Activity::CacheMiss {
+                        channel: name,
+                        socket_id: handle.id(),
+                    });
+                }
+            }
+        }
+    }
+
     /// A local socket of `m` joins: `member_added` to the others when the user is new to the
-    /// channel everywhere, and the user's first socket here is reported.
+    /// channel everywhere, and the user's first socket here is reported. Returns the user's
+    /// id when it is new everywhere and somebody listens, for the caller to report once the
+    /// channel's occupancy is.
     fn join_presence(
         &self,
         name: &str,
@@ -181,7 +266,7 @@ impl ChannelRegistry {
         m: PresenceMember,
         id: SocketId,
         out: &mut Pending,
-    ) {
+    ) -> Option<String> {
         let announce = server::member_added(name, &m.user_id, m.user_info.as_deref());
         // Kept for the report only when somebody listens (the member moves into the set).
         let reported = self.hooks.is_heard().then(|| m.clone());
@@ -189,12 +274,17 @@ impl ChannelRegistry {
         if joined.added {
             ch.send_all(&Utf8Bytes::from(announce), Some(id), out);
         }
+        let added = reported
+            .as_ref()
+            .filter(|_| joined.added)
+            .map(|m| m.id.clone());
         if let Some(member) = reported.filter(|_| joined.first_local) {
             self.hooks.report(|| Activity::MemberJoined {
                 channel: name,
                 member: &member,
             });
         }
+        added
     }
 
     /// Removes one socket from a channel, announcing `member_removed` when it was the user's
@@ -220,6 +310,10 @@ impl ChannelRegistry {
                     if ch.subscribers.is_empty() {
                         self.hooks
                             .report(|| Activity::ChannelVacated { channel: name });
+                        if !self.occupied_elsewhere(name) {
+                            self.hooks
+                                .report(|| Activity::ClusterVacated { channel: name });
+                        }
                     }
                     true
                 }
@@ -248,6 +342,10 @@ impl ChannelRegistry {
         if let Some(m) = left.removed {
             let text = server::member_removed(name, &m.user_id).into();
             ch.send_all(&text, None, out);
+            self.hooks.report(|| Activity::ClusterMemberRemoved {
+                channel: name,
+                user_id: &m.id,
+            });
         }
     }
 
@@ -315,6 +413,16 @@ impl ChannelRegistry {
                     .map(|p| p.ids().map(str::to_owned).collect())
             })
             .unwrap_or_default()
+    }
+
+    /// Up to `max` members of a presence channel, on every node (none when unoccupied),
+    /// in string order of their ids. The channel's entry is held only to take the O(1) copy.
+    pub(crate) fn members(&self, name: &str, max: usize) -> Vec<std::sync::Arc<PresenceMember>> {
+        let members = self
+            .channels
+            .get(name)
+            .and_then(|c| c.presence.as_ref().map(Presence::members));
+        members.map_or_else(Vec::new, |m| m.iter().take(max).cloned().collect())
     }
 
     /// The live cached event of a cache channel and its remaining time to live.

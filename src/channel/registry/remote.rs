@@ -2,6 +2,9 @@
 //! sets as local sockets, so `subscription_succeeded`, `member_added`/`member_removed` and
 //! the users API are cluster-wide. The registry knows nodes only by an opaque id; whoever
 //! holds the other nodes (the cluster) calls these, and passes a [`Pending`] it flushes.
+//! Which nodes have subscribers of which channels is kept too, so that cluster-wide
+//! occupancy (`ClusterOccupied`/`ClusterVacated`) is known on every node. Cluster-wide
+//! transitions caused here are reported under the channel's entry, like local ones.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -10,6 +13,7 @@ use super::ChannelRegistry;
 use crate::channel::presence::{Presence, PresenceMember};
 use crate::channel::ChannelKind;
 use crate::connection::Pending;
+use crate::hooks::Activity;
 use crate::protocol::server;
 
 impl ChannelRegistry {
@@ -28,8 +32,15 @@ impl ChannelRegistry {
         let mut ch = self.channels.entry(name.to_owned()).or_default();
         let announce = server::member_added(name, &member.user_id, member.user_info.as_deref());
         let presence = ch.presence.get_or_insert_with(Presence::default);
+        let id = self.hooks.is_heard().then(|| member.id.clone());
         if presence.remote_join(node, member) {
             ch.send_all(&announce.into(), None, out);
+            if let Some(user_id) = &id {
+                self.hooks.report(|| Activity::ClusterMemberAdded {
+                    channel: name,
+                    user_id,
+                });
+            }
         }
     }
 
@@ -41,6 +52,10 @@ impl ChannelRegistry {
             if let Some(m) = ch.presence.as_mut().and_then(|p| p.remote_leave(node, id)) {
                 let text = server::member_removed(name, &m.user_id).into();
                 ch.send_all(&text, None, out);
+                self.hooks.report(|| Activity::ClusterMemberRemoved {
+                    channel: name,
+                    user_id: &m.id,
+                });
             }
         }
         self.channels
@@ -89,5 +104,67 @@ impl ChannelRegistry {
             }
         }
         out
+    }
+
+    /// Whether another node reports subscribers of `name`.
+    pub(super) fn occupied_elsewhere(&self, name: &str) -> bool {
+        self.remote_occupied
+            .lock()
+            .get(name)
+            .is_some_and(|nodes| !nodes.is_empty())
+    }
+    /// Another node now has subscribers of `name` (`occupied`), or no longer has any:
+    /// reported as `ClusterOccupied`/`ClusterVacated` when the channel's occupancy across
+    /// the cluster changes.
+    pub(crate) fn remote_occupied(&self, node: &str, name: &str, occupied: bool) {
+        let now = Instant::now();
+        {
+            let ch = self.channels.entry(name.to_owned()).or_default();
+            let local = !ch.subscribers.is_empty();
+            let mut remote = self.remote_occupied.lock();
+            let before = local || remote.get(name).is_some_and(|n| !n.is_empty());
+            if occupied {
+                remote
+                    .entry(name.to_owned())
+                    .or_default()
+                    .insert(node.to_owned());
+            } else if let Some(nodes) = remote.get_mut(name) {
+                nodes.remove(node);
+                if nodes.is_empty() {
+                    remote.remove(name);
+                }
+            }
+            let after = local || remote.contains_key(name);
+            drop(remote);
+            match (before, after) {
+                (false, true) => self
+                    .hooks
+                    .report(|| Activity::ClusterOccupied { channel: name }),
+                (true, false) => self
+                    .hooks
+                    .report(|| Activity::ClusterVacated { channel: name }),
+                _ => {}
+            }
+        }
+        self.channels
+            .remove_if(name, |_, ch| ch.is_idle(now, self.cache_ttl));
+    }
+
+    /// Makes `channels` the whole of the channels `node` reports occupied; an empty list
+    /// drops the node.
+    pub(crate) fn replace_node_channels(&self, node: &str, channels: &[String]) {
+        let stale: Vec<String> = self
+            .remote_occupied
+            .lock()
+            .iter()
+            .filter(|(name, nodes)| nodes.contains(node) && !channels.contains(name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            self.remote_occupied(node, &name, false);
+        }
+        for name in channels {
+            self.remote_occupied(node, name, true);
+        }
     }
 }

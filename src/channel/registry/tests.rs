@@ -57,15 +57,21 @@ fn a_repeated_subscribe_only_repeats_the_reply() {
         ]
     );
     let got = record.take();
-    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got.len(), 5, "{got:?}");
     assert!(
         got[0].starts_with("Subscribed { channel: \"public\""),
         "{got:?}"
     );
     assert_eq!(got[1], "ChannelOccupied { channel: \"public\" }");
+    // Nobody else reports the channel: occupied across the cluster too.
+    assert_eq!(got[2], "ClusterOccupied { channel: \"public\" }");
     assert_eq!(
-        got[2],
+        got[3],
         "SubscriptionCount { channel: \"public\", local: 1 }"
+    );
+    assert_eq!(
+        got[4],
+        "ClusterSubscriptionCount { channel: \"public\", count: 1 }"
     );
     assert_eq!(reg.subscription_count("public"), 1);
 }
@@ -242,4 +248,136 @@ fn a_full_presence_channel_refuses_new_users_but_not_their_other_sockets() {
         4,
         "other nodes' members are not refused"
     );
+}
+
+#[test]
+fn a_presence_reply_is_built_outside_the_entry_and_still_comes_first() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let (_, hooks) = Record::hooks("app");
+    let reg = Arc::new(ChannelRegistry::new(
+        Duration::from_secs(60),
+        false,
+        0,
+        hooks,
+    ));
+    let name = "presence-room";
+    let a = handle();
+    subscribe(&reg, name, &a, Some("a"));
+    // While b's reply is being built, the entry is free: c joins and an event is published.
+    let (c, once, free) = (
+        handle(),
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let hook = {
+        let (reg, c, once, free) = (Arc::downgrade(&reg), c.clone(), once.clone(), free.clone());
+        move || {
+            if once.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            let reg = reg.upgrade().unwrap();
+            free.store(
+                reg.channels.try_get_mut(name).is_present(),
+                Ordering::SeqCst,
+            );
+            subscribe(&reg, name, &c, Some("c"));
+            let mut out = Pending::new();
+            let text = || Utf8Bytes::from_static(r#"{"event":"e","channel":"presence-room"}"#);
+            reg.publish(name, false, text, None, &mut out);
+            out.flush();
+        }
+    };
+    *reg.between_phases.lock() = Arc::new(hook);
+    let b = handle();
+    subscribe(&reg, name, &b, Some("b"));
+    assert!(
+        free.load(Ordering::SeqCst),
+        "the entry was held while the reply was built"
+    );
+    let texts = b.take_texts();
+    let got: Vec<serde_json::Value> = texts
+        .iter()
+        .map(|t| serde_json::from_str(t).unwrap())
+        .collect();
+    let order: Vec<&str> = got.iter().map(|v| v["event"].as_str().unwrap()).collect();
+    assert_eq!(
+        order,
+        [
+            "pusher_internal:subscription_succeeded",
+            "pusher_internal:member_added",
+            "e"
+        ],
+        "the reply first, then what happened while it was built"
+    );
+    let data: serde_json::Value = serde_json::from_str(got[0]["data"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        data["presence"]["ids"],
+        serde_json::json!(["a", "b"]),
+        "the members when b joined, not c who joined after"
+    );
+    assert_eq!(got[1]["data"], r#"{"user_id":"c","user_info":{"n":1}}"#);
+    // Nothing stays held: later frames go straight to b.
+    let mut out = Pending::new();
+    reg.publish(
+        name,
+        false,
+        || Utf8Bytes::from_static(r#"{"event":"f"}"#),
+        None,
+        &mut out,
+    );
+    out.flush();
+    assert_eq!(events(&b), ["f"]);
+}
+
+/// The cluster-wide transitions (counts aside) among what `record` heard since the last call.
+fn cluster_wide(record: &Record) -> Vec<String> {
+    record
+        .take()
+        .into_iter()
+        .filter(|a| a.starts_with("Cluster") && !a.starts_with("ClusterSubscriptionCount"))
+        .collect()
+}
+
+#[test]
+fn occupancy_and_members_are_cluster_wide_transitions() {
+    let (reg, record) = registry(false);
+    let (here, mut out) = (handle(), Pending::new());
+    // Another node's subscriber comes first: occupied once, not again for ours.
+    reg.remote_occupied("n2", "presence-c", true);
+    reg.remote_join("n2", "presence-c", member("u"), &mut out);
+    subscribe(&reg, "presence-c", &here, Some("u"));
+    assert_eq!(
+        cluster_wide(&record),
+        [
+            "ClusterOccupied { channel: \"presence-c\" }",
+            "ClusterMemberAdded { channel: \"presence-c\", user_id: \"u\" }"
+        ]
+    );
+    // Ours leaves: the other node still has the user and the channel.
+    reg.unsubscribe("presence-c", here.id());
+    assert!(cluster_wide(&record).is_empty());
+    // The other node goes away: removed, then vacated.
+    reg.replace_node("n2", Vec::new(), &mut out);
+    reg.replace_node_channels("n2", &[]);
+    assert_eq!(
+        cluster_wide(&record),
+        [
+            "ClusterMemberRemoved { channel: \"presence-c\", user_id: \"u\" }",
+            "ClusterVacated { channel: \"presence-c\" }"
+        ]
+    );
+    // A node's state replaces what it reported before.
+    reg.replace_node_channels("n3", &["a".into(), "b".into()]);
+    reg.replace_node_channels("n3", &["b".into()]);
+    assert_eq!(
+        cluster_wide(&record),
+        [
+            "ClusterOccupied { channel: \"a\" }",
+            "ClusterOccupied { channel: \"b\" }",
+            "ClusterVacated { channel: \"a\" }"
+        ]
+    );
+    out.flush();
 }

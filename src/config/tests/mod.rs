@@ -2,7 +2,9 @@
 //! These tests avoid names that the test process environment could carry.
 
 mod apps;
+mod console;
 mod scaling;
+mod serving;
 
 use std::path::Path;
 use std::time::Duration;
