@@ -5,10 +5,11 @@
 //! time). Writing one is a relaxed atomic add: no lock, no allocation. On the delivery path
 //! the adds are made once per write syscall or per inbound frame, never per recipient.
 //!
-//! A plugin that counts something of its own but wants it read here (webhooks) fills the
-//! place left for it: [`WebhookStats`], switched on with [`NodeStats::webhooks_plugged`].
+//! A plugin that keeps counters of its own (webhooks) hands them over once it runs:
+//! [`NodeStats::webhooks`] holds them as a [`WebhookCounts`], read when they are scraped.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 /// Stripes of a [`Traffic`] counter: threads add to their own, so the sockets' writers on
@@ -85,18 +86,13 @@ pub(crate) struct AppStats {
     /// too long, rate limited).
     pub(crate) client_events_refused: Counter,
     pub(crate) api: ApiStats,
-    /// Filled by the webhooks plugin when there is one (see the module notes).
-    pub(crate) webhooks: WebhookStats,
 }
 
-/// What the webhooks plugin counts, per app: deliveries that got a 2xx, retries, and
-/// webhooks given up on (retries exhausted or the queue full). Read only when
-/// [`NodeStats::webhooks_plugged`] is set.
-#[derive(Default, Debug)]
-pub(crate) struct WebhookStats {
-    pub(crate) delivered: Counter,
-    pub(crate) retried: Counter,
-    pub(crate) dropped: Counter,
+/// What the webhooks plugin counts, for the whole node.
+pub(crate) trait WebhookCounts: Send + Sync + 'static {
+    /// Events dropped (queue full, retries given up), requests a receiver accepted (2xx),
+    /// and retries, so far.
+    fn counts(&self) -> (u64, u64, u64);
 }
 
 /// This node's counters that belong to no app.
@@ -106,8 +102,16 @@ pub(crate) struct NodeStats {
     /// HTTP API requests that named no configured app.
     pub(crate) api_unmatched: ApiStats,
     pub(crate) redis: RedisStats,
-    /// Set by the webhooks plugin when it is plugged in.
-    pub(crate) webhooks_plugged: AtomicBool,
+    /// Set by the webhooks plugin when it runs.
+    pub(crate) webhooks: OnceLock<Arc<dyn WebhookCounts>>,
+}
+
+impl std::fmt::Debug for dyn WebhookCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("WebhookCounts")
+            .field(&self.counts())
+            .finish()
+    }
 }
 
 impl Default for NodeStats {
@@ -116,7 +120,7 @@ impl Default for NodeStats {
             started: SystemTime::now(),
             api_unmatched: ApiStats::default(),
             redis: RedisStats::default(),
-            webhooks_plugged: AtomicBool::new(false),
+            webhooks: OnceLock::new(),
         }
     }
 }

@@ -70,7 +70,7 @@ pub(super) fn render(plugin: &Plugin, state: &State) -> String {
     traffic(&mut out, &apps);
     api(&mut out, &apps, state);
     redis(&mut out, state);
-    webhooks(&mut out, &apps, state);
+    webhooks(&mut out, state);
     node(&mut out, state);
     out.0
 }
@@ -312,32 +312,32 @@ fn redis(out: &mut Out, state: &State) {
     }
 }
 
-/// Filled by the webhooks plugin; left out until one is plugged in.
-fn webhooks(out: &mut Out, apps: &[(&AppRuntime, &AppCounts)], state: &State) {
-    if !state.stats.webhooks_plugged.load(Relaxed) {
+/// Counted by the webhooks plugin; left out when no app has a webhook target.
+fn webhooks(out: &mut Out, state: &State) {
+    let Some(counts) = state.stats.webhooks.get() else {
         return;
+    };
+    let (dropped, delivered, retried) = counts.counts();
+    for (name, help, value) in [
+        (
+            "resound_webhook_requests_total",
+            "Webhook requests a receiver accepted (2xx).",
+            delivered,
+        ),
+        (
+            "resound_webhook_retries_total",
+            "Webhook requests sent again after a failure.",
+            retried,
+        ),
+        (
+            "resound_webhook_events_dropped_total",
+            "Webhook events given up on: a queue was full, or a request's retries ran out.",
+            dropped,
+        ),
+    ] {
+        out.family(name, "counter", help);
+        out.sample(name, &[], value);
     }
-    out.per_app(
-        apps,
-        "resound_webhooks_delivered_total",
-        "counter",
-        "Webhooks delivered (answered with a 2xx).",
-        |rt, _| rt.stats.webhooks.delivered.get(),
-    );
-    out.per_app(
-        apps,
-        "resound_webhook_retries_total",
-        "counter",
-        "Webhook deliveries retried.",
-        |rt, _| rt.stats.webhooks.retried.get(),
-    );
-    out.per_app(
-        apps,
-        "resound_webhooks_dropped_total",
-        "counter",
-        "Webhooks given up on.",
-        |rt, _| rt.stats.webhooks.dropped.get(),
-    );
 }
 
 fn node(out: &mut Out, state: &State) {

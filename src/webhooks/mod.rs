@@ -146,10 +146,16 @@ impl Stats {
     }
 
     /// (events dropped, requests accepted, retries) so far.
-    #[cfg(test)]
     pub(crate) fn counts(&self) -> (u64, u64, u64) {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         (get(&self.dropped), get(&self.sent), get(&self.retried))
+    }
+}
+
+/// For the metrics (`crate::stats`).
+impl crate::stats::WebhookCounts for Stats {
+    fn counts(&self) -> (u64, u64, u64) {
+        Stats::counts(self)
     }
 }
 
@@ -198,6 +204,8 @@ pub(crate) fn plug(config: &Config) -> Option<Plugins> {
         listeners: vec![Arc::new(tap)],
         peers: None,
         background: vec![Box::new(move |state: Arc<State>| {
+            // Our counters, for whoever reads the node's (the metrics).
+            let _ = state.stats.webhooks.set(shared.stats.clone());
             // Tracked with the connections, so that shutdown waits for the last webhooks
             // with the shutdown deadline rather than the plugins' short grace.
             state.tasks.spawn(work(state.clone(), rx, shared));

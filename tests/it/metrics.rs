@@ -340,12 +340,25 @@ async fn the_redis_link_is_counted_when_scaling() {
     )
     .await;
     assert!(ok, "{:#?}", metrics_of(&nodes[0]).await.samples);
+    assert_documented(&metrics_of(&nodes[0]).await);
     assert!(
         metrics_of(&nodes[0])
             .await
             .value("resound_redis_link_failures_total", &[])
             >= 1.0
     );
+}
+
+/// Every family of `scrape` is named in docs/metrics.md.
+fn assert_documented(scrape: &Scrape) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/metrics.md")).unwrap();
+    for family in scrape.types.keys() {
+        assert!(
+            doc.contains(&format!("`{family}`")),
+            "{family} is not in docs/metrics.md"
+        );
+    }
 }
 
 /// docs/metrics.md names every family a scrape has, and the Grafana dashboard uses only
@@ -357,14 +370,7 @@ async fn every_metric_is_documented_and_the_dashboard_uses_real_ones() {
     let server = TestServer::start_with(with_metrics(Metrics::MainPort)).await;
     server.http().trigger(&["x"], "e", "1", None).await;
     let s = metrics_of(&server).await;
-    let mut families: Vec<&String> = s.types.keys().collect();
-    families.sort();
-    for family in &families {
-        assert!(
-            doc.contains(&format!("`{family}`")),
-            "{family} is not in docs/metrics.md"
-        );
-    }
+    assert_documented(&s);
     let dashboard = std::fs::read_to_string(root.join("docs/grafana-dashboard.json")).unwrap();
     let parsed: serde_json::Value = serde_json::from_str(&dashboard).expect("valid JSON");
     assert!(!parsed["panels"].as_array().unwrap().is_empty());
@@ -385,4 +391,37 @@ async fn every_metric_is_documented_and_the_dashboard_uses_real_ones() {
         used += 1;
     }
     assert!(used > 15, "{used}");
+}
+
+/// With a webhook target, the webhooks plugin's counters are scraped: a receiver that fails
+/// once, then accepts, shows one retry and accepted requests, nothing dropped.
+#[tokio::test]
+async fn webhook_deliveries_and_retries_are_counted() {
+    use crate::webhooks::{config, target, Answer, Receiver, LIFECYCLE};
+    let plain = TestServer::start_with(with_metrics(Metrics::MainPort)).await;
+    assert!(
+        metrics_of(&plain)
+            .await
+            .get("resound_webhook_requests_total", &[])
+            .is_none(),
+        "no webhook metrics without a target"
+    );
+    let mut rx = Receiver::start(vec![Answer::Fail(500)]).await;
+    let mut c = config(vec![target(&rx.url, LIFECYCLE)], Duration::ZERO);
+    c.metrics = Metrics::MainPort;
+    let server = TestServer::start_with(c).await;
+    let mut a = server.connected().await;
+    a.subscribe_public("hooked").await;
+    assert_eq!(rx.next().await.answer, "Fail(500)");
+    assert_eq!(rx.next().await.answer, "Ok");
+    let s = settles(&server, |s| {
+        s.value("resound_webhook_requests_total", &[]) >= 1.0
+    })
+    .await;
+    assert_eq!(s.get("resound_webhook_retries_total", &[]), Some(1.0));
+    assert_eq!(
+        s.get("resound_webhook_events_dropped_total", &[]),
+        Some(0.0)
+    );
+    assert_documented(&s);
 }
