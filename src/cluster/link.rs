@@ -24,6 +24,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// After a reconnect, how many beats we wait at most for the nodes we knew to be heard again
 /// before publishing what we queued meanwhile (see `Link::rejoin`).
 const REJOIN_WAIT_BEATS: u32 = 3;
+/// How often a node that said `bye` looks whether its last client has gone.
+const LINGER_CHECK: Duration = Duration::from_millis(100);
 /// The longest Redis may take to answer a command before the link counts as lost.
 const RESPONSE_TIMEOUT_MAX: Duration = Duration::from_secs(5);
 
@@ -256,6 +258,31 @@ impl Link<'_> {
         Ok(())
     }
 
+    /// After `bye`, while the drain closes our clients: the others' events (HTTP API calls
+    /// now reach the process that took over the port, or another node) still reach the
+    /// clients not closed yet. Nothing more is published; ends once the last connection
+    /// has gone (or with the link, or at the shutdown deadline, when the task is dropped).
+    async fn linger(&mut self) {
+        let (state, bus) = (self.state, self.bus);
+        let mut check = tokio::time::interval(LINGER_CHECK);
+        loop {
+            tokio::select! {
+                _ = check.tick() => {
+                    if state.apps().all(|app| app.connections.is_empty()) {
+                        return;
+                    }
+                }
+                payload = self.messages.next_message() => match payload {
+                    Ok(payload) => {
+                        state.stats.redis.received.add(1);
+                        receive(state, bus, &payload);
+                    }
+                    Err(_) => return,
+                },
+            }
+        }
+    }
+
     async fn serve(
         mut self,
         outbox: &mut mpsc::Receiver<String>,
@@ -307,6 +334,7 @@ impl Link<'_> {
                         publish(publisher, channel, &[bye], stats).await
                     };
                     let _ = tokio::time::timeout(Duration::from_secs(1), farewell).await;
+                    self.linger().await;
                     return Ok(());
                 }
                 payload = self.messages.next_message() => {

@@ -1073,3 +1073,56 @@ async fn a_draining_node_says_bye_at_the_start_of_its_drain() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_draining_node_still_delivers_the_others_events_until_its_clients_have_gone() {
+    // After `bye`, HTTP API calls go to the other nodes (or to the process that took over the
+    // port); the clients the drain has not closed yet still hear them, through Redis.
+    let redis = Redis::start().await;
+    let mut nodes = cluster(&redis, 2).await;
+    wait_for_peers(&nodes, 1).await;
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        let mut c = nodes[0].connected().await;
+        c.subscribe_public("during-drain").await;
+        clients.push(c);
+    }
+    let task = nodes[0].shutdown();
+    assert!(
+        wait_until(
+            async || nodes[1].state.peers().unwrap().live_nodes() == 0,
+            Duration::from_secs(2),
+        )
+        .await,
+        "the other node did not hear `bye`"
+    );
+    nodes[1]
+        .http()
+        .trigger(&["during-drain"], "after-bye", "{}", None)
+        .await;
+    let mut heard = 0;
+    for c in &mut clients {
+        loop {
+            match c.next_seen(Duration::from_secs(12)).await {
+                Some(Seen::Frame(v)) if v["event"] == "after-bye" => heard += 1,
+                Some(Seen::Frame(_)) => continue,
+                Some(Seen::Closed(code, _)) => {
+                    assert_eq!(code, Some(4200));
+                    break;
+                }
+                None => panic!("the drain did not close a client"),
+            }
+        }
+    }
+    // Each client is closed at a random instant of the 8 s window; the event was sent within
+    // the first few hundred milliseconds, so nearly every one of them was still there.
+    assert!(
+        heard >= clients.len() / 2,
+        "only {heard} of 10 clients heard the event"
+    );
+    drop(clients);
+    tokio::time::timeout(Duration::from_secs(12), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
