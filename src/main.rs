@@ -16,6 +16,11 @@ fn main() -> ExitCode {
     let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
     let config = match config::load(&matches, &cwd) {
         Ok(c) => c,
+        // A container health check reserves exit code 2: `resound health` says unhealthy.
+        Err(e) if matches.subcommand_matches("health").is_some() => {
+            eprintln!("resound health: {e}");
+            return ExitCode::from(1);
+        }
         Err(e) => {
             eprintln!("resound: {e}");
             return ExitCode::from(2);
@@ -65,6 +70,11 @@ fn main() -> ExitCode {
     .expect("tokio runtime");
     let tls = match config.tls.as_ref().map(resound::tls::Tls::new).transpose() {
         Ok(tls) => tls.map(std::sync::Arc::new),
+        // A container health check reserves exit code 2: `resound health` says unhealthy.
+        Err(e) if matches.subcommand_matches("health").is_some() => {
+            eprintln!("resound health: {e}");
+            return ExitCode::from(1);
+        }
         Err(e) => {
             eprintln!("resound: {e}");
             return ExitCode::from(2);
@@ -137,7 +147,8 @@ fn main() -> ExitCode {
     })
 }
 
-/// `resound health`: exit 0 when the configured server answers `/up` with 200, 1 otherwise.
+/// `resound health`: exit 0 when the configured server answers `/up` with 200, 1 otherwise
+/// (also when the settings are refused, above).
 fn health(config: &resound::Config) -> ExitCode {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

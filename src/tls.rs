@@ -1,7 +1,7 @@
 //! TLS in process: the certificate chain and private key from PEM files (`RESOUND_TLS_CERT`,
 //! `RESOUND_TLS_KEY`), served by rustls on the server's one port, so `wss://` and `https://`
 //! (the HTTP API, `/up`) share it. The files are read again on SIGHUP and whenever their
-//! modification time, size or target changes: new handshakes get the new certificate, open
+//! modification time, size, target, inode or change time changes: new handshakes get the new certificate, open
 //! connections keep theirs. A reload that fails keeps the old certificate and logs an error.
 
 use std::fmt;
@@ -181,17 +181,34 @@ pub(crate) fn no_reload(stop: CancellationToken) -> impl std::future::Future<Out
 }
 
 /// What identifies a version of the files: each one's target, modification time and size
-/// (a renewal that swaps a symlink changes the target).
-type Stamp = [Option<(PathBuf, SystemTime, u64)>; 2];
+/// (a renewal that swaps a symlink changes the target), and on Unix its inode and change
+/// time: a copy that keeps the old modification time (`cp -p`, `install -p`, `rsync -a`)
+/// and size, renamed over the file, is still a new file.
+type Stamp = [Option<(PathBuf, SystemTime, u64, Identity)>; 2];
 
 fn stamp(files: &TlsFiles) -> Stamp {
     let one = |p: &Path| {
         let meta = std::fs::metadata(p).ok()?;
         let target = std::fs::canonicalize(p).ok()?;
-        Some((target, meta.modified().ok()?, meta.len()))
+        Some((target, meta.modified().ok()?, meta.len(), identity(&meta)))
     };
     [one(&files.cert), one(&files.key)]
 }
+
+/// The device, inode and change time (seconds, nanoseconds): no copy can set them.
+#[cfg(unix)]
+type Identity = (u64, u64, i64, i64);
+#[cfg(not(unix))]
+type Identity = ();
+
+#[cfg(unix)]
+fn identity(meta: &std::fs::Metadata) -> Identity {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino(), meta.ctime(), meta.ctime_nsec())
+}
+
+#[cfg(not(unix))]
+fn identity(_: &std::fs::Metadata) -> Identity {}
 
 #[cfg(unix)]
 type Hangups = Option<tokio::signal::unix::Signal>;

@@ -76,3 +76,22 @@ async fn health_speaks_tls_when_the_configuration_has_a_certificate() {
     let (code, _) = health(dir.path(), &["--port", &port]).await;
     assert_eq!(code, Some(1));
 }
+
+#[tokio::test]
+async fn health_asks_under_the_path_prefix_and_a_bad_setting_is_unhealthy_not_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(resound::Config {
+        path: "/reverb".into(),
+        ..config_with(app())
+    })
+    .await;
+    let port = server.addr.port().to_string();
+    // Written as a Laravel .env writes it: no leading slash, a trailing one.
+    let (code, err) = health(dir.path(), &["--port", &port, "--path", "reverb/"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    // A setting the configuration refuses: Docker reserves exit code 2 in a HEALTHCHECK,
+    // so the check says unhealthy (1), with the reason.
+    let (code, err) = health(dir.path(), &["--port", &port, "--tls-cert", "missing.pem"]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("RESOUND_TLS_KEY"), "{err}");
+}

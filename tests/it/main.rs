@@ -20,5 +20,6 @@ mod shutdown;
 mod signin;
 mod subscription_count;
 mod tls;
+mod tls_renewal;
 mod webhooks;
 mod webhooks_cluster;

@@ -89,7 +89,10 @@ pub fn connector(ca: &str) -> TlsConnector {
 
 use rustls::pki_types::pem::PemObject;
 
-async fn handshake(port: u16, tls: &TlsConnector) -> Result<TlsStream<TcpStream>, std::io::Error> {
+pub async fn handshake(
+    port: u16,
+    tls: &TlsConnector,
+) -> Result<TlsStream<TcpStream>, std::io::Error> {
     let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     tokio::time::timeout(WAIT, tls.connect(name, tcp))
@@ -100,7 +103,7 @@ async fn handshake(port: u16, tls: &TlsConnector) -> Result<TlsStream<TcpStream>
 type Wss = WebSocketStream<TlsStream<TcpStream>>;
 
 /// A `wss://` client, past `connection_established`; returns it with its socket id.
-async fn wss(port: u16, tls: &TlsConnector) -> (Wss, String) {
+pub async fn wss(port: u16, tls: &TlsConnector) -> (Wss, String) {
     let stream = handshake(port, tls).await.expect("TLS handshake");
     let url = format!("wss://localhost:{port}/app/{KEY}?protocol=7&client=js&version=8.4.0");
     let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
@@ -113,7 +116,7 @@ async fn wss(port: u16, tls: &TlsConnector) -> (Wss, String) {
     (ws, id)
 }
 
-async fn next_json(ws: &mut Wss) -> Value {
+pub async fn next_json(ws: &mut Wss) -> Value {
     loop {
         match tokio::time::timeout(WAIT, ws.next())
             .await
@@ -126,7 +129,7 @@ async fn next_json(ws: &mut Wss) -> Value {
     }
 }
 
-async fn subscribe(ws: &mut Wss, channel: &str) {
+pub async fn subscribe(ws: &mut Wss, channel: &str) {
     let msg = json!({"event": "pusher:subscribe", "data": {"channel": channel}});
     ws.send(Message::text(msg.to_string())).await.unwrap();
     let ev = next_json(ws).await;
@@ -173,7 +176,7 @@ async fn https(
     (status, body.to_owned())
 }
 
-async fn trigger(port: u16, tls: &TlsConnector, channel: &str, data: &str) {
+pub async fn trigger(port: u16, tls: &TlsConnector, channel: &str, data: &str) {
     let body = json!({"name": "news", "data": data, "channel": channel}).to_string();
     let (status, answer) = https(port, tls, "POST", "/events", &body).await;
     assert_eq!(status, 200, "{answer}");
