@@ -155,7 +155,7 @@ impl Session {
         let message = err.to_string();
         let channel = channel.filter(|c| validate_channel_name(c).is_ok());
         self.app.hooks.report(|| Activity::ClientError {
-            socket_id: self.handle.id(),
+            socket_id: Some(self.handle.id()),
             code: err.code(),
             message: &message,
             channel,
@@ -509,7 +509,7 @@ impl Session {
             reason.and_then(|r| Some((r.error_code?, r.code.as_ref()?)))
         {
             self.app.hooks.report(|| Activity::ClientError {
-                socket_id: id,
+                socket_id: Some(id),
                 code,
                 message,
                 channel: None,

@@ -222,7 +222,7 @@ fn encode(activity: &Activity<'_>) -> Option<String> {
             message,
             channel,
         } => json!({
-            "type": "error", "at": at, "socket_id": socket_id.to_string(), "code": code,
+            "type": "error", "at": at, "socket_id": socket_id.map(|s| s.to_string()), "code": code,
             "message": message, "channel": channel,
         }),
         // Online/offline repeat sign-ins; activities added to the seam later are shown once

@@ -95,9 +95,11 @@ pub enum Activity<'a> {
     /// A `pusher:error` was sent to a client of this node (before the close frame when the
     /// error ends the connection). `message` is the error's fixed text, which never holds
     /// event data or secrets; `channel` is the channel the refused message named, if any
-    /// and valid (a refused subscription, a refused client event).
+    /// and valid (a refused subscription, a refused client event). `socket_id` is `None`
+    /// for a connection refused at the handshake (disabled app, protocol, origin, quota),
+    /// which never got one.
     ClientError {
-        socket_id: SocketId,
+        socket_id: Option<SocketId>,
         code: u16,
         message: &'a str,
         channel: Option<&'a str>,

@@ -338,6 +338,16 @@ async fn errors_sent_to_clients_appear_in_the_stream_with_their_channel() {
     assert_eq!(err["message"], "Pong reply not received in time");
     let closed = entry_of(&mut stream, "connection_closed").await;
     assert_eq!(closed["code"], 4201);
+
+    // Refused at the handshake: an error without a socket (none was given).
+    let mut refused = server
+        .connect_raw(&format!("/app/{}?protocol=99", crate::support::KEY))
+        .await;
+    assert_eq!(crate::support::error_of(&refused.recv().await).0, 4007);
+    let err = entry_of(&mut stream, "error").await;
+    assert_eq!(err["code"], 4007, "{err}");
+    assert_eq!(err["socket_id"], Value::Null);
+    assert_eq!(err["message"], "Unsupported protocol version");
 }
 
 #[tokio::test]

@@ -185,7 +185,7 @@ async fn counts_move_with_connections_subscriptions_triggers_and_whispers() {
 }
 
 /// Every `pusher:error` sent is counted by its code: a refused signature, a frame that is
-/// not a message, and the error that ends a silent connection.
+/// not a message, the error that ends a silent connection, and a refusal at the handshake.
 #[tokio::test]
 async fn client_errors_are_counted_by_code() {
     let mut app = app();
@@ -225,6 +225,12 @@ async fn client_errors_are_counted_by_code() {
     })
     .await;
     assert_eq!(s.value("resound_client_errors_total", &errors("4009")), 2.0);
+
+    // Refused at the handshake (a protocol we do not speak): counted too.
+    let mut refused = server.connect_raw(&format!("/app/{KEY}?protocol=99")).await;
+    assert_eq!(error_of(&refused.recv().await).0, 4007);
+    let s = metrics_of(&server).await;
+    assert_eq!(s.value("resound_client_errors_total", &errors("4007")), 1.0);
 }
 
 #[tokio::test]
