@@ -482,6 +482,14 @@ async fn json_logs_are_one_object_a_line_with_fields_and_no_secrets() {
             .any(|l| l["message"] == "request failed" && l["status"] == 401),
         "{log}"
     );
+    assert!(
+        lines.iter().any(|l| l["message"] == "api event published"
+            && l["app_id"] == APP_ID
+            && l["channel"] == "private-room"
+            && l["event"] == "e"),
+        "an API event with its app and channel:
+{log}"
+    );
 }
 
 /// `RUST_LOG=trace` turns on every crate's trace output, and the WebSocket library's traces
