@@ -2,6 +2,8 @@
 //! it to the other nodes), then serialized once per channel and handed, the same bytes, to
 //! every recipient on this node through the app's channel registry.
 
+use tracing::debug;
+
 use crate::channel::ChannelKind;
 use crate::connection::{Pending, SocketId};
 use crate::hooks::Activity;
@@ -26,7 +28,15 @@ pub(crate) fn publish(
         data,
         except,
     });
-    deliver(app, channels, event, data, except, out)
+    let recipients = deliver(app, channels, event, data, except, out);
+    // Names only, never the data; the channels joined by commas when there are several.
+    debug!(
+        channel = %channels.join(","),
+        event,
+        recipients,
+        "api event published"
+    );
+    recipients
 }
 
 /// [`publish`] on this node only, unreported (for events another node published).

@@ -35,6 +35,9 @@ fn main() -> ExitCode {
         "info"
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // The WebSocket library's debug and trace lines print whole frames (signatures, event
+    // data): kept at `info` whatever RUST_LOG asks, so no level logs a secret.
+    let filter = filter.add_directive("tungstenite=info".parse().expect("a valid directive"));
     // Logs on stderr, as documented (docs/operations.md); stdout holds only the banner.
     let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

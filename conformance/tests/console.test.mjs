@@ -1,7 +1,8 @@
 // The live debug console (RESOUND_CONSOLE_ENABLED), driven in a real headless browser:
 // Debian's chromium through playwright-core. The page logs in with the app's id and secret,
 // shows an event the Node `pusher` SDK triggers, lists the channel a pusher-js client is
-// subscribed to with its count, and sends a test event that the pusher-js client receives.
+// subscribed to with its count, and sends a test event that the pusher-js client receives;
+// an error sent to a client (a refused subscription) shows in the stream under its channel.
 //
 // CHROMIUM_BIN names the browser (run.sh installs Debian's chromium when it is missing);
 // CONSOLE_SCREENSHOT=path saves a screenshot of the page (docs/console.png is one).
@@ -135,6 +136,19 @@ describe('debug console in a browser', () => {
       if (process.env.CONSOLE_SCREENSHOT) {
         await page.screenshot({ path: process.env.CONSOLE_SCREENSHOT });
       }
+
+      // An error sent to a client shows in the stream as an error row, under its channel:
+      // a pusher-js client whose authorizer signs with the wrong secret is refused (4009).
+      const refusedChannel = `private-${uniq('vault-')}`;
+      const mallory = makePusher('mallory', server, { secret: 'not-the-secret' });
+      mallory.subscribe(refusedChannel);
+      const refused = `#stream tr.error[data-type="error"][data-channels="${refusedChannel}"]`;
+      await page.waitForSelector(refused, { timeout: WAIT });
+      assert.match(await page.textContent(refused), /Connection is unauthorized\s+socket \d+\.\d+\s+code 4009/);
+      await page.fill('#filter', refusedChannel);
+      assert.equal(await page.isVisible(refused), true, 'the channel filter keeps the error');
+      assert.equal(await page.isVisible(whisper), false, 'and hides other channels');
+      await page.fill('#filter', '');
 
       // The form goes through the API's validation: a bad channel name is refused, shown.
       await page.fill('#send-channel', 'bad channel!');

@@ -21,6 +21,8 @@ pub(crate) struct CloseReason {
     pub code: Option<(u16, String)>,
     /// Deliver what is already queued before closing (not for a client that is too slow).
     pub flush_queue: bool,
+    /// The Pusher code of the error in `last_frame`, if it is a `pusher:error`.
+    pub error_code: Option<u16>,
 }
 
 impl CloseReason {
@@ -37,6 +39,7 @@ impl CloseReason {
             last_frame: Some(server::error(err)),
             code: Some((code, err.to_string())),
             flush_queue: true,
+            error_code: Some(err.code()),
         }
     }
 
@@ -46,6 +49,7 @@ impl CloseReason {
             last_frame: None,
             code: Some((code, text.to_owned())),
             flush_queue,
+            error_code: None,
         }
     }
 
@@ -56,6 +60,7 @@ impl CloseReason {
             last_frame: None,
             code: None,
             flush_queue,
+            error_code: None,
         }
     }
 }

@@ -144,9 +144,22 @@ impl Session {
         self.handle.send_text(text.into());
     }
 
-    fn send_error(&self, err: &PusherError) {
+    /// Sends `pusher:error` (one that leaves the connection open) and reports it; `channel`
+    /// is the channel the refused message named. Errors are rare: the text is built here.
+    fn send_error(&self, err: &PusherError, channel: Option<&str>) {
         debug!(code = err.code(), message = %err, "pusher:error");
         self.send(server::error(err));
+        if !self.app.hooks.is_heard() {
+            return;
+        }
+        let message = err.to_string();
+        let channel = channel.filter(|c| validate_channel_name(c).is_ok());
+        self.app.hooks.report(|| Activity::ClientError {
+            socket_id: Some(self.handle.id()),
+            code: err.code(),
+            message: &message,
+            channel,
+        });
     }
 
     /// Ends the connection with `err` and its own close code.
@@ -220,7 +233,7 @@ impl Session {
                                 return;
                             }
                         }
-                        Some(Ok(Message::Binary(_))) => self.send_error(&PusherError::InvalidMessage),
+                        Some(Ok(Message::Binary(_))) => self.send_error(&PusherError::InvalidMessage, None),
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => ws_pings = true,
                         Some(Ok(Message::Close(_))) | None => return,
                         Some(Ok(Message::Frame(_))) => {}
@@ -251,7 +264,7 @@ impl Session {
                         .close(CloseReason::with_code(&err, RATE_LIMITED));
                     return false;
                 }
-                self.send_error(&PusherError::RateLimited);
+                self.send_error(&PusherError::RateLimited, None);
                 return true;
             }
         }
@@ -267,7 +280,15 @@ impl Session {
             self.on_message(msg)
         });
         if let Err(e) = result {
-            self.send_error(&e);
+            // The message is parsed again for its channel: only on this rare path, and only
+            // when a listener hears it.
+            let parsed = self
+                .app
+                .hooks
+                .is_heard()
+                .then(|| ClientMessage::parse(text).ok())
+                .flatten();
+            self.send_error(&e, parsed.as_ref().and_then(|m| m.channel()));
         }
         true
     }
@@ -338,7 +359,7 @@ impl Session {
         }
         self.send(server::signin_success(user_data));
         if user.watchlist_truncated {
-            self.send_error(&PusherError::WatchlistLimit);
+            self.send_error(&PusherError::WatchlistLimit, None);
         }
         self.app.users.sign_in(&user, &self.handle);
         debug!(user_id = user.id, "signed in");
@@ -482,10 +503,19 @@ impl Session {
         }
         self.app.connections.remove(&id);
         self.handle.close(CloseReason::silent(true));
-        let code = self
-            .handle
-            .close_reason()
-            .and_then(|r| Some(r.code.as_ref()?.0));
+        let reason = self.handle.close_reason();
+        // An error that ended the connection went out as its last frame, before the close.
+        if let Some((code, (_, message))) =
+            reason.and_then(|r| Some((r.error_code?, r.code.as_ref()?)))
+        {
+            self.app.hooks.report(|| Activity::ClientError {
+                socket_id: Some(id),
+                code,
+                message,
+                channel: None,
+            });
+        }
+        let code = reason.and_then(|r| Some(r.code.as_ref()?.0));
         self.app.hooks.report(|| Activity::ConnectionClosed {
             socket_id: id,
             code,

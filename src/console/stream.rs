@@ -216,6 +216,15 @@ fn encode(activity: &Activity<'_>) -> Option<String> {
         Activity::UserTerminated { user_id } => {
             json!({"type": "user_terminated", "at": at, "user_id": user_id})
         }
+        Activity::ClientError {
+            socket_id,
+            code,
+            message,
+            channel,
+        } => json!({
+            "type": "error", "at": at, "socket_id": socket_id.map(|s| s.to_string()), "code": code,
+            "message": message, "channel": channel,
+        }),
         // Online/offline repeat sign-ins; activities added to the seam later are shown once
         // the console learns them.
         _ => return None,

@@ -92,6 +92,18 @@ pub enum Activity<'a> {
     /// The channel's subscribers on every node (as far as the other nodes report them)
     /// changed to `count`.
     ClusterSubscriptionCount { channel: &'a str, count: usize },
+    /// A `pusher:error` was sent to a client of this node (before the close frame when the
+    /// error ends the connection). `message` is the error's fixed text, which never holds
+    /// event data or secrets; `channel` is the channel the refused message named, if any
+    /// and valid (a refused subscription, a refused client event). `socket_id` is `None`
+    /// for a connection refused at the handshake (disabled app, protocol, origin, quota),
+    /// which never got one.
+    ClientError {
+        socket_id: Option<SocketId>,
+        code: u16,
+        message: &'a str,
+        channel: Option<&'a str>,
+    },
     /// A socket subscribed to a cache channel that had no cached event
     /// (`pusher:cache_miss`).
     CacheMiss {

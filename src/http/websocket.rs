@@ -20,6 +20,7 @@ use super::error::ApiError;
 use super::signature::{param, parse_query};
 use crate::connection::session;
 use crate::connection::socket::Accepted;
+use crate::hooks::Activity;
 use crate::protocol::PusherError;
 use crate::state::{AppRuntime, ConnectionSlot, State};
 
@@ -48,13 +49,26 @@ fn decide(state: &State, key: &str, req: &Request<Incoming>) -> Outcome {
         return Outcome::Reject(PusherError::AppNotFound, default_size);
     };
     let size = app.app.max_message_size;
+    // A refusal for a known app is reported (console, metrics); an unknown key has no app.
+    let refuse = |err: PusherError| {
+        if app.hooks.is_heard() {
+            let message = err.to_string();
+            app.hooks.report(|| Activity::ClientError {
+                socket_id: None,
+                code: err.code(),
+                message: &message,
+                channel: None,
+            });
+        }
+        Outcome::Reject(err, size)
+    };
     if !app.app.enabled {
-        return Outcome::Reject(PusherError::AppDisabled, size);
+        return refuse(PusherError::AppDisabled);
     }
     let params = parse_query(req.uri().query().unwrap_or(""));
     if let Some(p) = param(&params, "protocol") {
         if !PROTOCOLS.contains(&p) {
-            return Outcome::Reject(PusherError::UnsupportedProtocol, size);
+            return refuse(PusherError::UnsupportedProtocol);
         }
     }
     let origin = req
@@ -62,11 +76,11 @@ fn decide(state: &State, key: &str, req: &Request<Incoming>) -> Outcome {
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok());
     if !app.app.is_origin_allowed(origin) {
-        return Outcome::Reject(PusherError::OriginNotAllowed, size);
+        return refuse(PusherError::OriginNotAllowed);
     }
     match app.take_slot() {
         Some(slot) => Outcome::Accept(app.clone(), slot),
-        None => Outcome::Reject(PusherError::OverQuota, size),
+        None => refuse(PusherError::OverQuota),
     }
 }
 

@@ -63,6 +63,10 @@ pub(crate) const CLOSE_CODES: [u16; 11] = [
     1009, 4001, 4003, 4004, 4007, 4009, 4100, 4200, 4201, 4202, 4301,
 ];
 
+/// The `pusher:error` codes counted on their own (every code resound sends); others are
+/// counted as `other`.
+pub(crate) const ERROR_CODES: [u16; 9] = [4001, 4003, 4004, 4007, 4009, 4200, 4201, 4301, 4302];
+
 /// What one app's activities added up to.
 #[derive(Default)]
 pub(crate) struct AppCounts {
@@ -75,6 +79,8 @@ pub(crate) struct AppCounts {
     occupied: [AtomicI64; KINDS.len()],
     client_events: Counter,
     api_events: Counter,
+    /// `pusher:error`s sent, by [`ERROR_CODES`], then `other`.
+    errors: [Counter; ERROR_CODES.len() + 1],
 }
 
 impl AppCounts {
@@ -110,6 +116,10 @@ impl AppCounts {
             }
             Activity::ClientEvent { .. } => self.client_events.add(1),
             Activity::ApiEvent { channels, .. } => self.api_events.add(channels.len() as u64),
+            Activity::ClientError { code, .. } => {
+                let slot = ERROR_CODES.iter().position(|c| c == code);
+                self.errors[slot.unwrap_or(ERROR_CODES.len())].add(1);
+            }
             _ => {}
         }
     }

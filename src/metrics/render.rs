@@ -5,7 +5,7 @@ use std::fmt::{Display, Write};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{process, AppCounts, Plugin, CLOSE_CODES, KINDS};
+use super::{process, AppCounts, Plugin, CLOSE_CODES, ERROR_CODES, KINDS};
 use crate::state::{AppRuntime, State};
 use crate::stats::{ApiStats, Endpoint, LATENCY_BUCKETS, STATUSES};
 
@@ -66,6 +66,7 @@ pub(super) fn render(plugin: &Plugin, state: &State) -> String {
     apps.sort_by(|a, b| a.0.app.id.cmp(&b.0.app.id));
     let mut out = Out(String::with_capacity(8192));
     connections(&mut out, &apps);
+    client_errors(&mut out, &apps);
     channels(&mut out, &apps);
     traffic(&mut out, &apps);
     api(&mut out, &apps, state);
@@ -103,6 +104,26 @@ fn connections(out: &mut Out, apps: &[(&AppRuntime, &AppCounts)]) {
                 None if slot == CLOSE_CODES.len() => "none".to_owned(),
                 None => "other".to_owned(),
             };
+            let n = counter.get();
+            if n > 0 {
+                out.sample(name, &[("app", &rt.app.id), ("code", &code)], n);
+            }
+        }
+    }
+}
+
+fn client_errors(out: &mut Out, apps: &[(&AppRuntime, &AppCounts)]) {
+    let name = "resound_client_errors_total";
+    out.family(
+        name,
+        "counter",
+        "pusher:error messages sent to clients, by Pusher error code (with those that end the connection).",
+    );
+    for (rt, counts) in apps {
+        for (slot, counter) in counts.errors.iter().enumerate() {
+            let code = ERROR_CODES
+                .get(slot)
+                .map_or_else(|| "other".to_owned(), u16::to_string);
             let n = counter.get();
             if n > 0 {
                 out.sample(name, &[("app", &rt.app.id), ("code", &code)], n);

@@ -482,4 +482,75 @@ async fn json_logs_are_one_object_a_line_with_fields_and_no_secrets() {
             .any(|l| l["message"] == "request failed" && l["status"] == 401),
         "{log}"
     );
+    assert!(
+        lines.iter().any(|l| l["message"] == "api event published"
+            && l["app_id"] == APP_ID
+            && l["channel"] == "private-room"
+            && l["event"] == "e"),
+        "an API event with its app and channel:
+{log}"
+    );
+}
+
+/// `RUST_LOG=trace` turns on every crate's trace output, and the WebSocket library's traces
+/// print whole frames; resound keeps that library at `info` whatever `RUST_LOG` says, so a
+/// channel signature and event data stay out of the log at every level.
+#[tokio::test]
+async fn trace_logs_of_every_crate_carry_no_signatures_or_data() {
+    use crate::support::{channel_auth, Client, APP_ID, KEY, SECRET, WAIT};
+    use serde_json::{json, Value};
+
+    let dir = tmpdir("trace");
+    let port = free_port();
+    let mut child = clean_command(dir.path())
+        .env("RUST_LOG", "trace,tungstenite=trace")
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--app-id", APP_ID, "--app-key", KEY, "--app-secret", SECRET])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        BufReader::new(stderr).read_to_string(&mut text).unwrap();
+        text
+    });
+    wait_for_line(&mut child, "listening");
+    let connect = async || {
+        let url = format!("ws://127.0.0.1:{port}/app/{KEY}?protocol=7");
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let mut c = Client {
+            ws,
+            socket_id: String::new(),
+        };
+        let data: Value = serde_json::from_str(c.recv().await["data"].as_str().unwrap()).unwrap();
+        c.socket_id = data["socket_id"].as_str().unwrap().to_owned();
+        c
+    };
+    let (mut a, mut b) = (connect().await, connect().await);
+    let mut secrets = Vec::new();
+    for c in [&mut a, &mut b] {
+        let token = channel_auth(&c.socket_id, "private-room", None);
+        c.subscribe_signed("private-room", None).await;
+        secrets.push(token.split_once(':').unwrap().1.to_owned());
+    }
+    a.send(json!({"event":"client-typing","channel":"private-room","data":{"draft":"trace-whisper-6t1w"}}))
+        .await;
+    assert_eq!(b.recv().await["event"], "client-typing");
+    secrets.push("trace-whisper-6t1w".to_owned());
+    let _ = tokio::time::timeout(WAIT, a.ws.close(None)).await;
+    let _ = tokio::time::timeout(WAIT, b.ws.close(None)).await;
+    assert_eq!(terminate(&mut child), 0);
+    let log = log.join().unwrap();
+    assert!(
+        log.contains(r#"received event="pusher:subscribe""#),
+        "resound's own debug lines are on:\n{log}"
+    );
+    for secret in &secrets {
+        assert!(
+            !log.contains(secret.as_str()),
+            "{secret:?} is in the log:\n{log}"
+        );
+    }
 }

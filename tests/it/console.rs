@@ -291,6 +291,65 @@ async fn the_stream_carries_connections_subscriptions_and_events() {
     assert_eq!(closed["socket_id"], id.as_str());
 }
 
+/// A `pusher:error` sent to a client shows in the stream with its code and text, and with
+/// the channel of the refused subscription (so the channel filter finds it); an error that
+/// ends the connection shows before the close.
+#[tokio::test]
+async fn errors_sent_to_clients_appear_in_the_stream_with_their_channel() {
+    let mut app = app();
+    app.ping_interval = Duration::from_millis(300);
+    app.pong_timeout = Duration::from_millis(300);
+    let server = TestServer::start_with(Config {
+        console: Some(Console::default()),
+        ..config_with(app)
+    })
+    .await;
+    let cookie = session(&server, "/console").await;
+    let mut stream = open_stream(&server, &cookie).await;
+
+    let mut client = server.connected().await;
+    let forged = format!("{}:{}", crate::support::KEY, "0".repeat(64));
+    client
+        .send(json!({"event":"pusher:subscribe",
+            "data":{"channel":"private-orders","auth":forged}}))
+        .await;
+    assert_eq!(crate::support::error_of(&client.recv().await).0, 4009);
+    let err = entry_of(&mut stream, "error").await;
+    assert_eq!(err["code"], 4009, "{err}");
+    assert_eq!(err["channel"], "private-orders");
+    assert_eq!(err["socket_id"], client.socket_id.as_str());
+    assert_eq!(err["message"], "Connection is unauthorized");
+    assert!(
+        !err.to_string().contains(&forged),
+        "the signature is never shown: {err}"
+    );
+
+    // Not a message at all: an error without a channel.
+    client.send_text("not json").await;
+    let err = entry_of(&mut stream, "error").await;
+    assert_eq!(
+        (&err["code"], &err["channel"]),
+        (&json!(4200), &Value::Null)
+    );
+
+    // Silent past the pong timeout: the closing error, then the close.
+    let err = entry_of(&mut stream, "error").await;
+    assert_eq!(err["code"], 4201, "{err}");
+    assert_eq!(err["message"], "Pong reply not received in time");
+    let closed = entry_of(&mut stream, "connection_closed").await;
+    assert_eq!(closed["code"], 4201);
+
+    // Refused at the handshake: an error without a socket (none was given).
+    let mut refused = server
+        .connect_raw(&format!("/app/{}?protocol=99", crate::support::KEY))
+        .await;
+    assert_eq!(crate::support::error_of(&refused.recv().await).0, 4007);
+    let err = entry_of(&mut stream, "error").await;
+    assert_eq!(err["code"], 4007, "{err}");
+    assert_eq!(err["socket_id"], Value::Null);
+    assert_eq!(err["message"], "Unsupported protocol version");
+}
+
 #[tokio::test]
 async fn the_overview_lists_connections_channels_and_presence_members() {
     let server = TestServer::start_with(console_config()).await;

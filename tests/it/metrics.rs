@@ -184,6 +184,55 @@ async fn counts_move_with_connections_subscriptions_triggers_and_whispers() {
     );
 }
 
+/// Every `pusher:error` sent is counted by its code: a refused signature, a frame that is
+/// not a message, the error that ends a silent connection, and a refusal at the handshake.
+#[tokio::test]
+async fn client_errors_are_counted_by_code() {
+    let mut app = app();
+    app.ping_interval = Duration::from_millis(300);
+    app.pong_timeout = Duration::from_millis(300);
+    let server = TestServer::start_with(resound::Config {
+        metrics: Metrics::MainPort,
+        ..config_with(app)
+    })
+    .await;
+    let errors = |code| [APP, ("code", code)];
+    let before = metrics_of(&server).await;
+    assert_eq!(before.types["resound_client_errors_total"], "counter");
+    assert_eq!(
+        before.get("resound_client_errors_total", &errors("4009")),
+        None
+    );
+
+    let mut c = server.connected().await;
+    let forged = format!("{KEY}:{}", "0".repeat(64));
+    c.send(json!({"event":"pusher:subscribe","data":{"channel":"private-x","auth":forged}}))
+        .await;
+    assert_eq!(error_of(&c.recv().await).0, 4009);
+    c.send(json!({"event":"pusher:subscribe","data":{"channel":"private-y","auth":forged}}))
+        .await;
+    assert_eq!(error_of(&c.recv().await).0, 4009);
+    c.send_text("not json").await;
+    assert_eq!(error_of(&c.recv().await).0, 4200);
+    let s = metrics_of(&server).await;
+    assert_eq!(s.value("resound_client_errors_total", &errors("4009")), 2.0);
+    assert_eq!(s.value("resound_client_errors_total", &errors("4200")), 1.0);
+
+    // Never answering the ping: 4201 is sent, then the close.
+    assert_eq!(c.expect_close().await.0, Some(4201));
+    let s = settles(&server, |s| {
+        s.get("resound_client_errors_total", &errors("4201")) == Some(1.0)
+    })
+    .await;
+    assert_eq!(s.value("resound_client_errors_total", &errors("4009")), 2.0);
+
+    // Refused at the handshake (a protocol we do not speak): counted too.
+    let mut refused = server.connect_raw(&format!("/app/{KEY}?protocol=99")).await;
+    assert_eq!(error_of(&refused.recv().await).0, 4007);
+    let s = metrics_of(&server).await;
+    assert_eq!(s.value("resound_client_errors_total", &errors("4007")), 1.0);
+}
+
 #[tokio::test]
 async fn a_slow_consumer_is_counted_with_what_it_dropped() {
     let mut config = with_metrics(Metrics::MainPort);

@@ -111,6 +111,7 @@ function channelsOf(e) {
 function details(e) {
   const parts = [];
   if (e.event) parts.push(e.event);
+  if (e.message) parts.push(e.message);
   if (e.data !== undefined && e.data !== null) {
     parts.push(typeof e.data === 'string' ? e.data : JSON.stringify(e.data));
   }
@@ -123,7 +124,7 @@ function details(e) {
 }
 
 function isError(e) {
-  if (e.type === 'dropped') return true;
+  if (e.type === 'dropped' || e.type === 'error') return true;
   return e.type === 'connection_closed' && e.code >= 4000 && e.code < 4200;
 }
 
