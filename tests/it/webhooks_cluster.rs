@@ -314,7 +314,7 @@ async fn a_draining_node_sends_nothing_cluster_wide_and_the_leader_sends_its_dep
     let s = config.scaling.as_mut().unwrap();
     s.beat_every = Duration::from_millis(200);
     s.peer_timeout = Duration::from_secs(1);
-    let mut draining = TestServer::start_with(config).await;
+    let draining = TestServer::start_with(config).await;
     let nodes = [leader, draining];
     settled(&nodes).await;
     let [leader, mut draining] = nodes;
