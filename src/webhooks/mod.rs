@@ -16,6 +16,9 @@
 //! At shutdown the worker waits for the connections' departures, sends what is still
 //! delayed at once, and the senders send what is queued, all by the shutdown deadline
 //! (`shutdown_timeout`): they run as tasks `server::serve` waits for with that deadline.
+//! With scaling on, a node that says `bye` while other nodes live sends nothing
+//! cluster-wide from then on (they forget its sockets and send what that changes); one
+//! alone in its cluster sends its own departures, as a node without scaling ([`Speaks`]).
 
 mod client;
 mod listen;
@@ -238,6 +241,8 @@ async fn work(state: Arc<State>, mut rx: mpsc::Receiver<listen::Note>, shared: A
     let mut held = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Whether this node still speaks for the cluster while it shuts down (set then).
+    let mut speaks = Speaks::Leader;
     loop {
         let next = sorter.next_due();
         tokio::select! {
@@ -248,30 +253,35 @@ async fn work(state: Arc<State>, mut rx: mpsc::Receiver<listen::Note>, shared: A
             _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
                 sorter.due(Instant::now(), &mut ready);
             }
+            // Heard at the moment the cluster's link says `bye` (both wait on this token),
+            // so the deadline counts from the start of the shutdown.
+            _ = state.shutdown.cancelled(), if !shared.stopping() => {
+                let _ = shared.stop_by.set(
+                    Instant::now() + state.config.shutdown_timeout.mul_f64(0.9),
+                );
+                shared.stop.cancel();
+                speaks = Speaks::at_shutdown(&state);
+            }
             _ = tick.tick() => {
                 if sorter.counts_held() {
                     sorter.due(Instant::now(), &mut ready);
                 }
-                if state.shutdown.is_cancelled() {
-                    let stop_by = *shared.stop_by.get_or_init(|| {
-                        Instant::now() + state.config.shutdown_timeout.mul_f64(0.9)
-                    });
-                    shared.stop.cancel();
+                if let Some(stop_by) = shared.stop_by.get() {
                     let departed = state.apps().all(|a| a.connections.is_empty());
-                    if departed || Instant::now() >= stop_by {
+                    if departed || Instant::now() >= *stop_by {
                         break;
                     }
                 }
             }
         }
-        route(&state, &routes, &shared, &mut ready, &mut held);
+        route(&state, &routes, &shared, speaks, &mut ready, &mut held);
     }
     // Shutdown: whatever was reported, and whatever is still delayed, goes now.
     while let Ok(n) = rx.try_recv() {
         sorter.note(n, Instant::now(), &mut ready);
     }
     sorter.flush(&mut ready);
-    route(&state, &routes, &shared, &mut ready, &mut held);
+    route(&state, &routes, &shared, speaks, &mut ready, &mut held);
     drop(routes);
     for s in senders {
         let _ = s.await;
@@ -305,16 +315,45 @@ fn start_senders(
     out
 }
 
+/// Who sends this node's cluster-wide transitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Speaks {
+    /// Running: the cluster's leader (`Peers::leads`).
+    Leader,
+    /// Shutting down with other live nodes: they heard our `bye`, forget our sockets and
+    /// send what that changes; we send nothing cluster-wide any more.
+    Others,
+    /// Shutting down with no other live node: nobody else knows our sockets (a node that
+    /// joins after our `bye` never learns them), so we send our departures ourselves, as a
+    /// node without scaling does.
+    Us,
+}
+
+impl Speaks {
+    fn at_shutdown(state: &State) -> Speaks {
+        match state.peers() {
+            Some(p) if p.live_nodes() > 0 => Speaks::Others,
+            _ => Speaks::Us,
+        }
+    }
+}
+
 /// Hands each ready event to the targets of its app that want it; cluster-wide transitions
 /// only on the cluster's leader, and into `held` while this node cannot tell who leads.
 fn route(
     state: &State,
     routes: &HashMap<Arc<str>, Vec<Route>>,
     shared: &Shared,
+    speaks: Speaks,
     ready: &mut Vec<sort::Ready>,
     held: &mut Vec<sort::Ready>,
 ) {
-    if !held.is_empty() && state.peers().is_none_or(|p| p.leads().is_some()) {
+    let leads = match (state.peers(), speaks) {
+        (None, _) | (_, Speaks::Us) => Some(true),
+        (Some(_), Speaks::Others) => Some(false),
+        (Some(p), Speaks::Leader) => p.leads(),
+    };
+    if !held.is_empty() && leads.is_some() {
         let mut waited = std::mem::take(held);
         waited.append(ready);
         *ready = waited;
@@ -322,13 +361,6 @@ fn route(
     if ready.is_empty() {
         return;
     }
-    let leads = match state.peers() {
-        None => Some(true),
-        // Shutting down, a node no longer speaks for the cluster: the others send what its
-        // departure changes (whether or not its goodbye has gone out yet).
-        Some(_) if state.shutdown.is_cancelled() => Some(false),
-        Some(p) => p.leads(),
-    };
     for r in ready.drain(..) {
         if r.kind.cluster_wide() {
             match leads {

@@ -86,7 +86,14 @@ fn a_full_target_queue_drops_and_counts() {
         };
         sorter.note(note, Instant::now(), &mut ready);
     }
-    route(&state, &routes, &shared, &mut ready, &mut Vec::new());
+    route(
+        &state,
+        &routes,
+        &shared,
+        Speaks::Leader,
+        &mut ready,
+        &mut Vec::new(),
+    );
     assert_eq!(stats.counts().0, 1);
     assert_eq!(
         target.try_recv().unwrap(),

@@ -474,3 +474,32 @@ async fn webhook_deliveries_and_retries_are_counted() {
     );
     assert_documented(&s);
 }
+
+/// A receiver that fails for the whole retry window: its event is dropped, counted, and not
+/// tried again after the window.
+#[tokio::test]
+async fn a_webhook_failing_for_the_whole_retry_window_is_dropped_and_counted() {
+    use crate::webhooks::{config, target, Answer, Receiver};
+    let mut rx = Receiver::start(vec![Answer::Fail(500); 50]).await;
+    let mut c = config(vec![target(&rx.url, &["channel_occupied"])], Duration::ZERO);
+    c.metrics = Metrics::MainPort;
+    c.webhooks.retry_window = Duration::from_secs(2);
+    let server = TestServer::start_with(c).await;
+    let mut a = server.connected().await;
+    a.subscribe_public("never-accepted").await;
+    let mut tries = 0;
+    while let Some(h) = rx.next_within(Duration::from_secs(3)).await {
+        assert_eq!(h.answer, "Fail(500)");
+        tries += 1;
+    }
+    assert!(tries >= 2, "retried within the window ({tries} tries)");
+    let s = settles(&server, |s| {
+        s.value("resound_webhook_events_dropped_total", &[]) >= 1.0
+    })
+    .await;
+    assert_eq!(
+        s.get("resound_webhook_events_dropped_total", &[]),
+        Some(1.0)
+    );
+    assert_eq!(s.get("resound_webhook_requests_total", &[]), Some(0.0));
+}

@@ -614,8 +614,12 @@ async fn https_receivers_are_reached_trusting_the_configured_ca() {
 async fn shutdown_cuts_a_retry_wait_short_and_tries_once_more() {
     let fail = Answer::Fail(500);
     let mut rx = Receiver::start(vec![fail, fail, fail, fail]).await;
-    let mut server =
-        TestServer::start_with(config(vec![target(&rx.url, LIFECYCLE)], Duration::ZERO)).await;
+    // A 1 s drain: the default spreads the close (and so the vacate) over 8 s.
+    let mut server = TestServer::start_with(Config {
+        drain: Duration::from_secs(1),
+        ..config(vec![target(&rx.url, LIFECYCLE)], Duration::ZERO)
+    })
+    .await;
     let mut a = server.connected().await;
     a.subscribe_public("retried-at-shutdown").await;
     for _ in 0..4 {

@@ -252,3 +252,113 @@ async fn a_node_that_cannot_reach_redis_does_not_lead() {
     let stepped_down = wait_until(async || leads() == Some(false), WAIT).await;
     assert!(stepped_down, "still leads without Redis");
 }
+
+#[tokio::test]
+async fn a_node_alone_in_its_cluster_still_sends_its_departures_at_shutdown() {
+    // Scaling on, one node (a common Laravel setup): nobody else knows its channels, so its
+    // shutdown must send what is still delayed and what the drain's closes cause, as a
+    // node without scaling does.
+    let redis = Redis::start().await;
+    let mut rx = Receiver::start(vec![]).await;
+    let channel = format!("resound-webhooks-{}", now_nanos());
+    let mut config = node_config(redis.port, &channel);
+    config.apps[0].webhooks = vec![target(&rx.url, LIFECYCLE)];
+    // Delayed far beyond the test: only the shutdown flush can send it in time.
+    config.webhooks.leave_delay = Duration::from_secs(60);
+    config.webhooks.batch_delay = Duration::ZERO;
+    config.drain = Duration::from_secs(1);
+    let s = config.scaling.as_mut().unwrap();
+    s.beat_every = Duration::from_millis(200);
+    s.peer_timeout = Duration::from_secs(1);
+    let mut server = TestServer::start_with(config).await;
+    settled(std::slice::from_ref(&server)).await;
+    let mut a = server.connected().await;
+    a.subscribe_public("left-before").await;
+    let mut b = server.connected().await;
+    b.subscribe_public("open-at-shutdown").await;
+    assert_eq!(rx.events(2).await.len(), 2);
+    a.send(json!({"event":"pusher:unsubscribe","data":{"channel":"left-before"}}))
+        .await;
+    rx.expect_none(QUIET).await;
+    let stopped = server.shutdown();
+    let mut got = rx.events(2).await;
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ev(json!({"name":"channel_vacated","channel":"left-before"})),
+            ev(json!({"name":"channel_vacated","channel":"open-at-shutdown"})),
+        ]
+    );
+    tokio::time::timeout(Duration::from_secs(10), stopped)
+        .await
+        .expect("shutdown ends")
+        .unwrap();
+    rx.expect_none(QUIET).await;
+}
+
+#[tokio::test]
+async fn a_draining_node_sends_nothing_cluster_wide_and_the_leader_sends_its_departures_once() {
+    let redis = Redis::start().await;
+    let mut rx = Receiver::start(vec![]).await;
+    let channel = format!("resound-webhooks-{}", now_nanos());
+    let leader = node(&redis, &channel, &rx.url).await;
+    settled(std::slice::from_ref(&leader)).await;
+    // The second node drains over 2 s: after its `bye` it keeps reading Redis (so it hears
+    // the leader's changes) while its clients are still open.
+    let mut config = node_config(redis.port, &channel);
+    config.apps[0].webhooks = vec![target(&rx.url, LIFECYCLE)];
+    config.webhooks.leave_delay = DELAY;
+    config.webhooks.batch_delay = Duration::ZERO;
+    config.drain = Duration::from_secs(2);
+    let s = config.scaling.as_mut().unwrap();
+    s.beat_every = Duration::from_millis(200);
+    s.peer_timeout = Duration::from_secs(1);
+    let draining = TestServer::start_with(config).await;
+    let nodes = [leader, draining];
+    settled(&nodes).await;
+    let [leader, mut draining] = nodes;
+    assert_eq!(leader.state.peers().unwrap().leads(), Some(true));
+    let mut member = draining.connected().await;
+    member.join("presence-drain", "9").await;
+    let mut public = draining.connected().await;
+    public.subscribe_public("drain-only").await;
+    let mut got = rx.events(3).await;
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ev(json!({"name":"channel_occupied","channel":"drain-only"})),
+            ev(json!({"name":"channel_occupied","channel":"presence-drain"})),
+            ev(json!({"name":"member_added","channel":"presence-drain","user_id":"9"})),
+        ]
+    );
+    let stopped = draining.shutdown();
+    // While the other node drains, a channel on the leader: heard by both, sent once.
+    let mut on_leader = leader.connected().await;
+    on_leader.subscribe_public("new-on-leader").await;
+    let mut got = rx.events(4).await;
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ev(json!({"name":"channel_vacated","channel":"drain-only"})),
+            ev(json!({"name":"channel_occupied","channel":"new-on-leader"})),
+            ev(json!({"name":"channel_vacated","channel":"presence-drain"})),
+            ev(json!({"name":"member_removed","channel":"presence-drain","user_id":"9"})),
+        ]
+    );
+    tokio::time::timeout(Duration::from_secs(10), stopped)
+        .await
+        .expect("shutdown ends")
+        .unwrap();
+    // Nothing twice: not from the drained node's own departures, nor its flush.
+    rx.expect_none(DELAY * 3).await;
+    drop(on_leader);
+    assert_eq!(
+        rx.events(1).await,
+        [ev(
+            json!({"name":"channel_vacated","channel":"new-on-leader"})
+        )]
+    );
+}

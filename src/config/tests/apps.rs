@@ -182,3 +182,31 @@ fn webhook_defaults_are_the_documented_ones() {
         }
     );
 }
+
+#[test]
+fn the_env_apps_webhook_from_dotenv_and_an_empty_event_list_is_every_event() {
+    let d = tmpdir("webhooks-dotenv");
+    std::fs::write(
+        d.path().join(".env"),
+        "RESOUND_APP_WEBHOOK_URL=http://127.0.0.1:9000/hooks\nRESOUND_APP_WEBHOOK_EVENTS=\n",
+    )
+    .unwrap();
+    let c = load_args(&[], d.path()).unwrap();
+    let hooks = &c.apps[0].webhooks;
+    assert_eq!(hooks.len(), 1);
+    assert_eq!(hooks[0].url, "http://127.0.0.1:9000/hooks");
+    for name in crate::apps::WEBHOOK_EVENTS {
+        assert!(hooks[0].wants(name), "{name}");
+    }
+    std::fs::write(
+        d.path().join(".env"),
+        "RESOUND_APP_WEBHOOK_URL=http://127.0.0.1:9000/hooks\nRESOUND_APP_WEBHOOK_EVENTS=member_added,member_removed\n",
+    )
+    .unwrap();
+    let c = load_args(&[], d.path()).unwrap();
+    assert_eq!(
+        c.apps[0].webhooks[0].events,
+        ["member_added", "member_removed"]
+    );
+    assert!(!c.apps[0].webhooks[0].wants("channel_occupied"));
+}
