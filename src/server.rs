@@ -117,8 +117,8 @@ pub async fn serve_with(
 }
 
 /// The shutdown after the signal: tell every task at once (HTTP connections finish the
-/// request in flight, the plugins' tasks hear it at the start, so the cluster says `bye`
-/// now), close the WebSocket connections spread over the drain window, give the plugins'
+/// request in flight, the plugins' tasks hear it at the start, so the cluster tells the other
+/// nodes now that this one is draining), close the WebSocket connections spread over the drain window, give the plugins'
 /// tasks until the end, and wait for it all, never beyond the shutdown timeout.
 async fn shut_down(state: &Arc<State>, background: Vec<tokio::task::JoinHandle<()>>) {
     let start = tokio::time::Instant::now();

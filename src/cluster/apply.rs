@@ -76,7 +76,12 @@ pub(super) fn receive(state: &State, bus: &Bus, payload: &[u8]) {
         );
         return;
     };
-    if new_peer && !matches!(env.msg, Msg::Hello | Msg::Bye | Msg::State { .. }) && bus.ask_hello()
+    if new_peer
+        && !matches!(
+            env.msg,
+            Msg::Hello | Msg::Bye | Msg::Draining | Msg::State { .. }
+        )
+        && bus.ask_hello()
     {
         // A node we did not know, or had given up on, that neither said hello nor gave its
         // state (we missed them, say while reconnecting): ask for everybody's state again,
@@ -176,6 +181,7 @@ fn apply(state: &State, bus: &Bus, node: &str, msg: Msg, out: &mut Pending) {
             }
         }
         Msg::Beat => {}
+        Msg::Draining => bus.draining(node),
         Msg::Bye => {
             bus.forget(node);
             drop_node(state, node, out);

@@ -87,7 +87,7 @@ pub(super) struct Bus {
     webhook_apps: HashSet<String>,
     /// When this node's id was made; ids begin with it, so the oldest node has the smallest.
     started: Instant,
-    /// Set once this node says goodbye: it no longer speaks for the cluster.
+    /// Set once this node starts draining: it no longer speaks for the cluster.
     leaving: AtomicBool,
     /// Whether the link to Redis is up: without it this node cannot know the cluster.
     linked: AtomicBool,
@@ -257,9 +257,22 @@ impl Bus {
         }
     }
 
-    /// Nodes heard from within the peer timeout (`Scaling::peer_timeout`).
+    /// Nodes heard from within the peer timeout (`Scaling::peer_timeout`), draining ones
+    /// included (they still hold clients and answer queries).
     pub(super) fn live_peers(&self) -> HashSet<String> {
         self.peers_where(|_| true)
+    }
+
+    /// Live nodes that are not draining: those that may lead.
+    fn serving_peers(&self) -> HashSet<String> {
+        self.peers_where(|p| !p.draining)
+    }
+
+    /// `node` said it is draining (see `Msg::Draining`).
+    pub(super) fn draining(&self, node: &str) {
+        if let Some(p) = self.peers.lock().get_mut(node) {
+            p.draining = true;
+        }
     }
 
     fn peers_where(&self, keep: impl Fn(&Peer) -> bool) -> HashSet<String> {
@@ -345,7 +358,7 @@ impl Bus {
         self.linked.store(up, Ordering::Relaxed);
     }
 
-    /// This node is saying goodbye (see [`Peers::leads`]).
+    /// This node is draining (see [`Peers::leads`]).
     pub(super) fn leave(&self) {
         self.leaving.store(true, Ordering::Relaxed);
     }
@@ -407,15 +420,16 @@ impl Peers for Bus {
         Box::pin(self.query(app, channel, prefix))
     }
 
+    /// Other nodes serving: heard from recently and not draining.
     fn live_nodes(&self) -> usize {
-        self.live_peers().len()
+        self.serving_peers().len()
     }
 
-    /// The oldest live node leads (the smallest id: ids begin with their start time), so a
+    /// The oldest serving node leads (the smallest id: ids begin with their start time), so a
     /// node that joins a running cluster never takes over from one that knows more. Not
     /// known during this node's first beat (the others have not all been heard yet); never
     /// while this node cannot reach Redis (it would take the others' silence for their
-    /// departure), nor once it has said goodbye.
+    /// departure), nor once it is draining.
     fn leads(&self) -> Option<bool> {
         if self.leaving.load(Ordering::Relaxed) {
             return Some(false);
@@ -426,7 +440,7 @@ impl Peers for Bus {
         if !self.linked.load(Ordering::Relaxed) {
             return Some(false);
         }
-        Some(self.live_peers().iter().all(|n| self.node < *n))
+        Some(self.serving_peers().iter().all(|n| self.node < *n))
     }
 }
 

@@ -24,12 +24,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// After a reconnect, how many beats we wait at most for the nodes we knew to be heard again
 /// before publishing what we queued meanwhile (see `Link::rejoin`).
 const REJOIN_WAIT_BEATS: u32 = 3;
-/// How often a node that said `bye` looks whether its last client has gone.
-const LINGER_CHECK: Duration = Duration::from_millis(100);
+/// How often a draining node looks whether its last client has gone (then it says `bye`).
+const GONE_CHECK: Duration = Duration::from_millis(100);
 /// The longest Redis may take to answer a command before the link counts as lost.
 const RESPONSE_TIMEOUT_MAX: Duration = Duration::from_secs(5);
 
-/// Runs the link until shutdown, when it says `bye`.
+/// Runs the link until shutdown has drained this node's clients, when it says `bye`.
 pub(super) async fn run(state: Arc<State>, bus: Arc<Bus>) {
     let Some(mut outbox) = bus.inbox_for_link.lock().take() else {
         return;
@@ -258,31 +258,6 @@ impl Link<'_> {
         Ok(())
     }
 
-    /// After `bye`, while the drain closes our clients: the others' events (HTTP API calls
-    /// now reach the process that took over the port, or another node) still reach the
-    /// clients not closed yet. Nothing more is published; ends once the last connection
-    /// has gone (or with the link, or at the shutdown deadline, when the task is dropped).
-    async fn linger(&mut self) {
-        let (state, bus) = (self.state, self.bus);
-        let mut check = tokio::time::interval(LINGER_CHECK);
-        loop {
-            tokio::select! {
-                _ = check.tick() => {
-                    if state.apps().all(|app| app.connections.is_empty()) {
-                        return;
-                    }
-                }
-                payload = self.messages.next_message() => match payload {
-                    Ok(payload) => {
-                        state.stats.redis.received.add(1);
-                        receive(state, bus, &payload);
-                    }
-                    Err(_) => return,
-                },
-            }
-        }
-    }
-
     async fn serve(
         mut self,
         outbox: &mut mpsc::Receiver<String>,
@@ -312,30 +287,39 @@ impl Link<'_> {
         beat.tick().await;
         let mut last_heard = Instant::now();
         let mut incoming = Vec::with_capacity(BATCH);
+        let mut draining = false;
+        let mut gone = tokio::time::interval(GONE_CHECK);
         loop {
             // Not biased: under a backlog of messages the outbox and the beat still get their
             // turn (a node that stopped beating would be dropped by the others).
             tokio::select! {
-                _ = state.shutdown.cancelled() => {
+                // The drain starts: the others hear at once that we no longer lead, and
+                // keep our members and channels until our clients leave, as we report each
+                // departure as usual; we keep publishing and reading meanwhile.
+                _ = state.shutdown.cancelled(), if !draining => {
                     bus.leave();
-                    // Best effort, within a second: what was accepted before the shutdown,
-                    // then `bye`, so the others drop our members now rather than after the
-                    // timeout.
-                    let farewell = async {
-                        loop {
-                            take_waiting(bus, outbox, batch, seq);
-                            if batch.is_empty() {
-                                break;
+                    draining = true;
+                    bus.send(Msg::Draining);
+                }
+                _ = gone.tick(), if draining => {
+                    if state.apps().all(|app| app.connections.is_empty()) {
+                        // Best effort, within a second: what our clients' departures queued,
+                        // then `bye`.
+                        let farewell = async {
+                            loop {
+                                take_waiting(bus, outbox, batch, seq);
+                                if batch.is_empty() {
+                                    break;
+                                }
+                                publish(publisher, channel, batch, stats).await?;
+                                batch.clear();
                             }
-                            publish(publisher, channel, batch, stats).await?;
-                            batch.clear();
-                        }
-                        let bye = seq.wrap(bus, &encode(&Msg::Bye));
-                        publish(publisher, channel, &[bye], stats).await
-                    };
-                    let _ = tokio::time::timeout(Duration::from_secs(1), farewell).await;
-                    self.linger().await;
-                    return Ok(());
+                            let bye = seq.wrap(bus, &encode(&Msg::Bye));
+                            publish(publisher, channel, &[bye], stats).await
+                        };
+                        let _ = tokio::time::timeout(Duration::from_secs(1), farewell).await;
+                        return Ok(());
+                    }
                 }
                 payload = self.messages.next_message() => {
                     last_heard = Instant::now();
@@ -359,7 +343,9 @@ impl Link<'_> {
                     if last_heard.elapsed() >= peer_timeout {
                         return Err(format!("nothing heard for {:?}", peer_timeout));
                     }
-                    let beat = seq.wrap(bus, &encode(&Msg::Beat));
+                    // While draining, every beat says so (a node that joined meanwhile learns).
+                    let alive = if draining { Msg::Draining } else { Msg::Beat };
+                    let beat = seq.wrap(bus, &encode(&alive));
                     publish(publisher, channel, &[beat], stats).await?;
                     // What was held back this beat (`bus::Gate`), and our state when something
                     // for the others was dropped.

@@ -6,8 +6,10 @@
 //!   and user terminations: every node delivers them to its own sockets;
 //! - presence and signed-in users: each node announces a user's first join and last leave per
 //!   presence channel, and its first sign-in and last sign-out; it answers a newcomer's `hello`
-//!   with its whole state, beats every `beat_every`, and says `bye` on shutdown; a node silent
-//!   for `peer_timeout` is dropped with its members and users. So `subscription_succeeded`,
+//!   with its whole state, beats every `beat_every`, says `draining` when its drain starts
+//!   (it no longer leads, but keeps its members and reports their departures as its clients
+//!   are closed) and `bye` once its last client has gone; a node silent for `peer_timeout`
+//!   is dropped with its members and users. So `subscription_succeeded`,
 //!   `member_added`/`member_removed`, the users API and watchlist events are cluster-wide;
 //! - HTTP API channel queries: the node that got the request asks the others for their counts
 //!   and waits for every live node's reply, at most `query_wait`;

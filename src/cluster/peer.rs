@@ -16,6 +16,8 @@ pub(super) struct Peer {
     recent: Recent,
     /// It let a query time out and has not been heard from since.
     pub(super) missed_query: bool,
+    /// It said it is draining: alive, but it no longer leads.
+    pub(super) draining: bool,
 }
 
 impl Peer {
@@ -27,6 +29,7 @@ impl Peer {
             heard: now,
             recent,
             missed_query: false,
+            draining: false,
         }
     }
 

@@ -102,7 +102,12 @@ pub(super) enum Msg {
     Hello,
     /// The sending node is alive.
     Beat,
-    /// The sending node is shutting down.
+    /// The sending node is draining (shutting down): it is alive, keeps its members and
+    /// channels until its clients leave (it reports each departure as usual) and answers
+    /// queries, but no longer leads. Sent at the start of the drain and then instead of
+    /// each beat, so a node that joins meanwhile learns it too.
+    Draining,
+    /// The sending node is gone (its drain is over).
     Bye,
     /// Close every connection of a user.
     Terminate { app: String, user_id: String },

@@ -16,8 +16,8 @@
 //! At shutdown the worker waits for the connections' departures, sends what is still
 //! delayed at once, and the senders send what is queued, all by the shutdown deadline
 //! (`shutdown_timeout`): they run as tasks `server::serve` waits for with that deadline.
-//! With scaling on, a node that says `bye` while other nodes live sends nothing
-//! cluster-wide from then on (they forget its sockets and send what that changes); one
+//! With scaling on, a node that starts draining while other nodes serve sends nothing
+//! cluster-wide from then on (they hear its sockets leave, and send what that changes); one
 //! alone in its cluster sends its own departures, as a node without scaling ([`Speaks`]).
 
 mod client;
@@ -253,7 +253,7 @@ async fn work(state: Arc<State>, mut rx: mpsc::Receiver<listen::Note>, shared: A
             _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
                 sorter.due(Instant::now(), &mut ready);
             }
-            // Heard at the moment the cluster's link says `bye` (both wait on this token),
+            // Heard at the moment the cluster's link says `draining` (both wait on this token),
             // so the deadline counts from the start of the shutdown.
             _ = state.shutdown.cancelled(), if !shared.stopping() => {
                 let _ = shared.stop_by.set(
@@ -320,11 +320,11 @@ fn start_senders(
 enum Speaks {
     /// Running: the cluster's leader (`Peers::leads`).
     Leader,
-    /// Shutting down with other live nodes: they heard our `bye`, forget our sockets and
-    /// send what that changes; we send nothing cluster-wide any more.
+    /// Shutting down with other serving nodes: they heard we are draining, hear our sockets
+    /// leave and send what that changes; we send nothing cluster-wide any more.
     Others,
-    /// Shutting down with no other live node: nobody else knows our sockets (a node that
-    /// joins after our `bye` never learns them), so we send our departures ourselves, as a
+    /// Shutting down with no other serving node: nobody else will send what our sockets'
+    /// departures change, so we send them ourselves, as a
     /// node without scaling does.
     Us,
 }

@@ -392,7 +392,10 @@ async fn a_node_that_starts_later_learns_the_members_already_there() {
 }
 
 #[tokio::test]
-async fn a_node_shutting_down_takes_its_members_with_it_at_once() {
+async fn a_draining_nodes_member_leaves_when_the_drain_closes_its_connection() {
+    // The draining node keeps its members until the drain closes their connections, and
+    // reports each departure then: user 2 is removed on the other node when its client is
+    // closed, not at the start of the drain, and not after the peer timeout either.
     let redis = Redis::start().await;
     let mut nodes = cluster(&redis, 2).await;
     let mut stays = nodes[0].connected().await;
@@ -400,11 +403,36 @@ async fn a_node_shutting_down_takes_its_members_with_it_at_once() {
     let mut leaves = nodes[1].connected().await;
     leaves.join("presence-bye", "2").await;
     assert_eq!(stays.recv().await["event"], "pusher_internal:member_added");
+    let start = tokio::time::Instant::now();
     let task = nodes[1].shutdown();
-    // `bye`, not the 15 s peer timeout (WAIT is 5 s).
-    let v = stays.recv().await;
+    let closed = async {
+        loop {
+            match leaves.next_seen(Duration::from_secs(12)).await {
+                Some(Seen::Closed(code, _)) => return (code, start.elapsed()),
+                Some(Seen::Frame(_)) => continue,
+                None => panic!("the drain did not close the client"),
+            }
+        }
+    };
+    let removed = async {
+        let v = stays.next_seen(Duration::from_secs(12)).await;
+        (v, start.elapsed())
+    };
+    let ((code, closed_at), (v, removed_at)) = tokio::join!(closed, removed);
+    assert_eq!(code, Some(4200));
+    let Some(Seen::Frame(v)) = v else {
+        panic!("no member_removed: {v:?}")
+    };
     assert_eq!(v["event"], "pusher_internal:member_removed", "{v}");
     assert_eq!(v["data"], r#"{"user_id":"2"}"#);
+    assert!(
+        removed_at >= closed_at,
+        "user 2 was removed at {removed_at:?}, before its connection closed at {closed_at:?}"
+    );
+    assert!(
+        removed_at < closed_at + Duration::from_secs(2),
+        "removed at {removed_at:?}, long after the close at {closed_at:?}"
+    );
     task.await.unwrap();
 }
 

@@ -362,3 +362,49 @@ async fn a_draining_node_sends_nothing_cluster_wide_and_the_leader_sends_its_dep
         )]
     );
 }
+
+#[tokio::test]
+async fn a_client_moved_by_a_rolling_deploy_causes_no_vacate_or_remove() {
+    // A deploy drains a node; its client is closed (4200) at some instant of the drain and
+    // reconnects at once to the other node, as pusher-js does. The channel and the member
+    // were never gone anywhere for longer than the leave delay: no webhook at all.
+    let redis = Redis::start().await;
+    let mut rx = Receiver::start(vec![]).await;
+    let channel = format!("resound-webhooks-{}", now_nanos());
+    let leader = node(&redis, &channel, &rx.url).await;
+    settled(std::slice::from_ref(&leader)).await;
+    let mut config = node_config(redis.port, &channel);
+    config.apps[0].webhooks = vec![target(&rx.url, LIFECYCLE)];
+    config.webhooks.leave_delay = DELAY;
+    config.webhooks.batch_delay = Duration::ZERO;
+    config.drain = Duration::from_secs(3);
+    let s = config.scaling.as_mut().unwrap();
+    s.beat_every = Duration::from_millis(200);
+    s.peer_timeout = Duration::from_secs(1);
+    let draining = TestServer::start_with(config).await;
+    let nodes = [leader, draining];
+    settled(&nodes).await;
+    let [leader, mut draining] = nodes;
+    let mut member = draining.connected().await;
+    member.join("presence-deploy", "7").await;
+    assert_eq!(rx.events(2).await.len(), 2, "occupied and added");
+    let stopped = draining.shutdown();
+    loop {
+        match member.next_seen(Duration::from_secs(5)).await {
+            Some(Seen::Closed(code, _)) => {
+                assert_eq!(code, Some(4200));
+                break;
+            }
+            Some(Seen::Frame(_)) => continue,
+            None => panic!("the drain did not close the client"),
+        }
+    }
+    let mut moved = leader.connected().await;
+    moved.join("presence-deploy", "7").await;
+    rx.expect_none(DELAY * 4).await;
+    tokio::time::timeout(Duration::from_secs(10), stopped)
+        .await
+        .expect("shutdown ends")
+        .unwrap();
+    rx.expect_none(DELAY * 2).await;
+}
