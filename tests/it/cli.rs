@@ -99,6 +99,69 @@ fn terminate(child: &mut Child) -> i32 {
     }
 }
 
+/// The binary with logs on stderr, captured: started with `setup` applied to its command,
+/// serving the test app on a free loopback port. `logs.finish()` stops it (SIGTERM, exit 0
+/// asserted) and returns everything it logged.
+struct Logged {
+    child: Child,
+    port: u16,
+    log: std::thread::JoinHandle<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Logged {
+    fn start(name: &str, setup: impl FnOnce(&mut Command)) -> Logged {
+        use crate::support::{APP_ID, KEY, SECRET};
+        let dir = tmpdir(name);
+        let port = free_port();
+        let mut command = clean_command(dir.path());
+        command
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--app-id", APP_ID, "--app-key", KEY, "--app-secret", SECRET])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        setup(&mut command);
+        let mut child = command.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = std::thread::spawn(move || {
+            let mut text = String::new();
+            BufReader::new(stderr).read_to_string(&mut text).unwrap();
+            text
+        });
+        wait_for_line(&mut child, "listening");
+        Logged {
+            child,
+            port,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// A WebSocket client of the app, with its socket id.
+    async fn connect(&self) -> crate::support::Client {
+        let url = format!(
+            "ws://127.0.0.1:{}/app/{}?protocol=7",
+            self.port,
+            crate::support::KEY
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let mut c = crate::support::Client {
+            ws,
+            socket_id: String::new(),
+        };
+        let hello = c.recv().await;
+        let data: serde_json::Value =
+            serde_json::from_str(hello["data"].as_str().unwrap()).unwrap();
+        c.socket_id = data["socket_id"].as_str().unwrap().to_owned();
+        c
+    }
+
+    fn finish(mut self) -> String {
+        assert_eq!(terminate(&mut self.child), 0);
+        self.log.join().unwrap()
+    }
+}
+
 #[test]
 fn help_documents_every_setting() {
     let out = clean_command(tmpdir("help").path())
@@ -217,45 +280,15 @@ fn dev_app_is_printed_with_a_warning_on_loopback() {
 /// through every path that carries one, and its stderr is searched for each.
 #[tokio::test]
 async fn debug_logs_carry_no_secrets_or_data() {
-    use crate::support::{channel_auth, Api, Client, APP_ID, KEY, SECRET, WAIT};
+    use crate::support::{channel_auth, Api, APP_ID, KEY, SECRET, WAIT};
     use resound::auth;
-    use serde_json::{json, Value};
+    use serde_json::json;
 
-    let dir = tmpdir("debug");
-    let port = free_port();
-    let mut child = clean_command(dir.path())
-        .env_remove("RUST_LOG")
-        .args([
-            "--debug",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-        ])
-        .args(["--app-id", APP_ID, "--app-key", KEY, "--app-secret", SECRET])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = std::thread::spawn(move || {
-        let mut text = String::new();
-        BufReader::new(stderr).read_to_string(&mut text).unwrap();
-        text
+    let server = Logged::start("debug", |c| {
+        c.env_remove("RUST_LOG").arg("--debug");
     });
-    wait_for_line(&mut child, "listening");
-    let connect = async || {
-        let url = format!("ws://127.0.0.1:{port}/app/{KEY}?protocol=7");
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        let mut c = Client {
-            ws,
-            socket_id: String::new(),
-        };
-        let data: Value = serde_json::from_str(c.recv().await["data"].as_str().unwrap()).unwrap();
-        c.socket_id = data["socket_id"].as_str().unwrap().to_owned();
-        c
-    };
-    let (mut a, mut b) = (connect().await, connect().await);
+    let port = server.port;
+    let (mut a, mut b) = (server.connect().await, server.connect().await);
     let mut secrets = Vec::new();
 
     let user_data = r#"{"id":"42","user_info":{"email":"ada.secret@example.com"}}"#;
@@ -324,8 +357,7 @@ async fn debug_logs_carry_no_secrets_or_data() {
     secrets.extend([signature.to_owned(), format!("abad1dea{signature}")]);
 
     let _ = tokio::time::timeout(WAIT, a.ws.close(None)).await;
-    assert_eq!(terminate(&mut child), 0);
-    let log = log.join().unwrap();
+    let log = server.finish();
     for secret in &secrets {
         assert!(
             !log.contains(secret.as_str()),
@@ -347,45 +379,16 @@ async fn debug_logs_carry_no_secrets_or_data() {
 /// carry `app_id`, and no secret, signature, user data or event data is in any line.
 #[tokio::test]
 async fn json_logs_are_one_object_a_line_with_fields_and_no_secrets() {
-    use crate::support::{channel_auth, Api, Client, APP_ID, KEY, SECRET, WAIT};
+    use crate::support::{channel_auth, Api, APP_ID, KEY, SECRET, WAIT};
     use serde_json::{json, Value};
 
-    let dir = tmpdir("json");
-    let port = free_port();
-    let mut child = clean_command(dir.path())
-        .env_remove("RUST_LOG")
-        .env("RESOUND_LOG_FORMAT", "json")
-        .args([
-            "--debug",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-        ])
-        .args(["--app-id", APP_ID, "--app-key", KEY, "--app-secret", SECRET])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = std::thread::spawn(move || {
-        let mut text = String::new();
-        BufReader::new(stderr).read_to_string(&mut text).unwrap();
-        text
+    let server = Logged::start("json", |c| {
+        c.env_remove("RUST_LOG")
+            .env("RESOUND_LOG_FORMAT", "json")
+            .arg("--debug");
     });
-    wait_for_line(&mut child, "listening");
-    let connect = async || {
-        let url = format!("ws://127.0.0.1:{port}/app/{KEY}?protocol=7");
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        let mut c = Client {
-            ws,
-            socket_id: String::new(),
-        };
-        let data: Value = serde_json::from_str(c.recv().await["data"].as_str().unwrap()).unwrap();
-        c.socket_id = data["socket_id"].as_str().unwrap().to_owned();
-        c
-    };
-    let (mut a, mut b) = (connect().await, connect().await);
+    let port = server.port;
+    let (mut a, mut b) = (server.connect().await, server.connect().await);
     let mut secrets = vec![SECRET.to_owned()];
     for c in [&mut a, &mut b] {
         let token = channel_auth(&c.socket_id, "private-room", None);
@@ -428,8 +431,7 @@ async fn json_logs_are_one_object_a_line_with_fields_and_no_secrets() {
     ]);
 
     let _ = tokio::time::timeout(WAIT, a.ws.close(None)).await;
-    assert_eq!(terminate(&mut child), 0);
-    let log = log.join().unwrap();
+    let log = server.finish();
     for secret in &secrets {
         assert!(
             !log.contains(secret.as_str()),
@@ -497,38 +499,14 @@ async fn json_logs_are_one_object_a_line_with_fields_and_no_secrets() {
 /// channel signature and event data stay out of the log at every level.
 #[tokio::test]
 async fn trace_logs_of_every_crate_carry_no_signatures_or_data() {
-    use crate::support::{channel_auth, Client, APP_ID, KEY, SECRET, WAIT};
-    use serde_json::{json, Value};
+    use crate::support::{channel_auth, WAIT};
+    use serde_json::json;
 
-    let dir = tmpdir("trace");
-    let port = free_port();
-    let mut child = clean_command(dir.path())
-        .env("RUST_LOG", "trace,tungstenite=trace")
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--app-id", APP_ID, "--app-key", KEY, "--app-secret", SECRET])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = std::thread::spawn(move || {
-        let mut text = String::new();
-        BufReader::new(stderr).read_to_string(&mut text).unwrap();
-        text
+    let server = Logged::start("trace", |c| {
+        c.env("RUST_LOG", "trace,tungstenite=trace");
     });
-    wait_for_line(&mut child, "listening");
-    let connect = async || {
-        let url = format!("ws://127.0.0.1:{port}/app/{KEY}?protocol=7");
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        let mut c = Client {
-            ws,
-            socket_id: String::new(),
-        };
-        let data: Value = serde_json::from_str(c.recv().await["data"].as_str().unwrap()).unwrap();
-        c.socket_id = data["socket_id"].as_str().unwrap().to_owned();
-        c
-    };
-    let (mut a, mut b) = (connect().await, connect().await);
+
+    let (mut a, mut b) = (server.connect().await, server.connect().await);
     let mut secrets = Vec::new();
     for c in [&mut a, &mut b] {
         let token = channel_auth(&c.socket_id, "private-room", None);
@@ -541,8 +519,7 @@ async fn trace_logs_of_every_crate_carry_no_signatures_or_data() {
     secrets.push("trace-whisper-6t1w".to_owned());
     let _ = tokio::time::timeout(WAIT, a.ws.close(None)).await;
     let _ = tokio::time::timeout(WAIT, b.ws.close(None)).await;
-    assert_eq!(terminate(&mut child), 0);
-    let log = log.join().unwrap();
+    let log = server.finish();
     assert!(
         log.contains(r#"received event="pusher:subscribe""#),
         "resound's own debug lines are on:\n{log}"

@@ -24,6 +24,21 @@ async fn node(redis: &Redis, channel: &str, url: &str) -> TestServer {
 
 /// [`node`] with the target wanting `events`.
 async fn node_for(redis: &Redis, channel: &str, url: &str, events: &[&str]) -> TestServer {
+    TestServer::start_with(webhook_node_config(redis, channel, url, events)).await
+}
+
+/// A node whose shutdown drains its clients over `drain`, timed as [`node`].
+async fn node_with_drain(redis: &Redis, channel: &str, url: &str, drain: Duration) -> TestServer {
+    let config = webhook_node_config(redis, channel, url, LIFECYCLE);
+    TestServer::start_with(resound::Config { drain, ..config }).await
+}
+
+fn webhook_node_config(
+    redis: &Redis,
+    channel: &str,
+    url: &str,
+    events: &[&str],
+) -> resound::Config {
     let mut config = node_config(redis.port, channel);
     config.apps[0].webhooks = vec![target(url, events)];
     config.webhooks.leave_delay = DELAY;
@@ -31,7 +46,7 @@ async fn node_for(redis: &Redis, channel: &str, url: &str, events: &[&str]) -> T
     let s = config.scaling.as_mut().unwrap();
     s.beat_every = Duration::from_millis(200);
     s.peer_timeout = Duration::from_secs(1);
-    TestServer::start_with(config).await
+    config
 }
 
 /// Waits until every node sees the others and knows who leads; exactly one does.
@@ -306,15 +321,7 @@ async fn a_draining_node_sends_nothing_cluster_wide_and_the_leader_sends_its_dep
     settled(std::slice::from_ref(&leader)).await;
     // The second node drains over 2 s: after its `bye` it keeps reading Redis (so it hears
     // the leader's changes) while its clients are still open.
-    let mut config = node_config(redis.port, &channel);
-    config.apps[0].webhooks = vec![target(&rx.url, LIFECYCLE)];
-    config.webhooks.leave_delay = DELAY;
-    config.webhooks.batch_delay = Duration::ZERO;
-    config.drain = Duration::from_secs(2);
-    let s = config.scaling.as_mut().unwrap();
-    s.beat_every = Duration::from_millis(200);
-    s.peer_timeout = Duration::from_secs(1);
-    let draining = TestServer::start_with(config).await;
+    let draining = node_with_drain(&redis, &channel, &rx.url, Duration::from_secs(2)).await;
     let nodes = [leader, draining];
     settled(&nodes).await;
     let [leader, mut draining] = nodes;
@@ -373,15 +380,7 @@ async fn a_client_moved_by_a_rolling_deploy_causes_no_vacate_or_remove() {
     let channel = format!("resound-webhooks-{}", now_nanos());
     let leader = node(&redis, &channel, &rx.url).await;
     settled(std::slice::from_ref(&leader)).await;
-    let mut config = node_config(redis.port, &channel);
-    config.apps[0].webhooks = vec![target(&rx.url, LIFECYCLE)];
-    config.webhooks.leave_delay = DELAY;
-    config.webhooks.batch_delay = Duration::ZERO;
-    config.drain = Duration::from_secs(3);
-    let s = config.scaling.as_mut().unwrap();
-    s.beat_every = Duration::from_millis(200);
-    s.peer_timeout = Duration::from_secs(1);
-    let draining = TestServer::start_with(config).await;
+    let draining = node_with_drain(&redis, &channel, &rx.url, Duration::from_secs(3)).await;
     let nodes = [leader, draining];
     settled(&nodes).await;
     let [leader, mut draining] = nodes;
