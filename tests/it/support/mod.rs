@@ -396,9 +396,24 @@ impl Api {
 
     /// Sends one HTTP/1.1 request and reads the whole response (`Connection: close`).
     pub async fn raw(&self, method: &str, target: &str, body: &str) -> Response {
+        self.raw_with(method, target, &[], body).await
+    }
+
+    /// [`Self::raw`] with extra request headers.
+    pub async fn raw_with(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Response {
         let mut s = TcpStream::connect(self.addr).await.unwrap();
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         let req = format!(
-            "{method} {target} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} {target} HTTP/1.1\r\nHost: {}\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             self.addr,
             body.len()
         );
