@@ -95,3 +95,150 @@ async fn health_asks_under_the_path_prefix_and_a_bad_setting_is_unhealthy_not_2(
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("RESOUND_TLS_KEY"), "{err}");
 }
+
+/// What the Dockerfile says about running the image: its `ENV` settings, and its
+/// `HEALTHCHECK`'s command (exec form) without the binary's path.
+fn dockerfile() -> (Vec<(String, String)>, Vec<String>) {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile")).unwrap();
+    // Continuation lines joined, as Docker reads them.
+    let text = text.replace("\\\n", " ");
+    let mut env = Vec::new();
+    let mut check = None;
+    let mut stage = 0;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("FROM ") {
+            stage += 1;
+        }
+        if stage < 2 {
+            continue; // the build stage's settings are not the image's
+        }
+        if let Some(rest) = line.strip_prefix("ENV ") {
+            for pair in rest.split_whitespace() {
+                let (k, v) = pair.split_once('=').expect("ENV key=value");
+                env.push((k.to_owned(), v.to_owned()));
+            }
+        }
+        if let Some(rest) = line.strip_prefix("HEALTHCHECK ") {
+            let cmd = &rest[rest.find("CMD ").expect("HEALTHCHECK ... CMD") + 4..];
+            let argv: Vec<String> = serde_json::from_str(cmd).expect("CMD in exec form");
+            check = Some(argv);
+        }
+    }
+    let check = check.expect("the image has a HEALTHCHECK");
+    assert_eq!(
+        check[0], "/usr/local/bin/resound",
+        "the checked binary is the image's"
+    );
+    (env, check[1..].to_vec())
+}
+
+#[tokio::test]
+async fn the_dockerfiles_health_check_passes_against_the_images_settings() {
+    // No container runtime on the test machines: the image's own settings (its ENV, with the
+    // port moved to a free one) and its HEALTHCHECK command, run as the container would.
+    let (env, check) = dockerfile();
+    assert!(
+        env.iter()
+            .any(|(k, v)| k == "REVERB_SERVER_HOST" && v == "0.0.0.0"),
+        "the image binds every address: {env:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let settings: Vec<(String, String)> = env
+        .into_iter()
+        .map(|(k, v)| match k.as_str() {
+            "REVERB_SERVER_PORT" => (k, port.clone()),
+            _ => (k, v),
+        })
+        .chain([
+            ("REVERB_APP_ID".into(), APP_ID.into()),
+            ("REVERB_APP_KEY".into(), KEY.into()),
+            ("REVERB_APP_SECRET".into(), SECRET.into()),
+        ])
+        .collect();
+    let run_check =
+        |settings: Vec<(String, String)>, check: Vec<String>, dir: std::path::PathBuf| {
+            tokio::task::spawn_blocking(move || {
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_resound"));
+                cmd.current_dir(dir)
+                    .env_clear()
+                    .env("PATH", std::env::var("PATH").unwrap());
+                cmd.envs(settings).args(check);
+                let out = cmd.output().unwrap();
+                (
+                    out.status.code(),
+                    String::from_utf8_lossy(&out.stderr).into_owned(),
+                )
+            })
+        };
+    let mut server = Command::new(env!("CARGO_BIN_EXE_resound"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .envs(settings.iter().cloned())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let up = wait_until(
+        async || tokio::net::TcpStream::connect(addr).await.is_ok(),
+        WAIT,
+    )
+    .await;
+    assert!(up, "the server did not start with the image's settings");
+    let (code, err) = run_check(settings.clone(), check.clone(), dir.path().to_owned())
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "healthy server reported unhealthy: {err}");
+    let _ = server.kill();
+    let _ = server.wait();
+    let (code, _) = run_check(settings, check, dir.path().to_owned())
+        .await
+        .unwrap();
+    assert_eq!(
+        code,
+        Some(1),
+        "a stopped server is unhealthy (1, never 2: Docker reserves 2)"
+    );
+}
+
+#[test]
+fn the_docker_build_context_keeps_what_the_dockerfile_copies() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let ignore = std::fs::read_to_string(format!("{root}/.dockerignore")).unwrap();
+    let patterns: Vec<&str> = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let dockerfile = std::fs::read_to_string(format!("{root}/Dockerfile")).unwrap();
+    let sources: Vec<&str> = dockerfile
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("COPY "))
+        .filter(|rest| !rest.starts_with("--from"))
+        .flat_map(|rest| {
+            let parts: Vec<&str> = rest.split_whitespace().collect();
+            parts[..parts.len() - 1].to_vec()
+        })
+        .collect();
+    assert!(sources.contains(&"src"), "{sources:?}");
+    for source in sources {
+        let top = source.trim_end_matches('/');
+        assert!(
+            std::path::Path::new(root).join(top).exists(),
+            "COPY {source}: no such path"
+        );
+        for p in &patterns {
+            let p = p.trim_end_matches('/');
+            let excluded = top == p
+                || top.starts_with(&format!("{p}/"))
+                || (p.starts_with("**/") && top.split('/').any(|seg| seg == &p[3..]))
+                || (p.starts_with("*.") && top.ends_with(&p[1..]));
+            assert!(
+                !excluded,
+                ".dockerignore pattern {p:?} excludes COPY {source}"
+            );
+        }
+    }
+}
