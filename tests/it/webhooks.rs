@@ -507,11 +507,20 @@ async fn shutdown_sends_what_is_still_delayed_and_the_departures() {
     let mut rx = Receiver::start(vec![]).await;
     // Delayed far beyond the test: only the shutdown flush can send it in time. The drain
     // closes `b` at some instant in its 1 s window; its departure is sent after it.
-    let mut server = TestServer::start_with(Config {
+    let server = TestServer::start_with(Config {
         drain: Duration::from_secs(1),
         ..config(vec![target(&rx.url, LIFECYCLE)], Duration::from_secs(60))
     })
     .await;
+    shutdown_sends_the_delayed_and_the_departures(server, &mut rx).await;
+}
+
+/// With a leave delay far beyond the test: a channel left before the shutdown, and one still
+/// open (closed by the drain), are both reported vacated by the shutdown's flush.
+pub(crate) async fn shutdown_sends_the_delayed_and_the_departures(
+    mut server: TestServer,
+    rx: &mut Receiver,
+) {
     let mut a = server.connected().await;
     a.subscribe_public("left-before").await;
     let mut b = server.connected().await;
@@ -534,6 +543,7 @@ async fn shutdown_sends_what_is_still_delayed_and_the_departures() {
         .await
         .expect("shutdown ends")
         .unwrap();
+    rx.expect_none(QUIET).await;
 }
 
 #[tokio::test]

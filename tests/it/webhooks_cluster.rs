@@ -276,40 +276,13 @@ async fn a_node_alone_in_its_cluster_still_sends_its_departures_at_shutdown() {
     let redis = Redis::start().await;
     let mut rx = Receiver::start(vec![]).await;
     let channel = format!("resound-webhooks-{}", now_nanos());
-    let mut config = node_config(redis.port, &channel);
-    config.apps[0].webhooks = vec![target(&rx.url, LIFECYCLE)];
+    let mut config = webhook_node_config(&redis, &channel, &rx.url, LIFECYCLE);
     // Delayed far beyond the test: only the shutdown flush can send it in time.
     config.webhooks.leave_delay = Duration::from_secs(60);
-    config.webhooks.batch_delay = Duration::ZERO;
     config.drain = Duration::from_secs(1);
-    let s = config.scaling.as_mut().unwrap();
-    s.beat_every = Duration::from_millis(200);
-    s.peer_timeout = Duration::from_secs(1);
-    let mut server = TestServer::start_with(config).await;
+    let server = TestServer::start_with(config).await;
     settled(std::slice::from_ref(&server)).await;
-    let mut a = server.connected().await;
-    a.subscribe_public("left-before").await;
-    let mut b = server.connected().await;
-    b.subscribe_public("open-at-shutdown").await;
-    assert_eq!(rx.events(2).await.len(), 2);
-    a.send(json!({"event":"pusher:unsubscribe","data":{"channel":"left-before"}}))
-        .await;
-    rx.expect_none(QUIET).await;
-    let stopped = server.shutdown();
-    let mut got = rx.events(2).await;
-    got.sort();
-    assert_eq!(
-        got,
-        [
-            ev(json!({"name":"channel_vacated","channel":"left-before"})),
-            ev(json!({"name":"channel_vacated","channel":"open-at-shutdown"})),
-        ]
-    );
-    tokio::time::timeout(Duration::from_secs(10), stopped)
-        .await
-        .expect("shutdown ends")
-        .unwrap();
-    rx.expect_none(QUIET).await;
+    crate::webhooks::shutdown_sends_the_delayed_and_the_departures(server, &mut rx).await;
 }
 
 #[tokio::test]
