@@ -196,8 +196,11 @@ impl ChannelRegistry {
                 sub.held = Some(Default::default());
             }
         }
+        // What a cache channel's new subscriber gets after its reply, decided now: a
+        // publish between the two steps reaches it as a held frame, not a second time.
+        let cached = self.cached_for(name, kind, &ch, id);
         if members.is_none() {
-            self.reply(name, kind, &ch, handle, "{}", &mut out);
+            self.reply(name, handle, "{}", cached.clone(), &mut out);
         }
         if fresh {
             self.subscribers_changed(name, kind, &mut ch, &mut out);
@@ -214,7 +217,7 @@ impl ChannelRegistry {
             let data = members.to_json();
             let mut out = Pending::new();
             if let Some(mut ch) = self.channels.get_mut(name) {
-                self.reply(name, kind, &ch, handle, &data, &mut out);
+                self.reply(name, handle, &data, cached, &mut out);
                 if let Some(held) = ch.subscribers.get_mut(&id).and_then(|s| s.held.take()) {
                     for frame in held.into_inner() {
                         out.send(handle, frame);
@@ -226,32 +229,44 @@ impl ChannelRegistry {
         Ok(fresh)
     }
 
-    /// Queues the subscriber's `subscription_succeeded` (with `data`), then on cache
-    /// channels the cached event or `pusher:cache_miss`.
-    fn reply(
+    /// On cache channels, what subscriber `id` gets after its reply: the live cached event,
+    /// or `pusher:cache_miss` (reported). `None` on other channels.
+    fn cached_for(
         &self,
         name: &str,
         kind: ChannelKind,
         ch: &Channel,
+        id: SocketId,
+    ) -> Option<Utf8Bytes> {
+        if !kind.cache {
+            return None;
+        }
+        Some(match &ch.cached {
+            Some((text, at)) if at.elapsed() < self.cache_ttl => text.clone(),
+            _ => {
+                self.hooks.report(|| Activity::CacheMiss {
+                    channel: name,
+                    socket_id: id,
+                });
+                server::cache_miss(name).into()
+            }
+        })
+    }
+
+    /// Queues the subscriber's `subscription_succeeded` (with `data`), then `cached` (see
+    /// [`Self::cached_for`]).
+    fn reply(
+        &self,
+        name: &str,
         handle: &ConnectionHandle,
         data: &str,
+        cached: Option<Utf8Bytes>,
         out: &mut Pending,
     ) {
         let reply = server::subscription_succeeded(name, data).into();
         out.send(handle, Outgoing::text(reply));
-        if kind.cache {
-            match &ch.cached {
-                Some((text, at)) if at.elapsed() < self.cache_ttl => {
-                    out.send(handle, Outgoing::text(text.clone()))
-                }
-                _ => {
-                    out.send(handle, Outgoing::text(server::cache_miss(name).into()));
-                    self.hooks.report(|| Activity::CacheMiss {
-                        channel: name,
-                        socket_id: handle.id(),
-                    });
-                }
-            }
+        if let Some(text) = cached {
+            out.send(handle, Outgoing::text(text));
         }
     }
 

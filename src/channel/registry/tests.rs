@@ -381,3 +381,41 @@ fn occupancy_and_members_are_cluster_wide_transitions() {
     );
     out.flush();
 }
+
+#[test]
+fn a_cache_publish_while_a_presence_reply_is_built_reaches_the_joiner_once() {
+    use std::sync::Arc;
+
+    let (_, hooks) = Record::hooks("app");
+    let reg = Arc::new(ChannelRegistry::new(
+        Duration::from_secs(60),
+        false,
+        0,
+        hooks,
+    ));
+    let name = "presence-cache-room";
+    subscribe(&reg, name, &handle(), Some("a"));
+    let hook = {
+        let reg = Arc::downgrade(&reg);
+        move || {
+            let Some(reg) = reg.upgrade() else { return };
+            let mut out = Pending::new();
+            let text =
+                || Utf8Bytes::from_static(r#"{"event":"news","channel":"presence-cache-room"}"#);
+            reg.publish(name, true, text, None, &mut out);
+            out.flush();
+        }
+    };
+    *reg.between_phases.lock() = Arc::new(hook);
+    let b = handle();
+    subscribe(&reg, name, &b, Some("b"));
+    // Nothing was cached when b joined: its reply, the cache miss, then the event, once.
+    assert_eq!(
+        events(&b),
+        [
+            "pusher_internal:subscription_succeeded",
+            "pusher:cache_miss",
+            "news"
+        ]
+    );
+}
