@@ -20,6 +20,8 @@ use crate::channel::ChannelKind;
 /// A channel's `cache_miss` goes out at most once per this time: a crowd subscribing to an
 /// empty cache channel is one webhook.
 const CACHE_MISS_EVERY: Duration = Duration::from_secs(10);
+/// Below this many remembered cache misses, none is forgotten early.
+const MISSES_PRUNE_AT: usize = 1024;
 
 /// Above this many subscribers, `subscription_count` goes out at most every [`COUNT_EVERY`].
 const COUNT_THROTTLE_ABOVE: usize = 100;
@@ -97,6 +99,8 @@ pub(super) struct Sorter {
     counts: HashMap<(Arc<str>, String), Count>,
     /// When each channel's last `cache_miss` went out.
     misses: HashMap<(Arc<str>, String), Instant>,
+    /// `misses` entries left by the last pruning (see [`Sorter::note`]).
+    misses_kept: usize,
 }
 
 impl Sorter {
@@ -108,6 +112,7 @@ impl Sorter {
             generation: 0,
             counts: HashMap::new(),
             misses: HashMap::new(),
+            misses_kept: 0,
         }
     }
 
@@ -141,6 +146,13 @@ impl Sorter {
                     .get(&key)
                     .is_some_and(|at| now.duration_since(*at) < CACHE_MISS_EVERY);
                 if !recent {
+                    // Forget the misses past their window now and then, so that a target
+                    // wanting only cache misses keeps no entry per channel ever seen.
+                    if self.misses.len() >= MISSES_PRUNE_AT.max(2 * self.misses_kept) {
+                        self.misses
+                            .retain(|_, at| now.duration_since(*at) < CACHE_MISS_EVERY);
+                        self.misses_kept = self.misses.len();
+                    }
                     self.misses.insert(key, now);
                     out.push(Ready::of(note));
                 }
@@ -159,7 +171,14 @@ impl Sorter {
     /// `subscription_count` for non-presence channels, when it changed, throttled on busy
     /// channels (held back and sent by [`Sorter::due`]).
     fn count(&mut self, note: Note, now: Instant, out: &mut Vec<Ready>) {
-        if ChannelKind::from_name(&note.channel).presence || note.count == 0 {
+        if ChannelKind::from_name(&note.channel).presence {
+            return;
+        }
+        if note.count == 0 {
+            // Nobody left: the channel's entry goes (a target wanting only counts hears no
+            // vacate that would remove it).
+            self.counts
+                .remove(&(note.app.clone(), note.channel.clone()));
             return;
         }
         let c = self
@@ -346,6 +365,37 @@ mod tests {
                 r#"{"name":"channel_occupied","channel":"c"}"#,
                 r#"{"name":"subscription_count","channel":"c","subscription_count":1}"#
             ]
+        );
+    }
+
+    #[test]
+    fn channels_seen_once_leave_no_entry_behind() {
+        // Targets wanting only counts, or only cache misses, hear no vacate: what the sorter
+        // keeps per channel must go by other means.
+        let mut s = Sorter::new(Duration::ZERO);
+        let t = Instant::now();
+        let mut out = Vec::new();
+        for i in 0..5000 {
+            let channel = format!("c{i}");
+            for n in [1, 0] {
+                let mut n1 = note(Kind::Count, &channel, None);
+                n1.count = n;
+                s.note(n1, t, &mut out);
+            }
+        }
+        assert!(s.counts.is_empty(), "{} count entries kept", s.counts.len());
+        for i in 0..5000 {
+            let later = t + CACHE_MISS_EVERY * (i / 1000 + 1);
+            s.note(
+                note(Kind::CacheMiss, &format!("cache-{i}"), None),
+                later,
+                &mut out,
+            );
+        }
+        assert!(
+            s.misses.len() <= 2 * MISSES_PRUNE_AT,
+            "{} cache misses kept",
+            s.misses.len()
         );
     }
 
