@@ -142,10 +142,17 @@ fn target(
     events: Vec<String>,
     headers: BTreeMap<String, String>,
 ) -> Result<WebhookTarget, ConfigError> {
-    let bad = |what: String| ConfigError(format!("app {app_id}: webhook {url}: {what}"));
+    // Shown without its query string, which may hold a token.
+    let shown = url.split(['?', '#']).next().unwrap_or(&url);
+    let bad = |what: String| ConfigError(format!("app {app_id}: webhook {shown}: {what}"));
     let uri: hyper::Uri = url.parse().map_err(|e| bad(format!("not a URL ({e})")))?;
     if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
         return Err(bad("expected an http:// or https:// URL with a host".into()));
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(ConfigError(format!(
+            "app {app_id}: webhook URL: credentials in the URL are not supported; give them as a header (e.g. Authorization) in the target's headers"
+        )));
     }
     let mut names = Vec::new();
     for e in events {

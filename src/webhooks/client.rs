@@ -14,6 +14,9 @@ use tokio::net::TcpStream;
 
 use crate::apps::WebhookTarget;
 
+/// The most of a receiver's answer that is read (and dropped) to keep its connection.
+const ANSWER_LIMIT: usize = 64 * 1024;
+
 /// Why a request failed (for the log).
 pub(super) type Failure = String;
 
@@ -133,8 +136,11 @@ impl Client {
         conn.ready().await.map_err(unanswered)?;
         let resp = conn.send_request(req).await.map_err(unanswered)?;
         let status = resp.status();
-        // Read the answer to the end so the connection can carry the next request.
-        let read = resp.into_body().collect().await;
+        // Read the answer to the end so the connection can carry the next request; a
+        // receiver that answers more than a webhook answer needs loses the connection.
+        let read = http_body_util::Limited::new(resp.into_body(), ANSWER_LIMIT)
+            .collect()
+            .await;
         if read.is_ok() {
             self.conn = Some(conn);
         }

@@ -116,6 +116,8 @@ async fn deliver(
     let body = Bytes::from(body);
     let give_up = Instant::now() + settings.retry_window;
     let mut tries = 0u32;
+    // Logged without the query string (it may hold a token).
+    let shown = shown_url(&target.url);
     loop {
         tries += 1;
         let deadline = shared.deadline(give_up);
@@ -126,7 +128,7 @@ async fn deliver(
             tokio::time::timeout(timeout, client.post(body.clone(), &signer.key, &signature));
         let failure = match sent.await {
             Ok(Ok(())) => {
-                debug!(url = %target.url, bytes = body.len(), "webhook sent");
+                debug!(url = %shown, bytes = body.len(), "webhook sent");
                 shared.stats.sent();
                 return true;
             }
@@ -136,10 +138,10 @@ async fn deliver(
         let wait = backoff(tries);
         let deadline = shared.deadline(give_up);
         if Instant::now() + wait >= deadline {
-            warn!(url = %target.url, tries, error = %failure, "webhook dropped: the receiver kept failing");
+            warn!(url = %shown, tries, error = %failure, "webhook dropped: the receiver kept failing");
             return false;
         }
-        debug!(url = %target.url, tries, error = %failure, retry_in_ms = wait.as_millis() as u64, "webhook failed; retrying");
+        debug!(url = %shown, tries, error = %failure, retry_in_ms = wait.as_millis() as u64, "webhook failed; retrying");
         shared.stats.retried();
         // At shutdown, one last try at once (within the shutdown deadline).
         tokio::select! {
@@ -181,4 +183,10 @@ mod tests {
             assert!(backoff(40) <= MAX_RETRY);
         }
     }
+}
+
+/// `url` as logs show it: scheme, host, port and path, not the query (a token may be there).
+/// Credentials in the URL are refused when the configuration is read.
+pub(super) fn shown_url(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
 }

@@ -159,9 +159,18 @@ events = "cache_miss,subscription_count"
             vec!["--webhook-ca-file", "/nonexistent/ca.pem"],
             "RESOUND_WEBHOOK_CA_FILE",
         ),
+        (
+            vec!["--webhook-url", "https://hooks:s3cr3t-pw@x.example/in"],
+            "credentials in the URL are not supported",
+        ),
+        (
+            vec!["--webhook-url", "ftp://x.example/in?token=s3cr3t-pw"],
+            "expected an http:// or https:// URL",
+        ),
     ] {
         let e = load_args(&args, d.path()).unwrap_err();
         assert!(e.0.contains(says), "{args:?}: {e}");
+        assert!(!e.0.contains("s3cr3t-pw"), "the error shows a secret: {e}");
     }
 }
 
