@@ -91,6 +91,9 @@ pub(super) struct Bus {
     leaving: AtomicBool,
     /// Whether the link to Redis is up: without it this node cannot know the cluster.
     linked: AtomicBool,
+    /// When the link last came up: for a beat after that, the others may not all have been
+    /// heard yet (see [`Peers::leads`]).
+    linked_at: Mutex<Option<Instant>>,
     outbox: mpsc::Sender<String>,
     /// Taken once by the link.
     pub(super) inbox_for_link: Mutex<Option<mpsc::Receiver<String>>>,
@@ -130,6 +133,7 @@ impl Bus {
             started: Instant::now(),
             leaving: AtomicBool::new(false),
             linked: AtomicBool::new(false),
+            linked_at: Mutex::new(None),
             outbox,
             inbox_for_link: Mutex::new(Some(rx)),
             peers: Mutex::default(),
@@ -355,6 +359,9 @@ impl Bus {
 
     /// The link to Redis came up, or went down (see [`Peers::leads`]).
     pub(super) fn linked(&self, up: bool) {
+        if up {
+            *self.linked_at.lock() = Some(Instant::now());
+        }
         self.linked.store(up, Ordering::Relaxed);
     }
 
@@ -427,7 +434,8 @@ impl Peers for Bus {
 
     /// The oldest serving node leads (the smallest id: ids begin with their start time), so a
     /// node that joins a running cluster never takes over from one that knows more. Not
-    /// known during this node's first beat (the others have not all been heard yet); never
+    /// known during this node's first beat, nor during the first beat after its link to Redis
+    /// comes up (the others have not all been heard yet); never
     /// while this node cannot reach Redis (it would take the others' silence for their
     /// departure), nor once it is draining.
     fn leads(&self) -> Option<bool> {
@@ -439,6 +447,16 @@ impl Peers for Bus {
         }
         if !self.linked.load(Ordering::Relaxed) {
             return Some(false);
+        }
+        // Just (re)connected: the others answer our hello within a beat; until then an
+        // empty list of peers says nothing (Redis slow to answer at startup, or back after an
+        // outage longer than the peer timeout, when every peer had been dropped).
+        if self
+            .linked_at
+            .lock()
+            .is_some_and(|at| at.elapsed() < self.settings.beat_every)
+        {
+            return None;
         }
         Some(self.serving_peers().iter().all(|n| self.node < *n))
     }
@@ -529,5 +547,32 @@ impl Listener for Bus {
             _ => return,
         };
         self.send(msg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::config::Scaling;
+    use crate::hooks::Peers;
+
+    #[test]
+    fn a_node_does_not_lead_for_a_beat_after_its_link_comes_up() {
+        let settings = Scaling {
+            beat_every: Duration::from_millis(500),
+            ..Scaling::new("redis://127.0.0.1:1/0", "c")
+        };
+        let bus = super::super::new_bus(settings, &[]);
+        std::thread::sleep(Duration::from_millis(600));
+        assert_eq!(bus.leads(), Some(false), "no link, no lead");
+        // Linked late (Redis slow at startup, or back after a long outage): nobody heard
+        // yet is not nobody there.
+        bus.linked(true);
+        assert_eq!(bus.leads(), None);
+        std::thread::sleep(Duration::from_millis(600));
+        assert_eq!(bus.leads(), Some(true), "alone after a beat");
+        bus.leave();
+        assert_eq!(bus.leads(), Some(false), "draining");
     }
 }

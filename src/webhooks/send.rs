@@ -151,6 +151,12 @@ async fn deliver(
     }
 }
 
+/// `url` as logs show it: scheme, host, port and path, not the query (a token may be there).
+/// Credentials in the URL are refused when the configuration is read.
+pub(super) fn shown_url(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,10 +189,4 @@ mod tests {
             assert!(backoff(40) <= MAX_RETRY);
         }
     }
-}
-
-/// `url` as logs show it: scheme, host, port and path, not the query (a token may be there).
-/// Credentials in the URL are refused when the configuration is read.
-pub(super) fn shown_url(url: &str) -> &str {
-    url.split(['?', '#']).next().unwrap_or(url)
 }
