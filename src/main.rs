@@ -73,11 +73,6 @@ fn main() -> ExitCode {
     .expect("tokio runtime");
     let tls = match config.tls.as_ref().map(resound::tls::Tls::new).transpose() {
         Ok(tls) => tls.map(std::sync::Arc::new),
-        // A container health check reserves exit code 2: `resound health` says unhealthy.
-        Err(e) if matches.subcommand_matches("health").is_some() => {
-            eprintln!("resound health: {e}");
-            return ExitCode::from(1);
-        }
         Err(e) => {
             eprintln!("resound: {e}");
             return ExitCode::from(2);
