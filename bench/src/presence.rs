@@ -60,30 +60,44 @@ fn discard(mut ws: Ws, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
 
 pub(crate) async fn run(t: Arc<Target>, members: usize, info: usize, concurrency: usize) -> Value {
     let stop = CancellationToken::new();
-    let (probe, _) = join(&t, 0, 16).await.expect("probe joins");
-    let delivered = Arc::new(AtomicU64::new(0));
-    let receivers = spawn_receivers(&t, vec![probe], &delivered, &stop);
-    // Triggers to the channel every 5 ms until the joins are done.
+    // The probe (a member hearing a trigger every 5 ms) runs on a thread of its own, so that
+    // its latency is the server's, not the wait behind the joiners' traffic on this thread.
     let joining = CancellationToken::new();
-    let publisher = {
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let probe = {
         let (t, joining) = (t.clone(), joining.clone());
-        tokio::spawn(async move {
-            let mut http = Http::connect(&t.api_addr).await.expect("http connect");
-            let mut tick = tokio::time::interval(Duration::from_millis(5));
-            let mut sent = 0u64;
-            while !joining.is_cancelled() {
-                tick.tick().await;
-                let data = format!("{{\"t\":{}}}", t.micros());
-                let status = http
-                    .request(&t.trigger_request(&[CHANNEL], &data))
-                    .await
-                    .expect("trigger");
-                assert_eq!(status, 200, "trigger refused");
-                sent += 1;
-            }
-            sent
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("probe runtime");
+            rt.block_on(async move {
+                let (probe, _) = join(&t, 0, 16).await.expect("probe joins");
+                let delivered = Arc::new(AtomicU64::new(0));
+                let stop = CancellationToken::new();
+                let receivers = spawn_receivers(&t, vec![probe], &delivered, &stop);
+                let _ = ready_tx.send(());
+                let mut http = Http::connect(&t.api_addr).await.expect("http connect");
+                let mut tick = tokio::time::interval(Duration::from_millis(5));
+                let mut sent = 0u64;
+                while !joining.is_cancelled() {
+                    tick.tick().await;
+                    let data = format!("{{\"t\":{}}}", t.micros());
+                    let status = http
+                        .request(&t.trigger_request(&[CHANNEL], &data))
+                        .await
+                        .expect("trigger");
+                    assert_eq!(status, 200, "trigger refused");
+                    sent += 1;
+                }
+                crate::drain(&delivered, sent, Duration::from_secs(5)).await;
+                stop.cancel();
+                let lat = crate::collect_latencies(receivers).await;
+                (sent, delivered.load(Ordering::Relaxed), lat)
+            })
         })
     };
+    ready_rx.await.expect("the probe joined");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let cpu = CpuWindow::start(t.pid);
     let started = Instant::now();
@@ -101,11 +115,12 @@ pub(crate) async fn run(t: Arc<Target>, members: usize, info: usize, concurrency
     let join_s = started.elapsed().as_secs_f64();
     let (server_cpu, own_cpu, _) = cpu.stop(t.pid);
     joining.cancel();
-    let sent = publisher.await.expect("publisher");
     let reply_bytes: usize = joined.iter().map(|(_, n)| n).sum();
-    crate::drain(&delivered, sent, Duration::from_secs(5)).await;
+    let (sent, delivered, lat) = tokio::task::spawn_blocking(move || probe.join())
+        .await
+        .expect("probe thread")
+        .expect("probe");
     stop.cancel();
-    let lat = crate::collect_latencies(receivers).await;
     for (d, _) in joined {
         let _ = d.await;
     }
@@ -118,7 +133,7 @@ pub(crate) async fn run(t: Arc<Target>, members: usize, info: usize, concurrency
         "generator_cpu_ms_per_join": round(own_cpu / members as f64 * 1e3, 3),
         "reply_mb_total": round(reply_bytes as f64 / 1e6, 1),
         "probe_triggers": sent,
-        "probe_delivered": delivered.load(Ordering::Relaxed),
+        "probe_delivered": delivered,
         "probe_latency_ms_p50": round(percentile(&lat, 0.50), 3),
         "probe_latency_ms_p99": round(percentile(&lat, 0.99), 3),
         "probe_latency_ms_max": round(lat.last().copied().unwrap_or(0) as f64 / 1000.0, 3),
