@@ -153,17 +153,23 @@ impl ChannelRegistry {
     /// Makes `channels` the whole of the channels `node` reports occupied; an empty list
     /// drops the node.
     pub(crate) fn replace_node_channels(&self, node: &str, channels: &[String]) {
-        let stale: Vec<String> = self
-            .remote_occupied
-            .lock()
-            .iter()
-            .filter(|(name, nodes)| nodes.contains(node) && !channels.contains(name))
-            .map(|(name, _)| name.clone())
-            .collect();
+        let reported: HashSet<&str> = channels.iter().map(String::as_str).collect();
+        let (stale, new): (Vec<String>, Vec<&str>) = {
+            let remote = self.remote_occupied.lock();
+            let known = |name: &str| remote.get(name).is_some_and(|n| n.contains(node));
+            let stale = remote
+                .iter()
+                .filter(|(name, nodes)| nodes.contains(node) && !reported.contains(name.as_str()))
+                .map(|(name, _)| name.clone())
+                .collect();
+            // What the node reported before changes nothing: only the others are applied.
+            let new = reported.iter().copied().filter(|c| !known(c)).collect();
+            (stale, new)
+        };
         for name in stale {
             self.remote_occupied(node, &name, false);
         }
-        for name in channels {
+        for name in new {
             self.remote_occupied(node, name, true);
         }
     }
