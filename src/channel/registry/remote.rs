@@ -162,8 +162,13 @@ impl ChannelRegistry {
                 .filter(|(name, nodes)| nodes.contains(node) && !reported.contains(name.as_str()))
                 .map(|(name, _)| name.clone())
                 .collect();
-            // What the node reported before changes nothing: only the others are applied.
-            let new = reported.iter().copied().filter(|c| !known(c)).collect();
+            // What the node reported before changes nothing: only the others are applied, in
+            // the order reported.
+            let new = channels
+                .iter()
+                .map(String::as_str)
+                .filter(|c| !known(c))
+                .collect();
             (stale, new)
         };
         for name in stale {
