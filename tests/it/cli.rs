@@ -1,24 +1,10 @@
 //! The `resound` binary: help text, configuration errors, `.env` pickup, dev app, SIGTERM.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::free_port;
-
-const BIN: &str = env!("CARGO_BIN_EXE_resound");
-
-fn clean_command(cwd: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(cwd);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("REVERB_") || k.starts_with("RESOUND_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
+use crate::support::{free_port, resound_command};
 
 /// A scratch directory, removed when dropped.
 fn tmpdir(name: &str) -> tempfile::TempDir {
@@ -114,7 +100,7 @@ impl Logged {
         use crate::support::{APP_ID, KEY, SECRET};
         let dir = tmpdir(name);
         let port = free_port();
-        let mut command = clean_command(dir.path());
+        let mut command = resound_command(dir.path());
         command
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--app-id", APP_ID, "--app-key", KEY, "--app-secret", SECRET])
@@ -164,7 +150,7 @@ impl Logged {
 
 #[test]
 fn help_documents_every_setting() {
-    let out = clean_command(tmpdir("help").path())
+    let out = resound_command(tmpdir("help").path())
         .arg("--help")
         .output()
         .unwrap();
@@ -202,7 +188,7 @@ fn help_documents_every_setting() {
 fn bad_setting_is_one_line_exit_2_before_binding() {
     let port = free_port();
     let dir = tmpdir("bad");
-    let mut child = clean_command(dir.path())
+    let mut child = resound_command(dir.path())
         .args(["--port", &port.to_string()])
         .env("REVERB_APP_ACTIVITY_TIMEOUT", "soon")
         .stdout(Stdio::piped())
@@ -245,7 +231,7 @@ fn runs_from_a_laravel_dotenv_and_stops_on_sigterm() {
         ),
     )
     .unwrap();
-    let mut child = clean_command(dir.path())
+    let mut child = resound_command(dir.path())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -259,7 +245,7 @@ fn runs_from_a_laravel_dotenv_and_stops_on_sigterm() {
 fn dev_app_is_printed_with_a_warning_on_loopback() {
     let dir = tmpdir("dev");
     let port = free_port();
-    let mut child = clean_command(dir.path())
+    let mut child = resound_command(dir.path())
         .args(["--port", &port.to_string()])
         .stdout(Stdio::piped())
         .spawn()

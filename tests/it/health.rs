@@ -16,14 +16,11 @@ async fn health(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
 }
 
 fn run_health(dir: &Path, args: &[String]) -> (Option<i32>, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_resound"));
-    cmd.current_dir(dir);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("REVERB_") || k.starts_with("RESOUND_") {
-            cmd.env_remove(k);
-        }
-    }
-    let out = cmd.args(args).arg("health").output().unwrap();
+    let out = resound_command(dir)
+        .args(args)
+        .arg("health")
+        .output()
+        .unwrap();
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -273,19 +273,6 @@ async fn a_failed_reload_keeps_the_old_certificate() {
     assert!(err.contains("does not belong to the certificate"), "{err}");
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_resound");
-
-fn command(dir: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("REVERB_") || k.starts_with("RESOUND_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
-
 #[test]
 fn a_bad_certificate_or_key_is_a_clear_startup_error_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
@@ -305,7 +292,7 @@ fn a_bad_certificate_or_key_is_a_clear_startup_error_with_exit_2() {
             "does not belong to the certificate",
         ),
     ] {
-        let out = command(dir.path())
+        let out = resound_command(dir.path())
             .args(["--port", &port, "--tls-cert", cert, "--tls-key", key])
             .stdin(Stdio::null())
             .output()
@@ -315,7 +302,7 @@ fn a_bad_certificate_or_key_is_a_clear_startup_error_with_exit_2() {
         assert!(err.contains(says), "{cert} {key}: {err}");
         assert_eq!(err.lines().count(), 1, "one line: {err}");
     }
-    let out = command(dir.path())
+    let out = resound_command(dir.path())
         .args(["--port", &port, "--tls-cert", "cert.pem"])
         .output()
         .unwrap();
@@ -329,7 +316,7 @@ async fn sighup_reloads_the_certificate_of_the_binary() {
     let (old, new) = (pki("old CA"), pki("new CA"));
     install(dir.path(), &old);
     let port = free_port();
-    let mut child = command(dir.path())
+    let mut child = resound_command(dir.path())
         .args([
             "--port",
             &port.to_string(),
@@ -417,7 +404,7 @@ async fn a_burst_of_client_frames_over_tls_is_read_whole() {
 fn sighup_does_not_end_a_server_without_tls() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut child = command(dir.path())
+    let mut child = resound_command(dir.path())
         .args(["--port", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

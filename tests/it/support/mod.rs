@@ -437,3 +437,16 @@ impl Api {
         }
     }
 }
+
+/// The resound binary, run in `cwd`, with none of this process's `REVERB_*`/`RESOUND_*`
+/// settings leaking into it.
+pub fn resound_command(cwd: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_resound"));
+    cmd.current_dir(cwd);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("REVERB_") || k.starts_with("RESOUND_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
