@@ -69,3 +69,9 @@ cargo build --locked --bin resound 2>&1
 
 echo "== conformance suite (real clients)"
 RESOUND_BIN="$PWD/target/debug/resound" conformance/run.sh
+
+# The Dockerfile, built for real and run as a container with podman (installed when absent),
+# on base-image stand-ins made from Debian's packages: no registry is reachable from here.
+# About 3 minutes on 2 cores (the release build). See the script's header and docs/deployment.md.
+echo "== container image (scripts/test-image.sh)"
+scripts/test-image.sh
