@@ -30,7 +30,10 @@ ROOT=$PWD
 say() { echo "== image: $*"; }
 fail() { echo "image test FAILED: $*" >&2; exit 1; }
 
-[ "$(id -u)" = 0 ] || fail "needs root (debootstrap and rootful podman)"
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null 2>&1 || fail "needs root (debootstrap and rootful podman), and there is no sudo"
+  exec sudo --preserve-env=PATH "$0" "$@"
+fi
 
 missing=()
 for tool in podman runc debootstrap; do

@@ -21,6 +21,8 @@ use crate::state::State;
 use crate::stats::RedisStats;
 
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// The longest wait between attempts while the node drains: its window is seconds long.
+const DRAIN_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// After a reconnect, how many beats we wait at most for the nodes we knew to be heard again
 /// before publishing what we queued meanwhile (see `Link::rejoin`).
 const REJOIN_WAIT_BEATS: u32 = 3;
@@ -84,7 +86,7 @@ async fn expire_silent_peers(state: &State, bus: &Bus) -> Infallible {
     }
 }
 
-/// Connects, serves, and reconnects with backoff, until shutdown.
+/// Connects, serves, and reconnects with backoff, until shutdown has drained this node.
 async fn links(
     state: &State,
     bus: &Bus,
@@ -134,12 +136,35 @@ async fn links(
                 warn!(error = %e, "scaling: cannot reach Redis; retrying");
             }
         }
-        tokio::select! {
-            _ = state.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+        // Shutdown does not end the retries while this node still has clients: the others
+        // must hear of their departures (the state we send on reconnecting brings back the
+        // members they dropped after the peer timeout) and of our `bye`. Once the last client
+        // has gone there is nothing left to tell, and the others drop us at the peer timeout.
+        let waited_from = tokio::time::Instant::now();
+        loop {
+            let draining = state.shutdown.is_cancelled();
+            if draining && no_clients(state) {
+                return;
+            }
+            let retry = waited_from
+                + if draining {
+                    backoff.min(DRAIN_BACKOFF_MAX)
+                } else {
+                    backoff
+                };
+            tokio::select! {
+                () = tokio::time::sleep_until(retry) => break,
+                () = tokio::time::sleep(GONE_CHECK), if draining => {}
+                () = state.shutdown.cancelled(), if !draining => {}
+            }
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
+}
+
+/// Whether every app's last connection has gone (a draining node is then done).
+fn no_clients(state: &State) -> bool {
+    state.apps().all(|app| app.connections.is_empty())
 }
 
 async fn connect(
@@ -302,7 +327,7 @@ impl Link<'_> {
                     bus.send(Msg::Draining);
                 }
                 _ = gone.tick(), if draining => {
-                    if state.apps().all(|app| app.connections.is_empty()) {
+                    if no_clients(state) {
                         // Best effort, within a second: what our clients' departures queued,
                         // then `bye`.
                         let farewell = async {

@@ -1154,3 +1154,97 @@ async fn a_draining_node_still_delivers_the_others_events_until_its_clients_have
         .unwrap()
         .unwrap();
 }
+
+/// Redis goes away just as a node starts draining and comes back during the drain: the
+/// draining node keeps redialling while it has clients, so the others get back the members
+/// they dropped after the peer timeout and then hear each departure as the drain closes it.
+/// (Before, shutdown ended the redialling: the others never heard of that node again.)
+#[tokio::test]
+async fn a_node_that_loses_redis_as_it_drains_redials_to_report_its_departures() {
+    let mut redis = Redis::start().await;
+    let channel = format!("resound-test-{}", rand_suffix());
+    let config = |drain: Duration| {
+        let mut c = node_config(redis.port, &channel);
+        let s = c.scaling.as_mut().unwrap();
+        s.beat_every = Duration::from_millis(200);
+        s.peer_timeout = Duration::from_secs(1);
+        resound::Config {
+            drain,
+            shutdown_timeout: Duration::from_secs(12),
+            ..c
+        }
+    };
+    let mut draining = TestServer::start_with(config(Duration::from_secs(8))).await;
+    let staying = TestServer::start_with(config(Duration::from_secs(1))).await;
+    let nodes = [draining, staying];
+    wait_for_peers(&nodes, 1).await;
+    let [d, staying] = nodes;
+    draining = d;
+    let ch = "presence-drain-away";
+    let mut observer = staying.connected().await;
+    observer.join(ch, "observer").await;
+    // Many members, each closed at its own random instant of the 8 s window: some are still
+    // connected when Redis is back (all twelve gone within 2.5 s has odds of about 1e-6).
+    let ids: Vec<String> = (1..=12).map(|i| format!("m{i}")).collect();
+    let mut members = Vec::new();
+    for id in &ids {
+        let mut m = draining.connected().await;
+        m.join(ch, id).await;
+        members.push(m);
+    }
+    let mut present = std::collections::BTreeSet::new();
+    while present.len() < ids.len() {
+        let v = observer.recv().await;
+        assert_eq!(v["event"], "pusher_internal:member_added", "{v}");
+        let data: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+        present.insert(data["user_id"].as_str().unwrap().to_owned());
+    }
+
+    redis.stop();
+    let stopped = draining.shutdown();
+    // The staying node drops the silent node's members after the peer timeout...
+    while !present.is_empty() {
+        let v = observer.recv().await;
+        assert_eq!(v["event"], "pusher_internal:member_removed", "{v}");
+        let data: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+        present.remove(data["user_id"].as_str().unwrap());
+    }
+    // ...and Redis is back while the other still drains.
+    let _redis = Redis::start_on(redis.port).await;
+    let mut back = std::collections::BTreeSet::new();
+    let mut gone = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Some(Seen::Frame(v)) = observer.next_seen(left).await else {
+            break;
+        };
+        let data: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+        let id = data["user_id"].as_str().unwrap().to_owned();
+        match v["event"].as_str().unwrap() {
+            "pusher_internal:member_added" => assert!(back.insert(id.clone()), "{id} added twice"),
+            "pusher_internal:member_removed" => {
+                assert!(back.contains(&id), "{id} removed but never back");
+                assert!(gone.insert(id.clone()), "{id} removed twice");
+            }
+            other => panic!("unexpected {other}: {v}"),
+        }
+        if !back.is_empty() && back == gone && stopped.is_finished() {
+            break;
+        }
+    }
+    assert!(
+        !back.is_empty(),
+        "the draining node never reported its members after Redis came back"
+    );
+    assert_eq!(
+        back, gone,
+        "every member brought back left again as the drain closed it"
+    );
+    tokio::time::timeout(Duration::from_secs(15), stopped)
+        .await
+        .expect("the draining node stops")
+        .unwrap();
+    users_become(&staying, ch, json!({"users":[{"id":"observer"}]})).await;
+    drop(members);
+}
