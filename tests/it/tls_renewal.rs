@@ -120,3 +120,43 @@ async fn a_renewal_copied_in_with_the_old_time_and_size_is_picked_up() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_kubernetes_secret_update_that_swaps_the_data_symlink_is_picked_up() {
+    // A Secret mounted as a volume: `tls.crt -> ..data/tls.crt`, `..data -> ..<timestamp>`.
+    // The kubelet updates it by writing a new timestamped folder, pointing a temporary link
+    // at it, renaming that link over `..data` (one atomic step for both files) and removing
+    // the old folder. The paths resound was given never change.
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path();
+    let (mut old, mut new) = (pki("old CA"), pki("new CA"));
+    same_sizes(&mut old, &mut new);
+    let first = mount.join("..2026_12_07_00_00_00.000000001");
+    std::fs::create_dir(&first).unwrap();
+    std::fs::write(first.join("tls.crt"), &old.cert).unwrap();
+    std::fs::write(first.join("tls.key"), &old.key).unwrap();
+    std::os::unix::fs::symlink("..2026_12_07_00_00_00.000000001", mount.join("..data")).unwrap();
+    let (cert, key) = (mount.join("tls.crt"), mount.join("tls.key"));
+    std::os::unix::fs::symlink("..data/tls.crt", &cert).unwrap();
+    std::os::unix::fs::symlink("..data/tls.key", &key).unwrap();
+    let when = [mtime(&cert), mtime(&key)];
+
+    renewal_is_picked_up(&cert, &key, &old, &new, || {
+        let second = mount.join("..2026_12_07_01_00_00.000000002");
+        std::fs::create_dir(&second).unwrap();
+        for (name, text, at) in [
+            ("tls.crt", &new.cert, when[0]),
+            ("tls.key", &new.key, when[1]),
+        ] {
+            std::fs::write(second.join(name), text).unwrap();
+            // Same times and sizes as before: only where `..data` points tells them apart.
+            set_mtime(&second.join(name), at);
+        }
+        std::os::unix::fs::symlink("..2026_12_07_01_00_00.000000002", mount.join("..data_tmp"))
+            .unwrap();
+        std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
+        std::fs::remove_dir_all(&first).unwrap();
+        assert_eq!([mtime(&cert), mtime(&key)], when);
+    })
+    .await;
+}
