@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Dockerfile for real and runs the image as a container, with podman (no Docker
 # engine runs on these machines), then checks what docs/deployment.md promises of it:
-#   - the HEALTHCHECK, run by the container engine, reports the container healthy, and
-#     `resound health` in the container fails (exit 1) against a port nothing serves;
+#   - the HEALTHCHECK, run by the container engine, reports the container healthy (the server
+#     started with a flag after the image name: the bare `resound health` reads the main
+#     process's arguments), and `resound --port 1 health` in the container fails (exit 1);
 #   - the server runs as the unprivileged `resound` user, and real clients work through the
 #     published port (conformance/image-check.mjs: laravel-echo, pusher-js, the Node SDK);
 #   - SIGTERM (`podman stop`) drains and exits 0 well within the stop timeout;
@@ -136,11 +137,13 @@ health=$(pm image inspect localhost/resound:test --format '{{json .HealthCheck}}
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 say "container on port $port"
-# The suite's app (conformance/lib/harness.mjs APP), for the clients of image-check.mjs.
+# The suite's app (conformance/lib/harness.mjs APP), for the clients of image-check.mjs. The
+# port is a flag after the image name, the rest the environment: the HEALTHCHECK's bare
+# `resound health` must find the port in the main process's arguments.
 container=$(pm run -d "${limits[@]}" --name "resound-image-test-$$" \
-  -e REVERB_SERVER_PORT="$port" -e RESOUND_DRAIN_SECONDS=2 \
+  -e RESOUND_DRAIN_SECONDS=2 \
   -e REVERB_APP_ID=558412 -e REVERB_APP_KEY=q7h2x9v4m1n8b3c6z5k0 -e REVERB_APP_SECRET=w3e8r1t6y9u4i2o7p5a0 \
-  localhost/resound:test 2>"$work/run.log")
+  localhost/resound:test --port "$port" 2>"$work/run.log")
 
 # The engine runs the image's HEALTHCHECK command (on a timer where systemd runs; here on
 # demand, the same check): healthy once the server is up.
@@ -156,7 +159,7 @@ done
 status=$(pm inspect "$container" --format '{{.State.Health.Status}}')
 [ "$status" = healthy ] || fail "health status '$status' after a passing check"
 say "HEALTHCHECK: $status"
-if pm exec -e REVERB_SERVER_PORT=1 "$container" /usr/local/bin/resound health >/dev/null 2>&1; then
+if pm exec "$container" /usr/local/bin/resound --port 1 health >/dev/null 2>&1; then
   fail "'resound health' passed against a port nothing serves"
 fi
 user=$(pm exec "$container" id -un)

@@ -15,6 +15,38 @@ use tokio::net::TcpStream;
 
 use crate::config::Config;
 
+/// The command line and working directory of this container's main process (PID 1), when
+/// it is this same binary started with arguments other than `health`: `resound health` run
+/// bare (the image's `HEALTHCHECK`) reads its settings from them, so that a server started
+/// with flags (`docker run resound --port 9000`) is asked where it listens. The environment
+/// is the container's for both processes. `None` outside such a container, when PID 1 is
+/// another program (a shell, `tini`), or when its files cannot be read.
+#[cfg(target_os = "linux")]
+pub fn main_process_args() -> Option<(Vec<std::ffi::OsString>, std::path::PathBuf)> {
+    let exe = std::fs::read_link("/proc/1/exe").ok()?;
+    if exe != std::env::current_exe().ok()? {
+        return None;
+    }
+    let args = split_cmdline(&std::fs::read("/proc/1/cmdline").ok()?);
+    if args.len() < 2 || args.iter().skip(1).any(|a| a == "health") {
+        return None;
+    }
+    let cwd = std::fs::read_link("/proc/1/cwd").ok()?;
+    Some((args, cwd))
+}
+
+/// The arguments in a `/proc/<pid>/cmdline`: each one ends with a NUL byte.
+#[cfg(target_os = "linux")]
+fn split_cmdline(raw: &[u8]) -> Vec<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    raw.strip_suffix(&[0])
+        .unwrap_or(raw)
+        .split(|b| *b == 0)
+        .filter(|_| !raw.is_empty())
+        .map(|a| std::ffi::OsStr::from_bytes(a).to_owned())
+        .collect()
+}
+
 /// How long the whole check may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -128,5 +160,20 @@ impl ServerCertVerifier for AnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::split_cmdline;
+
+    #[test]
+    fn a_cmdline_splits_at_each_nul() {
+        assert_eq!(
+            split_cmdline(b"/usr/local/bin/resound\0--port\09000\0"),
+            ["/usr/local/bin/resound", "--port", "9000"]
+        );
+        assert_eq!(split_cmdline(b"resound\0\0"), ["resound", ""]);
+        assert!(split_cmdline(b"").is_empty());
     }
 }

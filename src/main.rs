@@ -12,12 +12,23 @@ use tracing_subscriber::EnvFilter;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let matches = config::command().get_matches();
-    let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    let mut matches = config::command().get_matches();
+    let is_health = matches.subcommand_matches("health").is_some();
+    let mut cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    // `resound health` alone, in a container whose main process is resound started with
+    // flags: check the server those flags describe.
+    #[cfg(target_os = "linux")]
+    if is_health && std::env::args_os().len() == 2 {
+        if let Some((args, dir)) = resound::health::main_process_args() {
+            if let Ok(main) = config::command().try_get_matches_from(args) {
+                (matches, cwd) = (main, dir);
+            }
+        }
+    }
     let config = match config::load(&matches, &cwd) {
         Ok(c) => c,
         // A container health check reserves exit code 2: `resound health` says unhealthy.
-        Err(e) if matches.subcommand_matches("health").is_some() => {
+        Err(e) if is_health => {
             eprintln!("resound health: {e}");
             return ExitCode::from(1);
         }
@@ -26,7 +37,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if matches.subcommand_matches("health").is_some() {
+    if is_health {
         return health(&config);
     }
     let level = if config.debug {
