@@ -493,24 +493,14 @@ impl Listener for Bus {
                 data: data.map(ToOwned::to_owned),
                 user_id: user_id.map(ToOwned::to_owned),
             },
-            Activity::MemberJoined { channel, member } => {
-                // The member's socket is subscribing: the channel is occupied here, which the
-                // others must know before the member (`ChannelOccupied` is reported after
-                // this; saying it twice changes nothing), so their webhooks come in order.
-                if self.webhook_apps.contains(app_id) {
-                    self.send(Msg::Occupied {
-                        app: app(),
-                        channel: channel.to_owned(),
-                        occupied: true,
-                    });
-                }
-                Msg::Join {
-                    app: app(),
-                    channel: channel.to_owned(),
-                    user_id: member.user_id.clone(),
-                    user_info: member.user_info.clone(),
-                }
-            }
+            // Reported after the channel's `ChannelOccupied`: the others hear of the channel
+            // before its member, so their webhooks come in order.
+            Activity::MemberJoined { channel, member } => Msg::Join {
+                app: app(),
+                channel: channel.to_owned(),
+                user_id: member.user_id.clone(),
+                user_info: member.user_info.clone(),
+            },
             Activity::MemberLeft { channel, id } => Msg::Leave {
                 app: app(),
                 channel: channel.to_owned(),

@@ -153,9 +153,9 @@ impl ChannelRegistry {
         if fresh {
             let occupied = ch.subscribers.is_empty();
             let member_id = member.as_ref().map(|m| m.id.clone());
-            let mut added = None;
+            let (mut added, mut joined_here) = (None, None);
             if let Some(m) = member {
-                added = self.join_presence(name, &mut ch, m, id, &mut out);
+                (added, joined_here) = self.join_presence(name, &mut ch, m, id, &mut out);
             }
             ch.subscribers.insert(
                 id,
@@ -176,6 +176,13 @@ impl ChannelRegistry {
                     self.hooks
                         .report(|| Activity::ClusterOccupied { channel: name });
                 }
+            }
+            // After the occupancy: a listener hears of a channel before its members.
+            if let Some(member) = &joined_here {
+                self.hooks.report(|| Activity::MemberJoined {
+                    channel: name,
+                    member,
+                });
             }
             if let Some(user_id) = &added {
                 self.hooks.report(|| Activity::ClusterMemberAdded {
@@ -271,9 +278,9 @@ impl ChannelRegistry {
     }
 
     /// A local socket of `m` joins: `member_added` to the others when the user is new to the
-    /// channel everywhere, and the user's first socket here is reported. Returns the user's
-    /// id when it is new everywhere and somebody listens, for the caller to report once the
-    /// channel's occupancy is.
+    /// channel everywhere. When somebody listens, returns what the caller reports once the
+    /// channel's occupancy is: the user's id when it is new everywhere, and the member when
+    /// this is the user's first socket here.
     fn join_presence(
         &self,
         name: &str,
@@ -281,7 +288,7 @@ impl ChannelRegistry {
         m: PresenceMember,
         id: SocketId,
         out: &mut Pending,
-    ) -> Option<String> {
+    ) -> (Option<String>, Option<PresenceMember>) {
         let announce = server::member_added(name, &m.user_id, m.user_info.as_deref());
         // Kept for the report only when somebody listens (the member moves into the set).
         let reported = self.hooks.is_heard().then(|| m.clone());
@@ -293,13 +300,7 @@ impl ChannelRegistry {
             .as_ref()
             .filter(|_| joined.added)
             .map(|m| m.id.clone());
-        if let Some(member) = reported.filter(|_| joined.first_local) {
-            self.hooks.report(|| Activity::MemberJoined {
-                channel: name,
-                member: &member,
-            });
-        }
-        added
+        (added, reported.filter(|_| joined.first_local))
     }
 
     /// Removes one socket from a channel, announcing `member_removed` when it was the user's

@@ -77,6 +77,29 @@ fn a_repeated_subscribe_only_repeats_the_reply() {
 }
 
 #[test]
+fn a_presence_channel_is_reported_occupied_before_its_first_member() {
+    let (reg, record) = registry(false);
+    subscribe(&reg, "presence-room", &handle(), Some("a"));
+    let kinds: Vec<String> = record
+        .take()
+        .iter()
+        .map(|a| a.split([' ', '{']).next().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "Subscribed",
+            "ChannelOccupied",
+            "ClusterOccupied",
+            "MemberJoined",
+            "ClusterMemberAdded",
+            "SubscriptionCount",
+            "ClusterSubscriptionCount"
+        ]
+    );
+}
+
+#[test]
 fn presence_counts_users_not_sockets() {
     let (reg, record) = registry(false);
     let (a1, a2, b) = (handle(), handle(), handle());
