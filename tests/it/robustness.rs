@@ -254,3 +254,55 @@ async fn large_concurrent_fanouts_reach_everyone_whole_and_in_order() {
             .unwrap();
     }
 }
+
+/// serde reads a JSON array into a struct field by field, so `["5"]` used to pass for
+/// `{"user_id":"5"}`: a presence member, a signed-in user or a whole frame made of an
+/// array was accepted. Every one of these must be an object (Pusher and Reverb refuse them).
+#[tokio::test]
+async fn json_arrays_are_not_taken_for_objects() {
+    let server = TestServer::start().await;
+    let mut c = server.connected().await;
+    // A correctly signed presence subscribe whose channel_data is an array.
+    c.send_signed_subscribe("presence-arr", Some(r#"["5",{"name":"x"}]"#))
+        .await;
+    assert_eq!(error_of(&c.recv().await).0, 4200);
+    // A correctly signed sign-in whose user_data is an array.
+    let ud = r#"["7",null,["8"]]"#;
+    let sig = resound::auth::sign(
+        SECRET,
+        &resound::auth::signin_string_to_sign(&c.socket_id, ud),
+    );
+    c.send(
+        json!({"event":"pusher:signin","data":{"auth": format!("{KEY}:{sig}"), "user_data": ud}}),
+    )
+    .await;
+    assert_eq!(error_of(&c.recv().await).0, 4009);
+    // Whole frames, and the data of pusher: events, as arrays.
+    for frame in [
+        r#"["pusher:ping"]"#,
+        r#"{"event":"pusher:subscribe","data":["arr-channel"]}"#,
+        r#"{"event":"pusher:subscribe","data":"[\"arr-channel\"]"}"#,
+        r#"{"event":"pusher:unsubscribe","data":["arr-channel"]}"#,
+    ] {
+        c.send_text(frame).await;
+        let v = c.recv().await;
+        assert_eq!(error_of(&v).0, 4200, "{frame} -> {v}");
+    }
+    // None of it took effect: no member, no user, no subscription; the connection still works.
+    let users = server.http().get("/channels/presence-arr/users", &[]).await;
+    assert_eq!(users.json()["users"], json!([]), "{}", users.body);
+    let arr = server.http().get("/channels/arr-channel", &[]).await;
+    assert_eq!(arr.json()["occupied"], false, "{}", arr.body);
+    c.subscribe_public("arr-channel").await;
+    // Had the array signed it in as user 7, signing in as someone else would now be refused.
+    let ud = r#"{"id":"9"}"#;
+    let sig = resound::auth::sign(
+        SECRET,
+        &resound::auth::signin_string_to_sign(&c.socket_id, ud),
+    );
+    c.send(
+        json!({"event":"pusher:signin","data":{"auth": format!("{KEY}:{sig}"), "user_data": ud}}),
+    )
+    .await;
+    assert_eq!(c.recv().await["event"], "pusher:signin_success");
+}
