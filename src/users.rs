@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 
 use crate::connection::{ConnectionHandle, Outgoing, Pending, SocketId};
 use crate::hooks::{Activity, AppHooks};
+use crate::protocol::message::from_object;
 use crate::protocol::{server, PusherError};
 
 /// Most watchlist entries honoured per user.
@@ -42,8 +43,7 @@ impl SignedInUser {
             #[serde(default)]
             watchlist: Option<Vec<serde_json::Value>>,
         }
-        let ud: UserData =
-            serde_json::from_str(user_data).map_err(|_| PusherError::Unauthorized)?;
+        let ud: UserData = from_object(user_data).ok_or(PusherError::Unauthorized)?;
         let id = id_string(&ud.id).ok_or(PusherError::Unauthorized)?;
         let mut watchlist = ud
             .watchlist
@@ -283,6 +283,7 @@ mod tests {
             r#"{"user_info":{}}"#,
             r#"{"id":null}"#,
             r#"{"id":"1","watchlist":"7"}"#,
+            r#"["42"]"#,
         ] {
             assert!(SignedInUser::from_user_data(bad).is_err(), "{bad}");
         }

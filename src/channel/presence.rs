@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::protocol::message::from_object;
 use crate::protocol::PusherError;
 
 /// A user as announced in `channel_data`.
@@ -32,8 +33,7 @@ impl PresenceMember {
             #[serde(default)]
             user_info: Option<Box<RawValue>>,
         }
-        let cd: ChannelData =
-            serde_json::from_str(data).map_err(|_| PusherError::InvalidMessage)?;
+        let cd: ChannelData = from_object(data).ok_or(PusherError::InvalidMessage)?;
         PresenceMember::from_parts(cd.user_id, cd.user_info).ok_or(PusherError::InvalidMessage)
     }
 
@@ -370,6 +370,8 @@ mod tests {
             r#"{"user_id":""}"#,
             r#"{"user_id":null}"#,
             r#"{"user_id":{}}"#,
+            r#"["5"]"#,
+            r#"["5",{"name":"x"}]"#,
         ] {
             assert!(PresenceMember::from_channel_data(bad).is_err(), "{bad}");
         }

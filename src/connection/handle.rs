@@ -118,9 +118,13 @@ impl ConnectionHandle {
         let limits = &self.0.limits;
         let (len, was_empty) = (out.len(), st.queue.is_empty());
         // A frame for a connection that is keeping up goes out at once, whatever its size;
-        // a connection that is behind is held to its bounds and to the shared budget.
+        // a connection that is behind is held to its bounds and to the shared budget. The
+        // byte bound leaves out the frame being written (or the new one, if larger): a reply
+        // bigger than the bound (a large presence channel's member list) is not, while it
+        // goes out, a reason to drop the client for the next event; what queues up behind
+        // it still is.
         let full = st.queue.len() >= limits.frames
-            || (!was_empty && st.bytes + len > limits.bytes)
+            || (!was_empty && st.beyond_largest(len) > limits.bytes)
             || (!was_empty
                 && st.bytes + len > UNCHARGED
                 && limits.budget.must_drop(st.bytes + len, len));

@@ -99,6 +99,17 @@ impl Outbound {
         self.queue.push_back(out);
     }
 
+    /// Bytes queued, were `len` more queued, besides the larger of the frame being written
+    /// (what is left of it) and the new one: what the per-connection byte bound is held
+    /// against (see `ConnectionHandle::push`).
+    pub(super) fn beyond_largest(&self, len: usize) -> usize {
+        let front = self
+            .queue
+            .front()
+            .map_or(0, |f| f.len() - self.front_written);
+        self.bytes + len - front.max(len)
+    }
+
     /// Drops the frames not yet started (a partly written one is kept: the client would
     /// otherwise read garbage); returns how many.
     pub(super) fn drop_unstarted(&mut self) -> usize {

@@ -236,7 +236,11 @@ async fn route(
     }
     match seg.as_slice() {
         ["up"] => {
-            only(&method, Method::GET, "GET")?;
+            // HEAD as well, as Reverb's router allows: uptime checks use it. hyper sends a
+            // HEAD response's headers only.
+            if method != Method::HEAD {
+                only(&method, Method::GET, "GET, HEAD")?;
+            }
             ok(serde_json::json!({ "health": "OK" }))
         }
         ["app", key] => {

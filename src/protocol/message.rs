@@ -69,6 +69,17 @@ pub(crate) fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
     }
 }
 
+/// Deserializes `text` into `T` only when it is a JSON object. serde reads a JSON array into
+/// a struct field by field (`["5"]` as `{"user_id":"5"}`), which no peer means: frames,
+/// their `data`, `channel_data` and `user_data` are objects or nothing.
+pub(crate) fn from_object<'a, T: Deserialize<'a>>(text: &'a str) -> Option<T> {
+    if text.trim_ascii_start().starts_with('{') {
+        serde_json::from_str(text).ok()
+    } else {
+        None
+    }
+}
+
 #[derive(Deserialize)]
 struct Unsubscribe {
     channel: String,
@@ -107,7 +118,7 @@ impl<'a> ClientMessage<'a> {
     /// Parses one text frame. Anything malformed is `InvalidMessage` (4200), which never
     /// closes the connection.
     pub(crate) fn parse(text: &'a str) -> Result<ClientMessage<'a>, PusherError> {
-        let env: Envelope = serde_json::from_str(text).map_err(|_| PusherError::InvalidMessage)?;
+        let env: Envelope = from_object(text).ok_or(PusherError::InvalidMessage)?;
         match &*env.event {
             "pusher:ping" => Ok(ClientMessage::Ping),
             "pusher:pong" => Ok(ClientMessage::Pong),
@@ -146,11 +157,11 @@ fn decode_data<T: for<'de> Deserialize<'de>>(data: Option<&RawValue>) -> Result<
     let text = raw.get();
     let parsed = if text.starts_with('"') {
         let inner = raw_str(raw).ok_or(PusherError::InvalidMessage)?;
-        serde_json::from_str(&inner)
+        from_object(&inner)
     } else {
-        serde_json::from_str(text)
+        from_object(text)
     };
-    parsed.map_err(|_| PusherError::InvalidMessage)
+    parsed.ok_or(PusherError::InvalidMessage)
 }
 
 #[derive(Serialize)]
@@ -388,6 +399,11 @@ mod tests {
             r#"{"event":"pusher:bogus","data":{}}"#,
             r#"{"event":"client-x","data":{}}"#,
             r#"{"event":"client-x","channel":7,"data":{}}"#,
+            // Arrays are not objects, though serde would read them into the structs.
+            r#"["pusher:ping"]"#,
+            r#"{"event":"pusher:subscribe","data":["p"]}"#,
+            r#"{"event":"pusher:subscribe","data":"[\"p\"]"}"#,
+            r#"{"event":"pusher:signin","data":["a:b","{}"]}"#,
         ] {
             assert_eq!(
                 ClientMessage::parse(text).unwrap_err(),

@@ -254,3 +254,128 @@ async fn large_concurrent_fanouts_reach_everyone_whole_and_in_order() {
             .unwrap();
     }
 }
+
+/// serde reads a JSON array into a struct field by field, so `["5"]` used to pass for
+/// `{"user_id":"5"}`: a presence member, a signed-in user or a whole frame made of an
+/// array was accepted. Every one of these must be an object (Pusher and Reverb refuse them).
+#[tokio::test]
+async fn json_arrays_are_not_taken_for_objects() {
+    let server = TestServer::start().await;
+    let mut c = server.connected().await;
+    // A correctly signed presence subscribe whose channel_data is an array.
+    c.send_signed_subscribe("presence-arr", Some(r#"["5",{"name":"x"}]"#))
+        .await;
+    assert_eq!(error_of(&c.recv().await).0, 4200);
+    // A correctly signed sign-in whose user_data is an array.
+    let ud = r#"["7",null,["8"]]"#;
+    let sig = resound::auth::sign(
+        SECRET,
+        &resound::auth::signin_string_to_sign(&c.socket_id, ud),
+    );
+    c.send(
+        json!({"event":"pusher:signin","data":{"auth": format!("{KEY}:{sig}"), "user_data": ud}}),
+    )
+    .await;
+    assert_eq!(error_of(&c.recv().await).0, 4009);
+    // Whole frames, and the data of pusher: events, as arrays.
+    for frame in [
+        r#"["pusher:ping"]"#,
+        r#"{"event":"pusher:subscribe","data":["arr-channel"]}"#,
+        r#"{"event":"pusher:subscribe","data":"[\"arr-channel\"]"}"#,
+        r#"{"event":"pusher:unsubscribe","data":["arr-channel"]}"#,
+    ] {
+        c.send_text(frame).await;
+        let v = c.recv().await;
+        assert_eq!(error_of(&v).0, 4200, "{frame} -> {v}");
+    }
+    // None of it took effect: no member, no user, no subscription; the connection still works.
+    let users = server.http().get("/channels/presence-arr/users", &[]).await;
+    assert_eq!(users.json()["users"], json!([]), "{}", users.body);
+    let arr = server.http().get("/channels/arr-channel", &[]).await;
+    assert_eq!(arr.json()["occupied"], false, "{}", arr.body);
+    c.subscribe_public("arr-channel").await;
+    // Had the array signed it in as user 7, signing in as someone else would now be refused.
+    let ud = r#"{"id":"9"}"#;
+    let sig = resound::auth::sign(
+        SECRET,
+        &resound::auth::signin_string_to_sign(&c.socket_id, ud),
+    );
+    c.send(
+        json!({"event":"pusher:signin","data":{"auth": format!("{KEY}:{sig}"), "user_data": ud}}),
+    )
+    .await;
+    assert_eq!(c.recv().await["event"], "pusher:signin_success");
+}
+
+/// A client reading nothing yet, with no limit on frame sizes: for replies bigger than the
+/// kernel's socket buffers, which stay queued on the server until the client reads.
+async fn connected_unlimited(server: &TestServer) -> Client {
+    let url = format!("ws://{}/app/{KEY}?protocol=7", server.addr);
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(None)
+        .max_frame_size(None);
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), false)
+        .await
+        .expect("websocket connects");
+    let mut c = Client {
+        ws,
+        socket_id: String::new(),
+    };
+    let ev = c.recv().await;
+    assert_eq!(ev["event"], "pusher:connection_established", "{ev}");
+    let data: serde_json::Value = serde_json::from_str(ev["data"].as_str().unwrap()).unwrap();
+    c.socket_id = data["socket_id"].as_str().unwrap().to_owned();
+    c
+}
+
+/// A presence channel's `subscription_succeeded` can be larger than the per-connection
+/// outbound bound (1 MiB): the default limits allow 1000 members with 1 KB of `user_info`
+/// each, doubled by the string encoding. Such a reply goes out whole to a joiner that is
+/// keeping up, but until the joiner has read it, any event for the channel used to find
+/// the queue "over 1 MiB" and close the joiner with 4100; pusher-js came back a second later,
+/// rejoined and was closed again. Here one member's large `user_info` stands in for many
+/// members, so that the reply outgrows the kernel's socket buffers on loopback.
+#[tokio::test]
+async fn a_reply_bigger_than_the_outbound_bound_is_not_held_against_the_joiner() {
+    let mut app = app();
+    app.max_user_info_size = 0;
+    app.max_message_size = 64 << 20;
+    let server = TestServer::start_with(config_with(app)).await;
+    let channel = "presence-crowd";
+    let mut big = connected_unlimited(&server).await;
+    let info = json!({"user_id": "big", "user_info": {"bio": "x".repeat(16 << 20)}}).to_string();
+    big.subscribe_signed(channel, Some(&info)).await;
+
+    // The joiner does not read while its reply (over 16 MB) waits; an event arrives meanwhile.
+    let mut joiner = connected_unlimited(&server).await;
+    joiner
+        .send_signed_subscribe(channel, Some(r#"{"user_id":"joiner"}"#))
+        .await;
+    assert_eq!(big.recv().await["event"], "pusher_internal:member_added");
+    let api = server.http();
+    assert_eq!(api.trigger(&[channel], "news", "1", None).await.status, 200);
+    assert_eq!(big.recv().await["event"], "news");
+    let reply = joiner.recv().await;
+    assert_eq!(reply["event"], "pusher_internal:subscription_succeeded");
+    let next = joiner.recv().await;
+    assert_eq!(
+        (&next["event"], &next["data"]),
+        (&json!("news"), &json!("1"))
+    );
+
+    // The bound still holds for what queues up behind a large frame: a joiner that does not
+    // read while more than 1 MiB of events follow its reply is dropped as too slow.
+    let mut stalled = connected_unlimited(&server).await;
+    stalled
+        .send_signed_subscribe(channel, Some(r#"{"user_id":"stalled"}"#))
+        .await;
+    assert_eq!(big.recv().await["event"], "pusher_internal:member_added");
+    let data = "y".repeat(10_000);
+    for _ in 0..120 {
+        assert_eq!(
+            api.trigger(&[channel], "news", &data, None).await.status,
+            200
+        );
+    }
+    assert_eq!(stalled.expect_close().await.0, Some(4100));
+}
