@@ -26,6 +26,7 @@ pub fn command() -> Command {
         .arg(
             Arg::new("config")
                 .long("config")
+                .global(true)
                 .env("RESOUND_CONFIG")
                 .value_name("FILE")
                 .help("TOML config file (server settings and any number of [[apps]])"),
@@ -33,6 +34,7 @@ pub fn command() -> Command {
         .arg(
             Arg::new("debug")
                 .long("debug")
+                .global(true)
                 .env("RESOUND_DEBUG")
                 .action(clap::ArgAction::SetTrue)
                 .help("Log every connection, subscription and message"),
@@ -40,6 +42,7 @@ pub fn command() -> Command {
         .arg(
             Arg::new("hostname")
                 .long("hostname")
+                .global(true)
                 .value_name("HOST")
                 .help("Accepted for reverb:start compatibility; unused"),
         )
@@ -56,9 +59,11 @@ pub fn command() -> Command {
 /// One setting's flag, bound to its variable. A boolean's flag may be given bare, as
 /// `--debug` is, meaning true; `--scaling=false` and `--scaling false` still say false.
 fn setting_arg(st: &Setting) -> Arg {
+    // Global, so `resound health --port 9000` takes the server's flags too.
     let arg = Arg::new(st.env)
         .long(st.flag)
         .env(st.env)
+        .global(true)
         .help(st.help_line());
     if st.boolean {
         arg.value_name("BOOL")
