@@ -273,6 +273,17 @@ async fn a_failed_reload_keeps_the_old_certificate() {
     assert!(err.contains("does not belong to the certificate"), "{err}");
 }
 
+/// A P-256 key encrypted with a passphrase (`openssl pkey -aes256`), as a key kept for
+/// Reverb's `passphrase` option looks.
+const ENCRYPTED_KEY: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----
+MIHsMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAiXT1Czr7DqMgICCAAw
+DAYIKoZIhvcNAgkFADAdBglghkgBZQMEASoEEB9QvS6RiCbBKJvehuY9TasEgZAq
+PgoaaBkvNcyDWV1MGo4vzptHVbHOc0z7sVlNPmR0Y0uoieKaoIKW7ih9gbIa9E56
+rLucMk6aqTcLUDqXXKHZpDxdMkhyYR7xbNfkMqwUuqPeItNNMYSS9IdjaaRew1NA
+t0nqdFAlPPVTAUmo4ztBDMtystFl9OKPvOOzWtOMa0Vk2JPFzSqgX1Dm/f7WVC8=
+-----END ENCRYPTED PRIVATE KEY-----
+";
+
 #[test]
 fn a_bad_certificate_or_key_is_a_clear_startup_error_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
@@ -281,11 +292,14 @@ fn a_bad_certificate_or_key_is_a_clear_startup_error_with_exit_2() {
     std::fs::write(dir.path().join("key.pem"), &one.key).unwrap();
     std::fs::write(dir.path().join("other-key.pem"), &two.key).unwrap();
     std::fs::write(dir.path().join("junk.pem"), "not a certificate\n").unwrap();
+    std::fs::write(dir.path().join("encrypted-key.pem"), ENCRYPTED_KEY).unwrap();
     let port = free_port().to_string();
     for (cert, key, says) in [
         ("missing.pem", "key.pem", "cannot read the TLS certificate"),
         ("junk.pem", "key.pem", "no certificate in it"),
         ("cert.pem", "junk.pem", "no private key in it"),
+        // Reverb's `passphrase` option has no counterpart: the message says what to do.
+        ("cert.pem", "encrypted-key.pem", "protected by a passphrase"),
         (
             "cert.pem",
             "other-key.pem",
