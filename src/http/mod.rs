@@ -236,7 +236,11 @@ async fn route(
     }
     match seg.as_slice() {
         ["up"] => {
-            only(&method, Method::GET, "GET")?;
+            // HEAD as GET, as HTTP asks and Reverb's router does: some uptime monitors and
+            // load balancers check with HEAD (hyper sends the head without the body).
+            if method != Method::HEAD {
+                only(&method, Method::GET, "GET, HEAD")?;
+            }
             ok(serde_json::json!({ "health": "OK" }))
         }
         ["app", key] => {

@@ -506,8 +506,13 @@ async fn routing_errors() {
     assert!(r.headers.contains("allow: POST"), "{}", r.headers);
     let r = api.raw("POST", "/up", "").await;
     assert_eq!(r.status, 405);
+    assert!(r.headers.contains("allow: GET, HEAD"), "{}", r.headers);
     let r = api.raw("GET", "/up", "").await;
     assert_eq!((r.status, r.body.as_str()), (200, r#"{"health":"OK"}"#));
+    // A monitor's HEAD gets the same status and length, without the body.
+    let r = api.raw("HEAD", "/up", "").await;
+    assert_eq!((r.status, r.body.as_str()), (200, ""), "{}", r.headers);
+    assert!(r.headers.contains("content-length: 15"), "{}", r.headers);
 }
 
 #[tokio::test]
