@@ -356,10 +356,13 @@ pub(super) fn dotenv_layer(
     path: &Path,
 ) -> Result<Layer, ConfigError> {
     let bad = |e: String| ConfigError(format!("invalid .env file '{}': {e}", path.display()));
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     reader
-        .read_to_string(&mut text)
+        .read_to_end(&mut bytes)
         .map_err(|e| bad(e.to_string()))?;
+    // Laravel reads a file saved in another encoding (an `APP_NAME=Café` in Latin-1), its
+    // stray bytes replaced; so does resound, rather than refusing to start.
+    let text = String::from_utf8_lossy(&bytes);
     let values = super::dotenv::parse(&text, |name| std::env::var(name).ok()).map_err(bad)?;
     Ok(values
         .into_iter()

@@ -127,3 +127,14 @@ fn env_values_lose_one_pair_of_quotes_as_laravels_env_gives_them() {
     let c = super::load_args(&["--config", cfg.to_str().unwrap()], d.path()).unwrap();
     assert_eq!(c.apps[0].key, "'quoted'");
 }
+
+/// A `.env` saved in Latin-1 (an editor's default on some systems) holds bytes that are not
+/// UTF-8; Laravel reads it, and so must resound, whatever line they are on.
+#[test]
+fn a_dotenv_with_bytes_that_are_not_utf8_is_read() {
+    let d = super::tmpdir("latin1");
+    let env = b"APP_NAME=Caf\xe9\nREVERB_APP_ID=1\nREVERB_APP_KEY=k\nREVERB_APP_SECRET=s\n";
+    std::fs::write(d.path().join(".env"), env).unwrap();
+    let c = super::load_args(&[], d.path()).unwrap();
+    assert_eq!(c.apps[0].key, "k");
+}
