@@ -39,13 +39,6 @@ pub fn command() -> Command {
                 .action(clap::ArgAction::SetTrue)
                 .help("Log every connection, subscription and message"),
         )
-        .arg(
-            Arg::new("hostname")
-                .long("hostname")
-                .global(true)
-                .value_name("HOST")
-                .help("Accepted for reverb:start compatibility; unused"),
-        )
         .subcommand(Command::new("health").about(
             "Ask the server this configuration describes for /up (over TLS when configured): \
              exit 0 when it answers 200, 1 otherwise",

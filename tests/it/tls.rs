@@ -507,3 +507,69 @@ async fn the_console_cookie_is_secure_over_tls() {
         .unwrap_or_else(|| panic!("no cookie: {text}"));
     assert!(cookie.contains("; Secure"), "{cookie}");
 }
+
+/// Laravel Herd and Valet make a certificate for each secured site, and `reverb:start` serves
+/// it when `REVERB_HOST` (or `--hostname`) names the site, so a Laravel `.env` with
+/// `REVERB_HOST="myapp.test"` and `REVERB_SCHEME=https` gets `wss://` with no TLS setting.
+/// The binary does the same, from the folders under `HOME`, and `resound health` follows.
+#[tokio::test]
+async fn a_herd_or_valet_certificate_for_reverb_host_is_served() {
+    let (home, site) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let pki = pki("valet CA");
+    let port = free_port();
+    std::fs::write(
+        site.path().join(".env"),
+        format!(
+            "REVERB_APP_ID={APP_ID}\nREVERB_APP_KEY={KEY}\nREVERB_APP_SECRET={SECRET}\n\
+             REVERB_HOST=\"myapp.test\"\nREVERB_SCHEME=https\nREVERB_SERVER_HOST=127.0.0.1\n\
+             REVERB_SERVER_PORT={port}\n"
+        ),
+    )
+    .unwrap();
+    let (home_dir, site_dir) = (home.path().to_owned(), site.path().to_owned());
+    let run = move |args: &[&str]| {
+        let mut cmd = resound_command(&site_dir);
+        cmd.env("HOME", &home_dir).args(args);
+        cmd
+    };
+    // No certificate for the site: plain HTTP, as Reverb.
+    let mut server = run(&[]).stdout(Stdio::null()).spawn().unwrap();
+    let up = wait_until(
+        async || {
+            let api = Api {
+                addr: ([127, 0, 0, 1], port).into(),
+                app_id: APP_ID.into(),
+                key: KEY.into(),
+                secret: SECRET.into(),
+                prefix: String::new(),
+            };
+            TcpStream::connect(api.addr).await.is_ok()
+                && api.raw("GET", "/up", "").await.status == 200
+        },
+        WAIT,
+    )
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(up, "plain /up without a certificate");
+
+    let certs = home.path().join(".config/valet/Certificates");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::write(certs.join("myapp.test.crt"), &pki.cert).unwrap();
+    std::fs::write(certs.join("myapp.test.key"), &pki.key).unwrap();
+    let mut server = run(&[]).stdout(Stdio::null()).spawn().unwrap();
+    let tls = connector(&pki.ca);
+    let served = wait_until(async || handshake(port, &tls).await.is_ok(), WAIT).await;
+    let check = run.clone();
+    let health = tokio::task::spawn_blocking(move || check(&["health"]).output().unwrap());
+    let health = health.await.unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(served, "the Valet certificate was not served");
+    assert_eq!(
+        health.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&health.stderr)
+    );
+}
