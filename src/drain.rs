@@ -13,6 +13,9 @@ use crate::connection::CloseReason;
 use crate::protocol::PusherError;
 use crate::state::State;
 
+/// How often a wait for a connection's instant looks whether it was closed meanwhile.
+const TICK: Duration = Duration::from_millis(100);
+
 /// Closes every connection open now at a random instant in `[start, start + window)`, in
 /// order, then sweeps up any that opened meanwhile. Returns once the last one was told (at
 /// the latest instant drawn, so a little before the end of the window).
@@ -38,7 +41,11 @@ pub(crate) async fn drain(state: &State, start: Instant, window: Duration) {
         "draining: closing connections spread over the window"
     );
     for (at, handle) in schedule {
-        tokio::time::sleep_until(start + at).await;
+        // One closed meanwhile (a second signal closes them all) is not waited for: the
+        // wait is cut in ticks so that such a close is seen within one.
+        while !handle.is_closing() && Instant::now() < start + at {
+            tokio::time::sleep_until((start + at).min(Instant::now() + TICK)).await;
+        }
         handle.close(reason.clone());
     }
     // Connections that registered after the schedule was made (their session closes itself

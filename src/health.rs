@@ -92,6 +92,13 @@ async fn ask(config: &Config) -> Result<(), String> {
     let status = answer.lines().next().unwrap_or("");
     if status.starts_with("HTTP/1.1 200") {
         Ok(())
+    } else if config.tls.is_none() && answer.starts_with("\u{15}\u{3}") {
+        // A TLS alert record: the port serves TLS and this check was not told so.
+        Err(format!(
+            "{host}:{} answered with TLS: give the check the server's RESOUND_TLS_CERT and \
+             RESOUND_TLS_KEY (or --tls-cert and --tls-key)",
+            config.port
+        ))
     } else {
         Err(format!("/up answered {status:?}"))
     }

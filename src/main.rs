@@ -90,7 +90,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let shutdown = resound::shutdown::signal();
+        let (shutdown, again) = resound::shutdown::signals();
         let addr = format!("{}:{}", config.host, config.port);
         let listener = match resound::server::bind(&addr, config.reuse_port).await {
             Ok(l) => l,
@@ -150,6 +150,13 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        // A second SIGINT/SIGTERM (Ctrl-C again) closes what the drain has not reached yet.
+        let hurry = state.clone();
+        tokio::spawn(async move {
+            again.await;
+            tracing::info!("second signal: closing the remaining connections now");
+            hurry.close_all();
+        });
         resound::server::serve_with(listener, state, tls, shutdown).await;
         println!("resound stopped");
         ExitCode::SUCCESS

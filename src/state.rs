@@ -225,7 +225,7 @@ impl State {
     /// Starts shutdown: cancels `shutdown` (HTTP connections finish their request) and
     /// closes every WebSocket connection with 4200. Sessions check the token once when they
     /// start, so one registering during this sweep is closed too.
-    pub(crate) fn close_all(&self) {
+    pub fn close_all(&self) {
         self.shutdown.cancel();
         let reason = CloseReason::for_error(&PusherError::ShuttingDown);
         for app in self.by_id.values() {

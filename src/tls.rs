@@ -45,6 +45,14 @@ pub fn load(files: &TlsFiles) -> Result<CertifiedKey, String> {
     }
     let key_pem = read(key, "key")?;
     let private = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        // PKCS#8 "ENCRYPTED PRIVATE KEY", or a traditional key with "Proc-Type: 4,ENCRYPTED".
+        if memchr::memmem::find(&key_pem, b"ENCRYPTED").is_some() {
+            return format!(
+                "TLS key {}: the key is protected by a passphrase, which resound cannot use; \
+                 decrypt it first (openssl pkey -in key.pem -out key-plain.pem)",
+                key.display()
+            );
+        }
         format!(
             "TLS key {}: no private key in it (expected PEM \"BEGIN PRIVATE KEY\", \
              \"BEGIN RSA PRIVATE KEY\" or \"BEGIN EC PRIVATE KEY\"): {e}",

@@ -26,6 +26,7 @@ pub fn command() -> Command {
         .arg(
             Arg::new("config")
                 .long("config")
+                .global(true)
                 .env("RESOUND_CONFIG")
                 .value_name("FILE")
                 .help("TOML config file (server settings and any number of [[apps]])"),
@@ -33,15 +34,10 @@ pub fn command() -> Command {
         .arg(
             Arg::new("debug")
                 .long("debug")
+                .global(true)
                 .env("RESOUND_DEBUG")
                 .action(clap::ArgAction::SetTrue)
                 .help("Log every connection, subscription and message"),
-        )
-        .arg(
-            Arg::new("hostname")
-                .long("hostname")
-                .value_name("HOST")
-                .help("Accepted for reverb:start compatibility; unused"),
         )
         .subcommand(Command::new("health").about(
             "Ask the server this configuration describes for /up (over TLS when configured): \
@@ -56,9 +52,11 @@ pub fn command() -> Command {
 /// One setting's flag, bound to its variable. A boolean's flag may be given bare, as
 /// `--debug` is, meaning true; `--scaling=false` and `--scaling false` still say false.
 fn setting_arg(st: &Setting) -> Arg {
+    // Global, so `resound health --port 9000` takes the server's flags too.
     let arg = Arg::new(st.env)
         .long(st.flag)
         .env(st.env)
+        .global(true)
         .help(st.help_line());
     if st.boolean {
         arg.value_name("BOOL")
@@ -93,6 +91,18 @@ pub(super) enum Origin {
 
 pub(super) type Layer = HashMap<String, String>;
 
+/// `v` without one pair of matching surrounding quotes, as Laravel's `env()` reads a value;
+/// the config file's values as they are.
+fn unquote(v: &str, origin: Origin) -> &str {
+    let b = v.as_bytes();
+    let quoted = b.len() >= 2 && matches!(b[0], b'"' | b'\'') && b[b.len() - 1] == b[0];
+    if quoted && !matches!(origin, Origin::File) {
+        &v[1..v.len() - 1]
+    } else {
+        v
+    }
+}
+
 /// The sources of one app's (and the server's) settings, highest precedence first; below
 /// them all sits the settings table's default.
 pub(super) struct Layers<'a>(pub(super) Vec<(&'a Layer, Origin)>);
@@ -101,12 +111,16 @@ impl Layers<'_> {
     /// The first layer's value; an empty value (`X=`) counts as unset there. As Laravel's
     /// `env()` reads them, `null`/`(null)`/`empty`/`(empty)` mean unset (a Laravel `.env` has
     /// `REDIS_PASSWORD=null`) and hide the lower layers, and `(true)`/`(false)` are booleans.
+    /// Laravel's `env()` also drops one pair of matching quotes around a value (a variable
+    /// set to `"8080"` by `docker run --env-file` or Compose reads as `8080`); the config
+    /// file's values are TOML and keep theirs.
     pub(super) fn get(&self, name: &str) -> Option<(String, Origin)> {
-        let (v, origin) = self.0.iter().find_map(|(layer, origin)| {
-            let v = layer.get(name)?.trim();
-            (!v.is_empty()).then_some((v, *origin))
+        let (raw, v, origin) = self.0.iter().find_map(|(layer, origin)| {
+            let raw = layer.get(name)?.trim();
+            let v = unquote(raw, *origin);
+            (!v.is_empty()).then_some((raw, v, *origin))
         })?;
-        match v.to_ascii_lowercase().as_str() {
+        match raw.to_ascii_lowercase().as_str() {
             "null" | "(null)" | "empty" | "(empty)" => None,
             "(true)" => Some(("true".to_owned(), origin)),
             "(false)" => Some(("false".to_owned(), origin)),
@@ -117,9 +131,10 @@ impl Layers<'_> {
     /// The first layer that names `name` at all, with its trimmed value even when that is
     /// empty: for the one setting where Laravel's `X=` (an empty string) means something.
     pub(super) fn present(&self, name: &str) -> Option<(String, Origin)> {
-        self.0
-            .iter()
-            .find_map(|(layer, origin)| Some((layer.get(name)?.trim().to_owned(), *origin)))
+        self.0.iter().find_map(|(layer, origin)| {
+            let v = unquote(layer.get(name)?.trim(), *origin);
+            Some((v.to_owned(), *origin))
+        })
     }
 
     /// `get`, or else the settings table's default (`None` only for a setting whose default
@@ -318,7 +333,7 @@ fn flatten_into(
 }
 
 /// Reads `REVERB_*`/`RESOUND_*` values from a `.env` file without touching the process
-/// environment. A missing file is fine.
+/// environment, as Laravel reads the file (see `dotenv.rs`). A missing file is fine.
 pub(super) fn read_dotenv(path: &Path) -> Result<Layer, ConfigError> {
     if !path.is_file() {
         return Ok(Layer::new());
@@ -329,16 +344,23 @@ pub(super) fn read_dotenv(path: &Path) -> Result<Layer, ConfigError> {
 }
 
 /// The `.env` lines `reader` gives as a layer (see [`read_dotenv`]); `path` is for messages.
-pub(super) fn dotenv_layer(reader: impl std::io::Read, path: &Path) -> Result<Layer, ConfigError> {
-    let mut layer = Layer::new();
-    for item in dotenvy::from_read_iter(reader) {
-        let (k, v) =
-            item.map_err(|e| ConfigError(format!("invalid .env file '{}': {e}", path.display())))?;
-        if SETTINGS.iter().any(|s| s.env == k) {
-            layer.insert(k, v);
-        }
-    }
-    Ok(layer)
+pub(super) fn dotenv_layer(
+    mut reader: impl std::io::Read,
+    path: &Path,
+) -> Result<Layer, ConfigError> {
+    let bad = |e: String| ConfigError(format!("invalid .env file '{}': {e}", path.display()));
+    let mut bytes = Vec::new();
+    reader
+        .read_to_end(&mut bytes)
+        .map_err(|e| bad(e.to_string()))?;
+    // Laravel reads a file saved in another encoding (an `APP_NAME=Café` in Latin-1), its
+    // stray bytes replaced; so does resound, rather than refusing to start.
+    let text = String::from_utf8_lossy(&bytes);
+    let values = super::dotenv::parse(&text, |name| std::env::var(name).ok()).map_err(bad)?;
+    Ok(values
+        .into_iter()
+        .filter(|(k, _)| SETTINGS.iter().any(|s| s.env == k))
+        .collect())
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 mod apps;
 mod console;
+mod dotenv;
 mod layers;
 mod redis;
 mod serving;

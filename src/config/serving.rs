@@ -13,7 +13,10 @@ pub(super) fn tls(l: &Layers) -> Result<Option<TlsFiles>, ConfigError> {
     const CERT: &str = "RESOUND_TLS_CERT";
     const KEY: &str = "RESOUND_TLS_KEY";
     let files = match (l.get(CERT), l.get(KEY)) {
-        (None, None) => return Ok(None),
+        (None, None) => match herd_or_valet(l, std::env::var_os("HOME").map(PathBuf::from))? {
+            Some(files) => files,
+            None => return Ok(None),
+        },
         (Some((cert, _)), Some((key, _))) => TlsFiles {
             cert: PathBuf::from(cert),
             key: PathBuf::from(key),
@@ -34,6 +37,44 @@ pub(super) fn tls(l: &Layers) -> Result<Option<TlsFiles>, ConfigError> {
     };
     crate::tls::load(&files).map_err(ConfigError)?;
     Ok(Some(files))
+}
+
+/// With no TLS files set, the certificate Laravel Herd or Valet made for the site named by
+/// `REVERB_HOST` (or `--hostname`), as `reverb:start` serves it: `{host}.crt` and
+/// `{host}.key` in Herd's certificate folder, then in Valet's, under `home`.
+pub(super) fn herd_or_valet(
+    l: &Layers,
+    home: Option<PathBuf>,
+) -> Result<Option<TlsFiles>, ConfigError> {
+    let (Some((name, _)), Some(home)) = (l.get("REVERB_HOST"), home) else {
+        return Ok(None);
+    };
+    // A URL names its host; anything else is taken as the host itself, as Reverb does.
+    let host = match name.split_once("://") {
+        Some((_, rest)) => rest.split(['/', ':']).next().unwrap_or(rest),
+        None => name.as_str(),
+    };
+    if host.is_empty() || host.contains(['/', '\\']) {
+        return Ok(None);
+    }
+    let folders = [
+        home.join("Library/Application Support/Herd/config/valet/Certificates"),
+        home.join(".config/valet/Certificates"),
+    ];
+    for folder in folders {
+        let (cert, key) = (
+            folder.join(format!("{host}.crt")),
+            folder.join(format!("{host}.key")),
+        );
+        if cert.is_file() && key.is_file() {
+            return Ok(Some(TlsFiles {
+                cert,
+                key,
+                poll_every: l.fractional_seconds("RESOUND_TLS_RELOAD_INTERVAL")?,
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// `RESOUND_DRAIN_SECONDS`: 0 closes every connection at once.

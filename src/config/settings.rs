@@ -199,6 +199,8 @@ pub(super) const SETTINGS: &[Setting] = &[
     app("REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS", "rate-limit-max-attempts", "rate_limiting.max_attempts", Value("60"), "Messages allowed per window"),
     app("REVERB_APP_RATE_LIMIT_DECAY_SECONDS", "rate-limit-decay-seconds", "rate_limiting.decay_seconds", Value("60"), "Window length in seconds"),
     app_bool("REVERB_APP_RATE_LIMIT_TERMINATE", "rate-limit-terminate", "rate_limiting.terminate_on_limit", false, "Close the connection when the limit is hit"),
+    // reverb:start --hostname, or REVERB_HOST: finds a Herd or Valet certificate (serving.rs).
+    server("REVERB_HOST", "hostname", "hostname", Unset("none"), "The site's host name, as reverb:start --hostname: with no --tls-cert, the Herd or Valet certificate made for it is served when there is one"),
 ];
 
 #[cfg(test)]

@@ -154,3 +154,65 @@ async fn a_drain_of_zero_closes_every_client_at_once() {
     }
     tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
 }
+
+/// Ctrl-C pressed twice in a terminal: the second SIGINT (or SIGTERM) closes every client the
+/// drain has not reached yet, with 4200, and the binary exits 0 at once instead of sitting
+/// out the window (30 s here). Before, the second signal was ignored.
+#[tokio::test]
+async fn a_second_signal_closes_the_rest_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = resound_command(dir.path())
+        .args(["--port", &port.to_string(), "--app-id", APP_ID])
+        .args(["--app-key", KEY, "--app-secret", SECRET])
+        .args(["--drain-seconds", "30", "--shutdown-timeout", "40"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("ws://127.0.0.1:{port}/app/{KEY}?protocol=7");
+    let up = wait_until(
+        async || tokio_tungstenite::connect_async(&url).await.is_ok(),
+        WAIT,
+    )
+    .await;
+    assert!(up, "the binary did not come up");
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        let mut c = Client {
+            ws,
+            socket_id: String::new(),
+        };
+        assert_eq!(c.recv().await["event"], "pusher:connection_established");
+        clients.push(c);
+    }
+    let pid = child.id().to_string();
+    let kill = |signal: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    kill("-INT");
+    tokio::time::sleep(QUIET).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first signal drains"
+    );
+    kill("-INT");
+    for c in &mut clients {
+        let (code, _) = tokio::time::timeout(WAIT, c.expect_close())
+            .await
+            .expect("closed after the second signal");
+        assert_eq!(code, Some(4200));
+    }
+    let exited = wait_until(async || child.try_wait().unwrap().is_some(), WAIT).await;
+    if !exited {
+        let _ = child.kill();
+    }
+    let status = child.wait().unwrap();
+    assert!(exited, "still running after the second signal");
+    assert_eq!(status.code(), Some(0));
+}

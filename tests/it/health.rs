@@ -69,9 +69,58 @@ async fn health_speaks_tls_when_the_configuration_has_a_certificate() {
     let tls_args = ["--port", &port, "--tls-cert", cert, "--tls-key", key];
     let (code, err) = health(dir.path(), &tls_args).await;
     assert_eq!(code, Some(0), "{err}");
-    // Plain HTTP to the TLS port is no answer.
-    let (code, _) = health(dir.path(), &["--port", &port]).await;
+    // Plain HTTP to the TLS port is no answer, and the check says why.
+    let (code, err) = health(dir.path(), &["--port", &port]).await;
     assert_eq!(code, Some(1));
+    assert!(
+        err.contains("answered with TLS") && err.contains("RESOUND_TLS_CERT"),
+        "{err}"
+    );
+}
+
+/// The server's flags may follow `health` too, as an operator writes a Dockerfile's
+/// `HEALTHCHECK CMD resound health --port 9000`: they used to be a usage error, exit 2, which
+/// Docker reserves.
+#[tokio::test]
+async fn health_takes_the_servers_flags_after_the_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(resound::Config {
+        path: "/reverb".into(),
+        ..config_with(app())
+    })
+    .await;
+    let port = server.addr.port().to_string();
+    let after = |args: Vec<String>| {
+        let dir = dir.path().to_owned();
+        tokio::task::spawn_blocking(move || {
+            let out = resound_command(&dir)
+                .arg("health")
+                .args(args)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            (out.status.code(), err)
+        })
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (code, err) = after(args(&["--port", &port, "--path", "/reverb"]))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = after(args(&["--port", &port])).await.unwrap();
+    assert_eq!(code, Some(1), "/up without the prefix is not served: {err}");
+    // Given on both sides, the one after `health` is used, as the last flag wins.
+    let closed = free_port().to_string();
+    let both = [
+        "--port", &closed, "health", "--port", &port, "--path", "/reverb",
+    ];
+    let out = tokio::task::spawn_blocking({
+        let (dir, both) = (dir.path().to_owned(), args(&both));
+        move || resound_command(&dir).args(both).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod cli;
 mod client_events;
 mod connect;
 mod console;
+mod dotenv;
 mod drain;
 mod health;
 mod http_api;

@@ -273,6 +273,17 @@ async fn a_failed_reload_keeps_the_old_certificate() {
     assert!(err.contains("does not belong to the certificate"), "{err}");
 }
 
+/// A P-256 key encrypted with a passphrase (`openssl pkey -aes256`), as a key kept for
+/// Reverb's `passphrase` option looks.
+const ENCRYPTED_KEY: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----
+MIHsMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAiXT1Czr7DqMgICCAAw
+DAYIKoZIhvcNAgkFADAdBglghkgBZQMEASoEEB9QvS6RiCbBKJvehuY9TasEgZAq
+PgoaaBkvNcyDWV1MGo4vzptHVbHOc0z7sVlNPmR0Y0uoieKaoIKW7ih9gbIa9E56
+rLucMk6aqTcLUDqXXKHZpDxdMkhyYR7xbNfkMqwUuqPeItNNMYSS9IdjaaRew1NA
+t0nqdFAlPPVTAUmo4ztBDMtystFl9OKPvOOzWtOMa0Vk2JPFzSqgX1Dm/f7WVC8=
+-----END ENCRYPTED PRIVATE KEY-----
+";
+
 #[test]
 fn a_bad_certificate_or_key_is_a_clear_startup_error_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
@@ -281,11 +292,14 @@ fn a_bad_certificate_or_key_is_a_clear_startup_error_with_exit_2() {
     std::fs::write(dir.path().join("key.pem"), &one.key).unwrap();
     std::fs::write(dir.path().join("other-key.pem"), &two.key).unwrap();
     std::fs::write(dir.path().join("junk.pem"), "not a certificate\n").unwrap();
+    std::fs::write(dir.path().join("encrypted-key.pem"), ENCRYPTED_KEY).unwrap();
     let port = free_port().to_string();
     for (cert, key, says) in [
         ("missing.pem", "key.pem", "cannot read the TLS certificate"),
         ("junk.pem", "key.pem", "no certificate in it"),
         ("cert.pem", "junk.pem", "no private key in it"),
+        // Reverb's `passphrase` option has no counterpart: the message says what to do.
+        ("cert.pem", "encrypted-key.pem", "protected by a passphrase"),
         (
             "cert.pem",
             "other-key.pem",
@@ -492,4 +506,70 @@ async fn the_console_cookie_is_secure_over_tls() {
         .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
         .unwrap_or_else(|| panic!("no cookie: {text}"));
     assert!(cookie.contains("; Secure"), "{cookie}");
+}
+
+/// Laravel Herd and Valet make a certificate for each secured site, and `reverb:start` serves
+/// it when `REVERB_HOST` (or `--hostname`) names the site, so a Laravel `.env` with
+/// `REVERB_HOST="myapp.test"` and `REVERB_SCHEME=https` gets `wss://` with no TLS setting.
+/// The binary does the same, from the folders under `HOME`, and `resound health` follows.
+#[tokio::test]
+async fn a_herd_or_valet_certificate_for_reverb_host_is_served() {
+    let (home, site) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let pki = pki("valet CA");
+    let port = free_port();
+    std::fs::write(
+        site.path().join(".env"),
+        format!(
+            "REVERB_APP_ID={APP_ID}\nREVERB_APP_KEY={KEY}\nREVERB_APP_SECRET={SECRET}\n\
+             REVERB_HOST=\"myapp.test\"\nREVERB_SCHEME=https\nREVERB_SERVER_HOST=127.0.0.1\n\
+             REVERB_SERVER_PORT={port}\n"
+        ),
+    )
+    .unwrap();
+    let (home_dir, site_dir) = (home.path().to_owned(), site.path().to_owned());
+    let run = move |args: &[&str]| {
+        let mut cmd = resound_command(&site_dir);
+        cmd.env("HOME", &home_dir).args(args);
+        cmd
+    };
+    // No certificate for the site: plain HTTP, as Reverb.
+    let mut server = run(&[]).stdout(Stdio::null()).spawn().unwrap();
+    let up = wait_until(
+        async || {
+            let api = Api {
+                addr: ([127, 0, 0, 1], port).into(),
+                app_id: APP_ID.into(),
+                key: KEY.into(),
+                secret: SECRET.into(),
+                prefix: String::new(),
+            };
+            TcpStream::connect(api.addr).await.is_ok()
+                && api.raw("GET", "/up", "").await.status == 200
+        },
+        WAIT,
+    )
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(up, "plain /up without a certificate");
+
+    let certs = home.path().join(".config/valet/Certificates");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::write(certs.join("myapp.test.crt"), &pki.cert).unwrap();
+    std::fs::write(certs.join("myapp.test.key"), &pki.key).unwrap();
+    let mut server = run(&[]).stdout(Stdio::null()).spawn().unwrap();
+    let tls = connector(&pki.ca);
+    let served = wait_until(async || handshake(port, &tls).await.is_ok(), WAIT).await;
+    let check = run.clone();
+    let health = tokio::task::spawn_blocking(move || check(&["health"]).output().unwrap());
+    let health = health.await.unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(served, "the Valet certificate was not served");
+    assert_eq!(
+        health.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&health.stderr)
+    );
 }

@@ -3,6 +3,7 @@
 
 mod apps;
 mod console;
+mod dotenv;
 mod scaling;
 mod serving;
 
