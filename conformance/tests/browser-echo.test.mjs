@@ -48,6 +48,7 @@ const { chromium } = require('playwright-core');
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const WAIT = 8000;
 const EVENT = 'App\\Events\\RoomMessageEvent';
+const APP_HOST = 'laravel.test';
 
 // The browser builds, served by the app as a Laravel app serves its compiled assets.
 const ASSETS = {
@@ -88,6 +89,11 @@ function roomPage(config) {
 
   // Every frame the page's WebSocket receives, as text, to compare payloads byte for byte.
   const pusher = window.Echo.connector.pusher;
+  // A refusal at connection time (pusher:error 4009, say): pusher-js's connection 'error'.
+  pusher.connection.bind('error', (e) => {
+    const data = (e.error && e.error.data) || {};
+    record('connection-error', { data: { type: e.type, code: data.code, message: data.message } });
+  });
   pusher.connection.bind('state_change', (s) => {
     record('state', { data: s.current });
     const transport = pusher.connection.connection && pusher.connection.connection.transport;
@@ -172,8 +178,9 @@ class LaravelApp {
     this.requests = []; // what reached the app's endpoints, with the answer given
   }
 
-  get base() {
-    return `http://127.0.0.1:${this.port}`;
+  /** The app's address under a host name (which the browser resolves to loopback). */
+  base(host = '127.0.0.1') {
+    return `http://${host}:${this.port}`;
   }
 
   async start() {
@@ -204,7 +211,7 @@ class LaravelApp {
   }
 
   async handle(req, res) {
-    const url = new URL(req.url, this.base);
+    const url = new URL(req.url, `http://${req.headers.host ?? '127.0.0.1'}`);
     const asset = ASSETS[url.pathname];
     if (req.method === 'GET' && asset) {
       res.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8' });
@@ -228,7 +235,8 @@ class LaravelApp {
     if (req.method === 'GET' && (m = url.pathname.match(/^\/rooms\/([\w-]+)$/))) {
       const session = this.session(req);
       if (!session) return this.json(res, 401, { message: 'Unauthenticated.' });
-      const config = { key: APP.key, wsHost: '127.0.0.1', wsPort: this.resound.port, slug: m[1] };
+      // VITE_REVERB_HOST: the app's own host name, which resolves to resound here.
+      const config = { key: APP.key, wsHost: url.hostname, wsPort: this.resound.port, slug: m[1] };
       res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
       res.end(`<!doctype html>
 <html><head><meta charset="utf-8">
@@ -303,29 +311,38 @@ class LaravelApp {
 
 let browser;
 let app;
+let strictApp;
 // The browser and the app start once resound is up (and only then: a failed start leaves
 // nothing running that would keep the test process alive).
 const server = useServer({}, async (s) => {
   assert.ok(fs.existsSync(CHROMIUM), `chromium not found at ${CHROMIUM} (conformance/run.sh installs it)`);
   for (const file of Object.values(ASSETS)) assert.ok(fs.existsSync(file), `missing browser build ${file}`);
   // Chromium's sandbox refuses to start as root; a root run (CI, containers) goes without it.
-  const args = process.getuid?.() === 0 ? ['--no-sandbox'] : [];
+  // The app's domain, laravel.test, resolves to loopback inside this browser only.
+  const args = [`--host-resolver-rules=MAP ${APP_HOST} 127.0.0.1`];
+  if (process.getuid?.() === 0) args.push('--no-sandbox');
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args });
   app = new LaravelApp(s);
   await app.start();
 });
+// A second resound that accepts WebSocket connections from pages of the app's domain only.
+const strict = useServer({ env: { REVERB_APP_ALLOWED_ORIGINS: APP_HOST } }, async (s) => {
+  strictApp = new LaravelApp(s);
+  await strictApp.start();
+});
 after(async () => {
   await browser?.close();
   await app?.stop();
+  await strictApp?.stop();
 });
 
 /** One user's tab: a browser context of its own, signed in, on the room's page. */
-async function openRoom(userId, slug) {
+async function openRoom(userId, slug, { on = app, host = '127.0.0.1' } = {}) {
   const context = await browser.newContext();
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(`${app.base}/login/${userId}?room=${slug}`);
+  await page.goto(`${on.base(host)}/login/${userId}?room=${slug}`);
   return { name: USERS.get(userId).name, user: USERS.get(userId), context, page, errors };
 }
 
@@ -529,6 +546,43 @@ describe('Laravel Echo in a browser', () => {
       for (const t of tabs) {
         assert.deepEqual((await logOf(t)).filter((e) => e.what === 'page-error'), [], `${t.name}: page errors`);
       }
+    } finally {
+      for (const t of tabs) await t.context.close().catch(() => {});
+    }
+  });
+
+  scenario(strict, `REVERB_APP_ALLOWED_ORIGINS: the page's Origin is checked by host, port aside`, async () => {
+    const slug = uniq('room-');
+    strictApp.rooms.set(slug, new Set([1, 2]));
+    const tabs = [];
+    try {
+      // A page of the app's domain (Origin: http://laravel.test:<port>) connects and joins.
+      const ada = await openRoom(1, slug, { on: strictApp, host: APP_HOST });
+      tabs.push(ada);
+      await entry(ada, { what: 'subscribed', channel: 'private' });
+      const here = await entry(ada, { what: 'here' });
+      assert.deepEqual(here.data, [{ id: 1, name: 'Ada' }]);
+      const socket = await entry(ada, { what: 'socket' });
+      assert.equal(new URL(socket.data.url).host, `${APP_HOST}:${strict.port}`);
+
+      // The same app opened as http://127.0.0.1:<port> is another origin: resound answers the
+      // handshake with pusher:error 4009, pusher-js reports it and stays disconnected.
+      const ben = await openRoom(2, slug, { on: strictApp, host: '127.0.0.1' });
+      tabs.push(ben);
+      const refused = await entry(ben, { what: 'connection-error' });
+      assert.equal(refused.data.code, 4009, `Ben's refusal: ${JSON.stringify(refused.data)}`);
+      assert.match(refused.data.message, /origin/i);
+      await entry(ben, { what: 'state', data: 'disconnected' });
+      const log = await logOf(ben);
+      assert.deepEqual(log.filter((e) => e.what === 'state' && e.data === 'connected'), [], 'Ben never connected');
+      assert.deepEqual(
+        strictApp.requests.filter((r) => r.path === '/broadcasting/auth' && r.user === 2),
+        [],
+        'a page that is not connected asks for no authorization',
+      );
+      const info = await sdkJson(nodeSdk(strict).get({ path: `/channels/private-Rooms.${slug}`, params: { info: 'subscription_count' } }), 'channel info');
+      assert.deepEqual(info, { occupied: true, subscription_count: 1 });
+      for (const t of tabs) assert.deepEqual(t.errors, [], `${t.name}: page errors`);
     } finally {
       for (const t of tabs) await t.context.close().catch(() => {});
     }
