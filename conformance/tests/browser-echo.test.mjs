@@ -36,6 +36,7 @@ import {
   uniq,
   encryptedMessage,
   withTimeout,
+  sleep,
   APP,
   PusherSdk,
   ROOT,
@@ -383,6 +384,18 @@ function roster(log) {
   return [...names].sort();
 }
 
+/** Poll `probe` (bounded) until it returns { ok: true, ... }; resolves to that result. */
+async function until(what, probe, timeout = WAIT) {
+  const deadline = Date.now() + timeout;
+  let last;
+  while (Date.now() < deadline) {
+    last = await probe();
+    if (last.ok) return last;
+    await sleep(100);
+  }
+  throw new Error(`timed out after ${timeout} ms waiting for ${what}; last: ${JSON.stringify(last)}`);
+}
+
 let fences = 0;
 /** Trigger a Lobby event and wait until every tab has it; resolves when all are fenced. */
 async function fence(sdk, tabs) {
@@ -520,7 +533,38 @@ describe('Laravel Echo in a browser', () => {
         assert.deepEqual(log.filter((e) => e.what === 'typing'), [], `${t.name} got no whisper`);
       }
 
-      // 4. Ada closes her tab: Ben and Cem see leaving() with her, and the presence list shrinks.
+      // 4. Cem reloads his tab: the old page's socket goes, the new page connects with a new
+      // socket id, is authorized again and is in the room as before, for everyone.
+      const oldSocketId = await cem.page.evaluate(() => window.Echo.socketId());
+      await withTimeout(cem.page.reload(), WAIT, "reloading Cem's tab");
+      await entry(cem, { what: 'subscribed', channel: 'private' });
+      const cemHere = await entry(cem, { what: 'here' });
+      assert.deepEqual(cemHere.data.map((u) => u.name).sort(), ['Ada', 'Ben', 'Cem'], "Cem's here() after the reload");
+      const newSocketId = await cem.page.evaluate(() => window.Echo.socketId());
+      assert.notEqual(newSocketId, oldSocketId);
+      const reauth = app.requests.filter((r) => r.path === '/broadcasting/auth' && r.socketId === newSocketId);
+      assert.deepEqual(reauth.map((r) => `${r.channel} ${r.status}`).sort(), [`${presenceName} 200`, `${privateName} 200`]);
+      // Once resound has let the old socket go (bounded poll of the HTTP API), a fence makes
+      // sure every presence event about it has been delivered: Ada and Ben still list Cem.
+      await until('the old socket of Cem to leave the private channel', async () => {
+        const now = await sdkJson(sdk.get({ path: `/channels/${privateName}`, params: { info: 'subscription_count' } }), 'channel info');
+        return { ok: now.subscription_count === 3, now };
+      });
+      await fence(sdk, tabs);
+      for (const t of [ada, ben]) {
+        assert.deepEqual(roster(await logOf(t)), ['Ada', 'Ben', 'Cem'], `${t.name}'s roster after Cem's reload`);
+      }
+      // A message from Ada reaches the reloaded page once.
+      const again = encryptedMessage(slug, 'ada');
+      since = await Promise.all(tabs.map(mark));
+      assert.equal(await ada.page.evaluate((p) => window.sendMessage(p), again), 201);
+      await entry(cem, { what: 'message' }, { since: since[tabs.indexOf(cem)] });
+      await entry(ben, { what: 'message' }, { since: since[tabs.indexOf(ben)] });
+      await fence(sdk, tabs);
+      const copies = (await logOf(cem)).filter((e) => e.what === 'frame' && e.channel === privateName && JSON.parse(e.text).data === again);
+      assert.equal(copies.length, 1, 'one copy of the message on the reloaded page');
+
+      // 5. Ada closes her tab: Ben and Cem see leaving() with her, and the presence list shrinks.
       since = await Promise.all(tabs.map(mark));
       await withTimeout(ada.context.close(), WAIT, "closing Ada's tab");
       tabs.splice(tabs.indexOf(ada), 1);
