@@ -12,7 +12,12 @@
 //   a trigger of App\Events\RoomMessageEvent on private-Rooms.{slug} with the socket id the
 //   page sent in its X-Socket-ID header.
 //
-// Each user is a browser context of its own (own cookies, own WebSocket). Everything the
+// Four users (a browser context each: own cookies, own WebSocket) check listen() with the
+// payload byte for byte, toOthers, whispers, here/joining/leaving, a non-member refused
+// through Echo's .error(), a reloaded tab and a closed one. A second resound, with
+// REVERB_APP_ALLOWED_ORIGINS, checks the Origin the browser itself sends.
+//
+// Everything the
 // pages see is recorded in `window.__log` and read back with page.evaluate; every wait is
 // bounded. "Nothing arrived" is checked after a fence: an event on the public `Lobby`
 // channel every page listens to, triggered after the event under test, so that when a page
@@ -369,7 +374,10 @@ async function entry(tab, match, { since = 0, timeout = WAIT } = {}) {
       .slice(since)
       .filter((x) => x.what !== 'frame' || !x.event?.startsWith('pusher:p'))
       .map((x) => `  ${JSON.stringify(x).slice(0, 300)}`);
-    throw new Error(`${tab.name}'s page: expected ${JSON.stringify(match)} within ${timeout} ms (${e.message.split('\n')[0]}); it recorded:\n${lines.join('\n')}`);
+    const why = e.message.split('\n')[0];
+    throw new Error(
+      `${tab.name}'s page: expected ${JSON.stringify(match)} within ${timeout} ms (${why}); it recorded:\n${lines.join('\n')}`,
+    );
   }
 }
 
@@ -396,6 +404,11 @@ async function until(what, probe, timeout = WAIT) {
   throw new Error(`timed out after ${timeout} ms waiting for ${what}; last: ${JSON.stringify(last)}`);
 }
 
+/** The HTTP API's channel info with the subscription count. */
+function subscriptions(sdk, channel) {
+  return sdkJson(sdk.get({ path: `/channels/${channel}`, params: { info: 'subscription_count' } }), `info of ${channel}`);
+}
+
 let fences = 0;
 /** Trigger a Lobby event and wait until every tab has it; resolves when all are fenced. */
 async function fence(sdk, tabs) {
@@ -409,7 +422,7 @@ async function fence(sdk, tabs) {
 }
 
 describe('Laravel Echo in a browser', () => {
-  scenario(server, 'a chat room: private and presence channels, toOthers, whispers, a refused user, a tab closed', async () => {
+  scenario(server, 'a chat room: private and presence channels, toOthers, whispers, a refused user, a reload, a tab closed', async () => {
     const sdk = nodeSdk(server);
     const slug = uniq('room-');
     const privateName = `private-Rooms.${slug}`;
@@ -468,8 +481,7 @@ describe('Laravel Echo in a browser', () => {
         assert.deepEqual(refused.data, { type: 'AuthError', status: 403 }, `Mallory's ${channel} refusal`);
       }
       await entry(mallory, { what: 'state', data: 'connected' });
-      const info = await sdkJson(sdk.get({ path: `/channels/${privateName}`, params: { info: 'subscription_count' } }), 'channel info');
-      assert.deepEqual(info, { occupied: true, subscription_count: 3 });
+      assert.deepEqual(await subscriptions(sdk, privateName), { occupied: true, subscription_count: 3 });
       const users = await sdkJson(sdk.get({ path: `/channels/${presenceName}/users` }), 'presence users');
       assert.deepEqual(users.users.map((u) => String(u.id)).sort(), ['1', '2', '3']);
 
@@ -547,7 +559,7 @@ describe('Laravel Echo in a browser', () => {
       // Once resound has let the old socket go (bounded poll of the HTTP API), a fence makes
       // sure every presence event about it has been delivered: Ada and Ben still list Cem.
       await until('the old socket of Cem to leave the private channel', async () => {
-        const now = await sdkJson(sdk.get({ path: `/channels/${privateName}`, params: { info: 'subscription_count' } }), 'channel info');
+        const now = await subscriptions(sdk, privateName);
         return { ok: now.subscription_count === 3, now };
       });
       await fence(sdk, tabs);
@@ -561,7 +573,9 @@ describe('Laravel Echo in a browser', () => {
       await entry(cem, { what: 'message' }, { since: since[tabs.indexOf(cem)] });
       await entry(ben, { what: 'message' }, { since: since[tabs.indexOf(ben)] });
       await fence(sdk, tabs);
-      const copies = (await logOf(cem)).filter((e) => e.what === 'frame' && e.channel === privateName && JSON.parse(e.text).data === again);
+      const copies = (await logOf(cem)).filter(
+        (e) => e.what === 'frame' && e.channel === privateName && JSON.parse(e.text).data === again,
+      );
       assert.equal(copies.length, 1, 'one copy of the message on the reloaded page');
 
       // 5. Ada closes her tab: Ben and Cem see leaving() with her, and the presence list shrinks.
@@ -624,7 +638,7 @@ describe('Laravel Echo in a browser', () => {
         [],
         'a page that is not connected asks for no authorization',
       );
-      const info = await sdkJson(nodeSdk(strict).get({ path: `/channels/private-Rooms.${slug}`, params: { info: 'subscription_count' } }), 'channel info');
+      const info = await subscriptions(nodeSdk(strict), `private-Rooms.${slug}`);
       assert.deepEqual(info, { occupied: true, subscription_count: 1 });
       for (const t of tabs) assert.deepEqual(t.errors, [], `${t.name}: page errors`);
     } finally {
