@@ -17,11 +17,10 @@
 // through Echo's .error(), a reloaded tab and a closed one. A second resound, with
 // REVERB_APP_ALLOWED_ORIGINS, checks the Origin the browser itself sends.
 //
-// Everything the
-// pages see is recorded in `window.__log` and read back with page.evaluate; every wait is
-// bounded. "Nothing arrived" is checked after a fence: an event on the public `Lobby`
-// channel every page listens to, triggered after the event under test, so that when a page
-// has the fence it would already have anything sent to it before.
+// Everything the pages see is recorded in `window.__log` and read back with page.evaluate;
+// every wait is bounded. "Nothing arrived" is checked after a fence: an event on the public
+// `Lobby` channel every page listens to, triggered after the event under test, so that when
+// a page has the fence it would already have anything sent to it before.
 //
 // CHROMIUM_BIN names the browser (run.sh installs Debian's chromium when it is missing).
 import { after, describe } from 'node:test';
