@@ -43,7 +43,8 @@ if [ "${CONFORMANCE_SKIP_INSTALL:-}" != 1 ] || ! "$venv/bin/python" -c 'import p
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt >&2
 fi
 
-# The console test (tests/console.test.mjs) drives Debian's chromium through playwright-core
+# The browser tests (tests/console.test.mjs, tests/browser-echo.test.mjs) drive Debian's
+# chromium through playwright-core
 # (which downloads no browser). Install the package when it is missing.
 if [ -z "${CHROMIUM_BIN:-}" ] && ! command -v chromium >/dev/null 2>&1; then
   echo "conformance: installing chromium (Debian package)" >&2
