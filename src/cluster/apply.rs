@@ -174,6 +174,7 @@ fn apply(state: &State, bus: &Bus, node: &str, msg: Msg, out: &mut Pending) {
             occupied,
             cached,
         } => {
+            bus.first_sync.state_from(node);
             replace_node(state, node, members, users, counts, out);
             replace_node_channels(state, node, occupied);
             for (app, channel, text, left) in cached {

@@ -72,3 +72,35 @@ async fn a_node_that_starts_later_replays_the_cached_event_sent_before_it_starte
     again.subscribe_public("cache-late").await;
     assert_eq!(again.recv().await["data"], "after");
 }
+
+/// Nodes started one after another within a beat (a rolling deploy, an autoscaler): the
+/// older node answers the second newcomer's hello only at its next beat (one state per beat).
+/// A client that joins the newcomer at once must still see who is there and the cached event.
+#[tokio::test]
+async fn a_node_accepts_clients_once_it_holds_the_others_state() {
+    let redis = Redis::start().await;
+    let mut nodes = crate::scaling::cluster_timed(&redis, 1, |s| {
+        s.beat_every = Duration::from_millis(1500);
+        s.peer_timeout = Duration::from_secs(5);
+    })
+    .await;
+    wait_until_subscribed(&redis, &nodes[0]).await;
+    let mut early = nodes[0].connected().await;
+    early.join("presence-deploy", "early").await;
+    nodes[0]
+        .http()
+        .trigger(&["cache-deploy"], "tick", "kept", None)
+        .await;
+    for round in 0..2 {
+        let config = nodes[0].state.config.clone();
+        nodes.push(TestServer::start_with(config).await);
+        let newcomer = nodes.last().unwrap();
+        // No waiting for the peers: a load balancer sends clients as soon as the port answers.
+        let mut c = newcomer.connected().await;
+        let data = c.join("presence-deploy", &format!("new-{round}")).await;
+        let ids = data["presence"]["ids"].to_string();
+        assert!(ids.contains("\"early\""), "round {round}: members {ids}");
+        c.subscribe_public("cache-deploy").await;
+        assert_eq!(c.recv().await["data"], "kept", "round {round}");
+    }
+}
