@@ -90,7 +90,21 @@ pub async fn serve_with(
         .map(|start| tokio::spawn(start(state.clone())))
         .collect();
     tokio::pin!(shutdown);
+    // With other nodes: accept the first client once this node holds what they know.
+    let ready = async {
+        if let Some(peers) = state.peers() {
+            peers.ready().await;
+        }
+    };
+    tokio::pin!(ready);
+    let stopped = tokio::select! {
+        () = &mut ready => false,
+        _ = &mut shutdown => true,
+    };
     loop {
+        if stopped {
+            break;
+        }
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {

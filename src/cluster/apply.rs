@@ -4,6 +4,9 @@
 //! to flush jobs (`Pending::all_to_jobs`): the link task only queues frames.
 
 use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use tracing::debug;
 
@@ -28,8 +31,11 @@ fn local_state(state: &State, bus: &Bus) -> Msg {
     let mut users = Vec::new();
     let mut counts = Vec::new();
     let mut occupied = Vec::new();
+    let mut cached = Vec::new();
     for app in state.apps() {
         let id = &app.app.id;
+        let events = app.channels.cached_events().into_iter();
+        cached.extend(events.map(|(c, text, left)| (id.clone(), c, text, left)));
         if bus.shares_occupancy(id) {
             let local = app.channels.occupied("").into_iter();
             occupied.extend(local.map(|c| (id.clone(), c.name)));
@@ -54,7 +60,30 @@ fn local_state(state: &State, bus: &Bus) -> Msg {
         users,
         counts,
         occupied,
+        cached: newest_cached(cached),
     }
+}
+
+/// Most bytes of cached events one `State` carries: every node answers each hello with its
+/// state, so a node with many large cache channels sends the newest ones up to this much.
+const CACHED_BYTES: usize = 1 << 20;
+
+/// `cached` (app, channel, event, time left) newest first, up to [`CACHED_BYTES`] of events.
+fn newest_cached(
+    mut cached: Vec<(String, String, Utf8Bytes, Duration)>,
+) -> Vec<(String, String, String, u64)> {
+    cached.sort_by_key(|c| std::cmp::Reverse(c.3));
+    let mut budget = CACHED_BYTES;
+    let mut out = Vec::new();
+    for (app, channel, text, left) in cached {
+        let Some(rest) = budget.checked_sub(text.len()) else {
+            continue;
+        };
+        budget = rest;
+        let left = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+        out.push((app, channel, text.as_str().to_owned(), left));
+    }
+    out
 }
 
 /// Applies one message from the bus. Our own messages come back too and are skipped.
@@ -143,9 +172,17 @@ fn apply(state: &State, bus: &Bus, node: &str, msg: Msg, out: &mut Pending) {
             users,
             counts,
             occupied,
+            cached,
         } => {
+            bus.first_sync.state_from(node);
             replace_node(state, node, members, users, counts, out);
             replace_node_channels(state, node, occupied);
+            for (app, channel, text, left) in cached {
+                if let Some(app) = app_of(&app) {
+                    let left = Duration::from_millis(left);
+                    app.channels.adopt_cached(&channel, text.into(), left);
+                }
+            }
         }
         Msg::Occupied {
             app,

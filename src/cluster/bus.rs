@@ -109,6 +109,7 @@ pub(super) struct Bus {
     /// Messages read from the channel whose MAC did not verify.
     rejected: AtomicU64,
     rejected_logged: Mutex<Option<Instant>>,
+    pub(super) first_sync: super::sync::FirstSync,
 }
 
 impl Bus {
@@ -145,6 +146,7 @@ impl Bus {
             resyncs: Mutex::default(),
             rejected: AtomicU64::new(0),
             rejected_logged: Mutex::new(None),
+            first_sync: super::sync::FirstSync::new(),
         })
     }
 
@@ -425,6 +427,12 @@ impl Peers for Bus {
         prefix: &'a str,
     ) -> Answer<'a, Counts> {
         Box::pin(self.query(app, channel, prefix))
+    }
+
+    /// After the first sync (`sync.rs`), at most two beats: a peer that held back its state
+    /// sends it at its next beat.
+    fn ready(&self) -> Answer<'_, ()> {
+        Box::pin(self.first_sync.wait(self.settings.beat_every * 2))
     }
 
     /// Other nodes serving: heard from recently and not draining.

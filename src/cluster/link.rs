@@ -129,9 +129,12 @@ async fn links(
                     Ok(()) => return,
                     Err(e) => warn!(error = %e, "scaling: lost Redis; reconnecting"),
                 }
+                bus.first_sync.finish();
                 stats.failures.add(1);
             }
             Err(e) => {
+                // Serve alone meanwhile, rather than hold the first clients.
+                bus.first_sync.finish();
                 stats.failures.add(1);
                 warn!(error = %e, "scaling: cannot reach Redis; retrying");
             }
@@ -259,7 +262,16 @@ impl Link<'_> {
         let expected = bus.live_peers();
         let hello = seq.wrap(bus, &encode(&Msg::Hello));
         let stats = &state.stats.redis;
-        publish(&mut self.publisher, &bus.settings.channel, &[hello], stats).await?;
+        // PUBLISH answers how many subscribers heard it: the nodes whose state we wait for
+        // before serving (`sync.rs`), ourselves included.
+        let receivers: usize = redis::cmd("PUBLISH")
+            .arg(&bus.settings.channel)
+            .arg(hello.as_bytes())
+            .query_async(&mut self.publisher)
+            .await
+            .map_err(|e| e.to_string())?;
+        stats.published.add(1);
+        bus.first_sync.hello_reached(receivers);
         if expected.is_empty() {
             return Ok(());
         }

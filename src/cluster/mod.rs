@@ -42,6 +42,7 @@ mod bus;
 mod link;
 mod peer;
 mod subscriber;
+mod sync;
 pub(crate) mod tls;
 mod wire;
 

@@ -97,6 +97,10 @@ pub(super) enum Msg {
         /// (app id, channel) of the sending node's occupied channels, for apps with webhooks.
         #[serde(default)]
         occupied: Vec<(String, String)>,
+        /// (app id, cache channel, its last event as delivered, milliseconds left of its
+        /// time to live): so that a node that starts later replays it too.
+        #[serde(default)]
+        cached: Vec<(String, String, String, u64)>,
     },
     /// A node (re)joined: everybody answers with `State`.
     Hello,

@@ -98,7 +98,7 @@ fn read(l: &Layers, url: String) -> Result<Scaling, ConfigError> {
     Ok(Scaling {
         channel: l.text("REVERB_SCALING_CHANNEL")?,
         url,
-        timeout: l.seconds("REDIS_TIMEOUT")?,
+        timeout: l.fractional_seconds("REDIS_TIMEOUT")?,
         ca: ca_file(l)?,
         beat_every,
         peer_timeout,

@@ -39,4 +39,10 @@ pub trait Peers: Send + Sync + 'static {
     fn leads(&self) -> Option<bool> {
         Some(true)
     }
+
+    /// Resolves when this node may start accepting clients (it holds what the other nodes
+    /// know); waited for before the listener accepts its first connection.
+    fn ready(&self) -> Answer<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }

@@ -17,6 +17,7 @@ mod metrics;
 mod presence;
 mod robustness;
 mod scaling;
+mod scaling_cache;
 mod shutdown;
 mod signin;
 mod subscription_count;

@@ -7,7 +7,9 @@
 //! transitions caused here are reported under the channel's entry, like local ones.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::ChannelRegistry;
 use crate::channel::presence::{Presence, PresenceMember};
@@ -176,6 +178,37 @@ impl ChannelRegistry {
         }
         for name in new {
             self.remote_occupied(node, name, true);
+        }
+    }
+
+    /// This node's live cached events (cache channels), each with its remaining time to
+    /// live, for another node that has just joined (see `adopt_cached`).
+    pub(crate) fn cached_events(&self) -> Vec<(String, Utf8Bytes, Duration)> {
+        let now = Instant::now();
+        self.channels
+            .iter()
+            .filter_map(|e| {
+                let (text, at) = e.cached.as_ref()?;
+                let left = self.cache_ttl.checked_sub(now.duration_since(*at))?;
+                (!left.is_zero()).then(|| (e.key().clone(), text.clone(), left))
+            })
+            .collect()
+    }
+
+    /// Another node's cached event of cache channel `name`, with `left` of its time to live:
+    /// kept here too, so that a subscriber of this node gets it, unless this node holds a
+    /// newer one (one with more time left). Nobody is sent anything.
+    pub(crate) fn adopt_cached(&self, name: &str, text: Utf8Bytes, left: Duration) {
+        if !ChannelKind::from_name(name).cache || left.is_zero() {
+            return;
+        }
+        let left = left.min(self.cache_ttl);
+        let Some(at) = Instant::now().checked_sub(self.cache_ttl - left) else {
+            return;
+        };
+        let mut ch = self.channels.entry(name.to_owned()).or_default();
+        if ch.cached.as_ref().is_none_or(|(_, mine)| *mine < at) {
+            ch.cached = Some((text, at));
         }
     }
 }

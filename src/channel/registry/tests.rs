@@ -442,3 +442,31 @@ fn a_cache_publish_while_a_presence_reply_is_built_reaches_the_joiner_once() {
         ]
     );
 }
+
+#[test]
+fn another_nodes_cached_event_is_kept_unless_this_node_holds_a_newer_one() {
+    let (reg, _) = registry(false);
+    let theirs = |d: &str| {
+        Utf8Bytes::from(format!(
+            r#"{{"event":"e","channel":"cache-x","data":"{d}"}}"#
+        ))
+    };
+    reg.adopt_cached("cache-x", theirs("old"), Duration::from_secs(30));
+    assert_eq!(reg.cached("cache-x").unwrap().0, theirs("old"));
+    // A newer one (more of its time to live left) replaces it; an older one does not.
+    reg.adopt_cached("cache-x", theirs("new"), Duration::from_secs(50));
+    reg.adopt_cached("cache-x", theirs("older"), Duration::from_secs(10));
+    assert_eq!(reg.cached("cache-x").unwrap().0, theirs("new"));
+    // This node's own event, stored now, is newer than anything already aged elsewhere.
+    let mut out = Pending::default();
+    reg.publish("cache-x", true, || theirs("mine"), None, &mut out);
+    reg.adopt_cached("cache-x", theirs("stale"), Duration::from_secs(59));
+    assert_eq!(reg.cached("cache-x").unwrap().0, theirs("mine"));
+    // Only cache channels keep one; nothing is kept with no time left.
+    reg.adopt_cached("plain", theirs("x"), Duration::from_secs(30));
+    reg.adopt_cached("cache-y", theirs("x"), Duration::ZERO);
+    assert!(reg.cached("plain").is_none() && reg.cached("cache-y").is_none());
+    let listed = reg.cached_events();
+    assert_eq!(listed.len(), 1, "only cache-x is live");
+    assert_eq!(listed[0].0, "cache-x");
+}

@@ -249,3 +249,22 @@ fn scaling_secret_from_any_source_hidden_in_logs_and_a_warning_for_the_dev_app()
     std::fs::write(d.path().join(".env"), "RESOUND_SCALING_SECRET=null\n").unwrap();
     assert_eq!(secret(&[]).scaling.unwrap().secret, None);
 }
+
+#[test]
+fn redis_timeout_takes_a_fraction_as_laravels_redis_settings_do() {
+    // phpredis and Predis take float timeouts, so a Laravel .env may hold `REDIS_TIMEOUT=2.5`;
+    // refusing it would stop a node that Reverb starts with the same .env.
+    let d = tmpdir("redis-timeout");
+    std::fs::write(d.path().join(".env"), "REDIS_TIMEOUT=2.5\n").unwrap();
+    let c = load_args(&["--scaling"], d.path()).unwrap();
+    assert_eq!(c.scaling.unwrap().timeout, Duration::from_millis(2500));
+    let c = load_args(&["--scaling", "--redis-timeout", "0.5"], d.path()).unwrap();
+    assert_eq!(c.scaling.unwrap().timeout, Duration::from_millis(500));
+    let e = load_args(&["--scaling", "--redis-timeout", "0"], d.path())
+        .unwrap_err()
+        .0;
+    assert!(
+        e.contains("REDIS_TIMEOUT (--redis-timeout)") && e.contains("'0'"),
+        "{e}"
+    );
+}
