@@ -8,18 +8,16 @@ use crate::support::*;
 
 /// Runs `resound [args] health` off the runtime's thread (the server under test runs on it).
 async fn health(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
-    let dir = dir.to_owned();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || run_health(&dir, &args))
-        .await
-        .unwrap()
+    resound(dir, &[args, &["health"]].concat()).await
 }
 
-fn run_health(dir: &Path, args: &[String]) -> (Option<i32>, String) {
-    let out = resound_command(dir)
-        .args(args)
-        .arg("health")
-        .output()
+/// Runs the binary in `dir` with exactly `args`: its exit code and stderr.
+async fn resound(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let dir = dir.to_owned();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || resound_command(&dir).args(args).output())
+        .await
+        .unwrap()
         .unwrap();
     (
         out.status.code(),
@@ -90,37 +88,21 @@ async fn health_takes_the_servers_flags_after_the_subcommand() {
     })
     .await;
     let port = server.addr.port().to_string();
-    let after = |args: Vec<String>| {
-        let dir = dir.path().to_owned();
-        tokio::task::spawn_blocking(move || {
-            let out = resound_command(&dir)
-                .arg("health")
-                .args(args)
-                .output()
-                .unwrap();
-            let err = String::from_utf8_lossy(&out.stderr).into_owned();
-            (out.status.code(), err)
-        })
-    };
-    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let (code, err) = after(args(&["--port", &port, "--path", "/reverb"]))
-        .await
-        .unwrap();
+    let (code, err) = resound(
+        dir.path(),
+        &["health", "--port", &port, "--path", "/reverb"],
+    )
+    .await;
     assert_eq!(code, Some(0), "{err}");
-    let (code, err) = after(args(&["--port", &port])).await.unwrap();
+    let (code, err) = resound(dir.path(), &["health", "--port", &port]).await;
     assert_eq!(code, Some(1), "/up without the prefix is not served: {err}");
     // Given on both sides, the one after `health` is used, as the last flag wins.
     let closed = free_port().to_string();
     let both = [
         "--port", &closed, "health", "--port", &port, "--path", "/reverb",
     ];
-    let out = tokio::task::spawn_blocking({
-        let (dir, both) = (dir.path().to_owned(), args(&both));
-        move || resound_command(&dir).args(both).output().unwrap()
-    })
-    .await
-    .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let (code, err) = resound(dir.path(), &both).await;
+    assert_eq!(code, Some(0), "{err}");
 }
 
 #[tokio::test]

@@ -33,9 +33,15 @@ fn set_mtime(path: &Path, to: SystemTime) {
 }
 
 /// Serves `cert`/`key`, with a client of `old`'s CA connected and subscribed; renews with
-/// `renew`, then checks that new handshakes get `new`'s certificate and that the client
-/// still receives what is triggered.
-async fn renewal_is_picked_up(cert: &Path, key: &Path, old: &Pki, new: &Pki, renew: impl FnOnce()) {
+/// `renew`, then checks that new handshakes get `new`'s certificate (and `old`'s no more),
+/// that the client still receives what is triggered, and that a new client subscribes.
+pub(crate) async fn renewal_is_picked_up(
+    cert: &Path,
+    key: &Path,
+    old: &Pki,
+    new: &Pki,
+    renew: impl FnOnce(),
+) {
     let server = TestServer::start_with(resound::Config {
         tls: Some(TlsFiles {
             cert: cert.to_owned(),
@@ -65,6 +71,8 @@ async fn renewal_is_picked_up(cert: &Path, key: &Path, old: &Pki, new: &Pki, ren
     );
     trigger(port, &connector(&new.ca), "news", "after renewal").await;
     assert_eq!(next_json(&mut ws).await["data"], "after renewal");
+    let (mut late, _) = wss(port, &connector(&new.ca)).await;
+    subscribe(&mut late, "news").await;
 }
 
 #[tokio::test]
